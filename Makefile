@@ -1,0 +1,37 @@
+# make test   — set up .venv (torch kept if present, else the CPU wheel 2.13.0), build, run all tests
+# make demo   — set up, then run the demo
+# make bench  — set up, then print the benchmark table (benches/run.py)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.sea-installed
+
+.PHONY: setup test demo bench info clean
+
+setup: $(STAMP)
+
+# --system-site-packages: a torch the user already has stays in use; only where none is found
+# does the CPU wheel torch==2.13.0 get installed (never a multi-GB CUDA build).
+$(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
+	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q "numpy" "triton" "ninja" "setuptools>=64" "wheel" \
+		"pytest" "pytest-benchmark" "expecttest"
+	$(PY) -m pip install -q --no-build-isolation -e .
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m sea_kernels.info
+	$(PY) -m pytest -q tests
+
+demo: setup
+	$(PY) python/demo.py
+
+bench: setup
+	$(PY) benches/run.py
+
+info: setup
+	$(PY) -m sea_kernels.info
+
+clean:
+	rm -rf build *.egg-info sea_kernels/*.so $(VENV)

@@ -1,0 +1,153 @@
+"""One command for every benchmark: `python benches/run.py` prints a table of SeA step times.
+
+A step is what training needs: the loss of the augmented batch and dW. Candidates, timed
+interleaved in one run (round-robin, median of repeats) so that their ratios are honest:
+
+  reference     paper-literal PyTorch (sea_kernels.reference, autograd for dW)
+  compiled-ref  torch.compile(reference)
+  torch-gram    the Gram-space eager backend (sea_kernels.torch_sea)
+  cpp           the fused C++ kernel (torch.ops.sea_kernels.sea_fwd_cpu), CPU only
+  fused_sea     the public op + autograd with backend="auto" (what a training loop calls)
+  triton        the fused Triton kernel, CUDA only
+  gemm-floor    the three GEMMs no formulation avoids (X@W, X@Xᵀ, Xᵀ@R) with torch.mm
+
+On CPU times are wall-clock medians with time.perf_counter; on CUDA, triton.testing.do_bench
+medians. Ratios are reference / candidate (speed-up) and candidate / gemm-floor.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import sea_kernels  # noqa: E402
+from sea_kernels import _ext, reference, torch_sea, triton_sea  # noqa: E402
+
+CPU_SHAPES = [(256, 2048, 10), (256, 8192, 100), (1024, 8192, 1000)]
+GPU_SHAPES = CPU_SHAPES + [(4096, 8192, 100)]
+HYPER = dict(alpha=0.01, eta=0.8, lam=0.1, delta=0.0)
+
+
+def make_inputs(b, d, c, device, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.normalize(torch.randn(b, d, generator=g), dim=1)
+    y = torch.randint(0, c, (b,), generator=g)
+    w = torch.randn(d, c, generator=g) * (3.0 / d ** 0.5)
+    return x.to(device, dtype), y.to(device), w.to(device, dtype)
+
+
+def candidates(x, y, w):
+    """{name: zero-argument callable running one step (loss + dW)}."""
+    b = x.shape[0]
+    scale = torch.full((b,), 1.0 / b, device=x.device, dtype=torch.float32)
+
+    def ref_step(fn):
+        def step():
+            wg = w.detach().requires_grad_(True)
+            fn(x, y, wg).backward()
+            return wg.grad
+        return step
+
+    ref_loss = lambda xx, yy, ww: reference.sea_loss(xx, yy, ww, **HYPER)
+    compiled_loss = torch.compile(ref_loss, dynamic=False)
+    out = {"reference": ref_step(ref_loss), "compiled-ref": ref_step(compiled_loss),
+           "torch-gram": lambda: torch_sea.sea_forward(x, y, w, scale, *HYPER.values())}
+    if x.device.type == "cpu" and _ext.CPP_AVAILABLE:
+        out["cpp"] = lambda: torch.ops.sea_kernels.sea_fwd_cpu(x, y, w, scale, *HYPER.values(),
+                                                               False, True)
+    if x.device.type == "cuda" and triton_sea.AVAILABLE:
+        out["triton"] = lambda: triton_sea.sea_forward(x, y, w, scale, *HYPER.values())
+    out["fused_sea"] = ref_step(lambda xx, yy, ww: sea_kernels.fused_sea(xx, yy, ww, validate=False,
+                                                                         **HYPER))
+    r = torch.randn(b, w.shape[1], device=x.device, dtype=x.dtype)
+    out["gemm-floor"] = lambda: (x @ w, x @ x.T, x.T @ r)
+    return out
+
+
+def time_cpu(fns, repeats, warmup):
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():  # interleaved: drift hits every candidate alike
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
+def time_cuda(fns, repeats, warmup):
+    from triton.testing import do_bench
+    return {name: do_bench(fn, warmup=warmup, rep=repeats, return_mode="median")
+            for name, fn in fns.items()}
+
+
+def check_agreement(fns):
+    """Every candidate's dW must agree before its time means anything."""
+    grads = {name: fn() for name, fn in fns.items() if name != "gemm-floor"}
+    grads = {k: (v[1] if isinstance(v, tuple) else v) for k, v in grads.items()}
+    base = grads["reference"].double()
+    return {k: ((g.double() - base).norm() / base.norm()).item() for k, g in grads.items()}
+
+
+def run(shapes, device, repeats, warmup):
+    rows = []
+    for b, d, c in shapes:
+        x, y, w = make_inputs(b, d, c, device)
+        fns = candidates(x, y, w)
+        errors = check_agreement(fns)
+        timer = time_cuda if device == "cuda" else time_cpu
+        ms = timer(fns, repeats, warmup)
+        for name, t in ms.items():
+            rows.append(dict(device=device, b=b, d=d, C=c, candidate=name, ms=t,
+                             speedup_vs_reference=ms["reference"] / t,
+                             x_gemm_floor=t / ms["gemm-floor"],
+                             rel_err_dW=errors.get(name)))
+    return rows
+
+
+def print_table(rows, file=sys.stdout):
+    head = (f"{'device':6} {'b':>5} {'d':>5} {'C':>5}  {'candidate':13} {'median ms':>10} "
+            f"{'vs reference':>13} {'× GEMM floor':>13} {'dW rel err':>11}")
+    print(head, file=file)
+    print("-" * len(head), file=file)
+    for r in rows:
+        err = "" if r["rel_err_dW"] is None else f"{r['rel_err_dW']:.1e}"
+        print(f"{r['device']:6} {r['b']:5d} {r['d']:5d} {r['C']:5d}  {r['candidate']:13} "
+              f"{r['ms']:10.3f} {r['speedup_vs_reference']:12.2f}× {r['x_gemm_floor']:12.2f}× "
+              f"{err:>11}", file=file)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shapes", default=None, help="b,d,C;b,d,C;... (default: the standard set)")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    p.add_argument("--no-gpu", action="store_true", help="skip the CUDA table even if a GPU is present")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    custom = ([tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]
+              if args.shapes else None)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
+          f"backends: {', '.join(k for k, (ok, _) in sea_kernels.backend_status().items() if ok)}")
+    rows = run(custom or CPU_SHAPES, "cpu", args.repeats, args.warmup)
+    if torch.cuda.is_available() and not args.no_gpu:
+        print(f"GPU: {torch.cuda.get_device_name()}")
+        rows += run(custom or GPU_SHAPES, "cuda", 100, 25)
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""Loads the compiled C++ extension `sea_kernels._C`; without it the package still works.
+
+On import `_C` registers `torch.ops.sea_kernels.sea_fwd_cpu` (TORCH_LIBRARY in csrc/). When the
+build failed or is missing, CPP_AVAILABLE is False, CPP_ERROR says why, one warning is emitted,
+and backend="auto" falls back to the eager `torch` backend.
+"""
+from __future__ import annotations
+
+import warnings
+
+try:
+    from . import _C  # noqa: F401  (registers the op)
+    from . import _cpp_fake  # noqa: F401  (its FakeTensor kernel, for torch.compile / opcheck)
+    CPP_AVAILABLE, CPP_ERROR = True, None
+except Exception as exc:  # ImportError, or an ABI mismatch surfacing as OSError
+    CPP_AVAILABLE, CPP_ERROR = False, f"{type(exc).__name__}: {exc}"
+    warnings.warn(f"sea_kernels: C++ extension unavailable ({CPP_ERROR}); "
+                  "using the torch backend on CPU", RuntimeWarning, stacklevel=2)
