@@ -1,0 +1,13 @@
+"""FakeTensor kernel of torch.ops.sea_kernels.sea_fwd_cpu (shapes and dtypes only), so the C++ op
+works under torch.compile and torch.library.opcheck."""
+import torch
+
+from . import _C  # noqa: F401  (defines the op this registers for)
+
+
+@torch.library.register_fake("sea_kernels::sea_fwd_cpu")
+def _(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only, compute_grad):
+    ct = torch.float64 if torch.float64 in (x.dtype, weight.dtype) else torch.float32
+    losses = x.new_empty((x.shape[0],), dtype=ct)
+    grad = x.new_empty(tuple(weight.shape) if compute_grad else (0,), dtype=ct)
+    return losses, grad
