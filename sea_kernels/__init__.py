@@ -7,12 +7,12 @@
     sea_kernels.info()                                 # versions and usable backends
 
 `sea_kernels.reference` is the paper-literal specification every backend is tested against.
-(`sea_kernels.sweep` and `sea_kernels.info` are the functions; their modules are imported with
+(`sea_kernels.sweep` is the function; its module is imported with
 `from sea_kernels.sweep import ...`.)
 """
 from . import reference
 from .features import prepare_features
-from .info import backend_status, info
+from ._info import backend_status, info
 from .metrics import mean_per_class, top1
 from .ops import fused_sea, resolve_backend, sea_augment
 from .sweep import SweepResult, sweep, train_many

@@ -630,7 +630,7 @@ def _builtin_bench(shape: str, repeats: int) -> int:
 
 
 def cmd_info(args):
-    from .info import info
+    from ._info import info
     info()
     return 0
 
