@@ -36,6 +36,7 @@ import torch  # noqa: E402
 
 import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
+from experiment import fit, scores  # noqa: E402  (this script's folder)
 
 DATA = ROOT / "data" / "banking77"
 CACHE = ROOT / ".cache" / "banking77-minilm.npz"
@@ -112,21 +113,6 @@ def banking77_features(cache: Path = CACHE, progress: bool = True):
 
 
 # ------------------------------------------------------------------------------ helpers
-
-def fit(augment, params, X, y, *, epochs, eval_set=None):
-    """SeAClassifier fitted on (X, y); returns (model, seconds)."""
-    from sea_kernels.trainer import SeAClassifier
-    clf = SeAClassifier(augment=augment, epochs=epochs, random_state=0, **params)
-    t0 = time.perf_counter()
-    clf.fit(X, y, eval_set=eval_set)
-    return clf, time.perf_counter() - t0
-
-
-def scores(clf, X, y):
-    from sea_kernels.metrics import mean_per_class, top1
-    pred = clf.predict(X)
-    return top1(pred, y), mean_per_class(pred, y)
-
 
 def select(augment, candidates, data, *, epochs):
     """Pick params among candidates on validation; (best params, val top-1, seconds spent)."""

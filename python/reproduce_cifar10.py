@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from experiment import fit, scores  # noqa: E402  (this script's folder)
 
 DEFAULT_FEATURES = ROOT.parent / "shared" / "data" / "cifar10-efficientnet-lite0" / "features.npz"
 ABLATION_ETAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
@@ -41,20 +42,6 @@ ABLATION_ETAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 
 def log(msg=""):
     print(msg, flush=True)
-
-
-def fit(augment, params, X, y, *, epochs, seed, eval_set=None):
-    from sea_kernels.trainer import SeAClassifier
-    clf = SeAClassifier(augment=augment, epochs=epochs, random_state=seed, **params)
-    t0 = time.perf_counter()
-    clf.fit(X, y, eval_set=eval_set)
-    return clf, time.perf_counter() - t0
-
-
-def scores(clf, X, y):
-    from sea_kernels.metrics import mean_per_class, top1
-    pred = clf.predict(X)
-    return top1(pred, y), mean_per_class(pred, y)
 
 
 def fmt(p):
