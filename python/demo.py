@@ -249,6 +249,7 @@ def main(argv=None):
     sea_p = {k: result.configs[sea_i][k] for k in keys}
 
     # final fits on train + val (timed alone), then curves for several η at SeA's lr and λ
+    from sea_kernels.trainer import TrainingDiverged
     rows = []
     base_clf, base_secs = fit("sea", base_p, x_tr, y_tr, epochs=epochs)
     sea_clf, sea_secs = fit("sea", sea_p, x_tr, y_tr, epochs=epochs)
@@ -257,8 +258,14 @@ def main(argv=None):
     rows.append(("SeA", sea_p, vals[sea_i], sea_clf, sea_secs, sweep_secs, "shared sweep"))
     evals = {"train": (x_tr, y_tr), "test": (x_te, y_te)}
     curve_etas = sorted(set(etas) | {sea_p["eta"]})
-    histories = {f"η={eta:g}": fit("sea", dict(sea_p, eta=eta), x_tr, y_tr, epochs=epochs,
-                                   eval_set=evals)[0].history_ for eta in curve_etas}
+    histories = {}
+    for eta in curve_etas:
+        try:
+            histories[f"η={eta:g}"] = fit("sea", dict(sea_p, eta=eta), x_tr, y_tr, epochs=epochs,
+                                          eval_set=evals)[0].history_
+        except TrainingDiverged as e:  # plot the epochs before the collapse, say so
+            histories[f"η={eta:g} (stopped: diverged)"] = e.history
+            print(f"   curve η={eta:g}: {e}")
 
     # 4. the other augmentations
     print("\n4. other feature augmentations, each with its lr picked on validation:")

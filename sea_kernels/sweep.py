@@ -58,9 +58,10 @@ PAPER_GRID = {
 }
 METRICS = ("top1", "mean_per_class")
 MOMENTUM = 0.9
-# SeAClassifier's divergence rule (trainer.py): an epoch's mean batch loss above 1000× the
-# all-zero classifier's loss or 1000× the first epoch's, or non-finite weights/loss.
+# SeAClassifier's divergence rule (trainer.py): an epoch's mean batch loss above 2× the all-zero
+# classifier's loss (collapse) or 1000× the first epoch's, or non-finite weights/loss.
 DIVERGENCE_FACTOR = 1e3
+COLLAPSE_FACTOR = 2.0
 
 
 # ----------------------------------------------------------------------------- configurations
@@ -207,7 +208,7 @@ class ManyResult:
     weights: (k, d, C) float tensor on the CPU, in the order of `configs` (a diverged
       configuration keeps the non-finite weights it had when it was caught);
     diverged: (k,) bool — a non-finite loss or weight, or (checked after every epoch, as
-      SeAClassifier does) a mean train loss above 1000× the all-zero classifier's or 1000× the
+      SeAClassifier does) a mean train loss above 2× the all-zero classifier's or 1000× the
       first epoch's; diverged_step: (k,) global step index at which it was caught (−1);
     train_loss: (epochs, k) mean of each epoch's batch losses (NaN once diverged);
     history: {eval set name: {"top1": (E, k), "mean_per_class": (E, k)}} at `eval_epochs`
@@ -440,7 +441,7 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = 100,
                 ep_loss = train_loss[epoch, act]
                 first = train_loss[0, act]
                 bad = (engine.nonfinite_weights() | ~np.isfinite(ep_loss)
-                       | (ep_loss > DIVERGENCE_FACTOR * zero_loss[act])
+                       | (ep_loss > COLLAPSE_FACTOR * zero_loss[act])
                        | (ep_loss > DIVERGENCE_FACTOR * np.maximum(first, 1e-12)))
                 if bad.any():
                     freeze(bad, step)

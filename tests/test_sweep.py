@@ -56,13 +56,18 @@ SMALL_GRID = {"lr": [0.5, 4.0], "weight_decay": [0.0, 1e-4], "alpha": [0.01, 0.0
 
 
 def train_alone(x, y, cfg, *, epochs, batch_size, random_state, num_classes):
-    """One configuration, the explicit fused_sea + torch.optim.SGD loop."""
+    """One configuration, the explicit fused_sea + torch.optim.SGD loop, with SeAClassifier's
+    collapse rule written out: stop after an epoch whose mean batch loss is above
+    sweep.COLLAPSE_FACTOR × the all-zero classifier's loss λ·log(1 + (C−1)e^{δ/λ}).
+    Returns (W, stopped)."""
     w = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, requires_grad=True)
     opt = torch.optim.SGD([w], lr=cfg["lr"], momentum=0.9, weight_decay=cfg["weight_decay"])
     g = torch.Generator().manual_seed(random_state)
+    zero = cfg["lam"] * math.log1p((num_classes - 1) * math.exp(cfg["delta"] / cfg["lam"]))
     n = x.shape[0]
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
+        losses = []
         for lo in range(0, n, batch_size):
             idx = perm[lo:lo + batch_size]
             opt.zero_grad()
@@ -70,7 +75,10 @@ def train_alone(x, y, cfg, *, epochs, batch_size, random_state, num_classes):
                                          lam=cfg["lam"], delta=cfg["delta"])
             loss.backward()
             opt.step()
-    return w.detach()
+            losses.append(loss.item())
+        if sum(losses) / len(losses) > sw.COLLAPSE_FACTOR * zero:
+            return w.detach(), True
+    return w.detach(), False
 
 
 def _rel(a, b):
@@ -93,8 +101,10 @@ def test_batched_equals_alone_float64(cifar, solo64, chunk_size):
     res = sw.train_many(cifar[0], cifar[1], configs, epochs=2, batch_size=64, random_state=3,
                         num_classes=10, chunk_size=chunk_size)
     assert res.weights.dtype == torch.float64 and res.weights.shape == (64, 1280, 10)
-    assert not res.diverged.any()
-    errs = [_rel(res.weights[i], want[i]) for i in range(len(configs))]
+    stopped = np.array([s for _, s in want])
+    assert 0 < stopped.sum() < len(configs)  # the grid exercises the collapse rule both ways
+    np.testing.assert_array_equal(res.diverged, stopped)
+    errs = [_rel(res.weights[i], want[i][0]) for i in range(len(configs))]
     assert max(errs) < 1e-10, max(errs)
     assert res.steps == 2 * 10
 
@@ -107,8 +117,8 @@ def test_batched_equals_alone_float32(cifar, solo64):
     res = sw.train_many(x32, y, configs, epochs=2, batch_size=64, random_state=3, chunk_size=5)
     assert res.weights.dtype == torch.float32
     for i in pick:
-        want = train_alone(x32, y, configs[i], epochs=2, batch_size=64, random_state=3,
-                           num_classes=10)
+        want, _ = train_alone(x32, y, configs[i], epochs=2, batch_size=64, random_state=3,
+                              num_classes=10)
         assert _rel(res.weights[i], want) < 1e-4, (i, configs[i])
 
 
@@ -174,8 +184,9 @@ def test_diverging_config_is_flagged_and_isolated(cifar):
     assert np.isfinite(res.history["train"]["top1"][-1][[0, 2, 4]]).all()
     assert np.isnan(res.train_loss[-1][[1, 3]]).all()
     for i in (0, 2, 4):
-        want = train_alone(x, y, sw.normalize_config(configs[i]), epochs=2, batch_size=64,
-                           random_state=0, num_classes=10)
+        want, stopped = train_alone(x, y, sw.normalize_config(configs[i]), epochs=2,
+                                    batch_size=64, random_state=0, num_classes=10)
+        assert not stopped
         assert _rel(res.weights[i], want) < 1e-4
 
 

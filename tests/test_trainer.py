@@ -292,10 +292,13 @@ def test_divergence_names_the_learning_rate(small):
         SeAClassifier(eta=0.8, lr=1e6, epochs=3, random_state=0).fit(X, y)
 
 
-def test_collapse_warns(small):
+def test_collapse_stops_training(small):
+    """A loss above 2× the all-zero classifier's (finite, but worse than predicting nothing) stops."""
     X, y = small
-    with pytest.warns(RuntimeWarning, match="collapsed; try lr="):
-        SeAClassifier(eta=0.8, lr=200.0, epochs=2, random_state=0, backend="torch").fit(X, y)
+    clf = SeAClassifier(eta=0.8, lr=200.0, epochs=2, random_state=0, backend="torch")
+    with pytest.raises(TrainingDiverged, match=r"with lr=200; try lr=50 or lower.*collapsed") as e:
+        clf.fit(X, y)
+    assert e.value.history == clf.history_  # the epochs completed before the stop
 
 
 def test_nan_loss_mid_training_is_training_diverged(small, monkeypatch):
