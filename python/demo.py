@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
-from experiment import fit, scores  # noqa: E402  (this script's folder)
+from experiment import fit, scores, select  # noqa: E402  (this script's folder)
 
 DATA = ROOT / "data" / "banking77"
 CACHE = ROOT / ".cache" / "banking77-minilm.npz"
@@ -113,23 +113,6 @@ def banking77_features(cache: Path = CACHE, progress: bool = True):
 
 
 # ------------------------------------------------------------------------------ helpers
-
-def select(augment, candidates, data, *, epochs):
-    """Pick params among candidates on validation; (best params, val top-1, seconds spent)."""
-    from sea_kernels.trainer import TrainingDiverged
-    x_tr, y_tr, x_va, y_va = data
-    best, best_val, spent = None, -1.0, 0.0
-    for params in candidates:
-        try:
-            clf, secs = fit(augment, params, x_tr, y_tr, epochs=epochs)
-        except TrainingDiverged:
-            continue
-        spent += secs
-        val = scores(clf, x_va, y_va)[0]
-        if val > best_val:
-            best, best_val = params, val
-    return best, best_val, spent
-
 
 @contextlib.contextmanager
 def isda_diagonal(enabled: bool):
@@ -299,7 +282,7 @@ def main(argv=None):
     curves = plot_curves(histories, args.out / "curves.png", sets=["train", "test"],
                          titles=[f"train top-1 (SeA, lr={sea_p['lr']:g}, λ={sea_p['lam']:g})",
                                  "test top-1"],
-                         title=f"Banking77, MiniLM features: accuracy per epoch for several η")
+                         title="Banking77, MiniLM features: accuracy per epoch for several η")
     heat = plot_heatmap(result, args.out / "heatmap.png", x="lr", y="eta",
                         title=f"Banking77 validation top-1, best over λ ({n_cfg} configurations)")
     from sea_kernels.io import atomic_write, write_json

@@ -18,3 +18,22 @@ def scores(clf, X, y):
     from sea_kernels.metrics import mean_per_class, top1
     pred = clf.predict(X)
     return top1(pred, y), mean_per_class(pred, y)
+
+
+def select(augment, candidates, data, *, epochs, seed=0):
+    """Pick params among candidates by validation top-1, data = (X_train, y_train, X_val, y_val);
+    a candidate whose training diverges is skipped. Returns (best params or None, its val top-1,
+    seconds spent fitting)."""
+    from sea_kernels.trainer import TrainingDiverged
+    x_tr, y_tr, x_va, y_va = data
+    best, best_val, spent = None, -1.0, 0.0
+    for params in candidates:
+        try:
+            clf, secs = fit(augment, params, x_tr, y_tr, epochs=epochs, seed=seed)
+        except TrainingDiverged:
+            continue
+        spent += secs
+        val = scores(clf, x_va, y_va)[0]
+        if val > best_val:
+            best, best_val = params, val
+    return best, best_val, spent

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from experiment import fit, scores  # noqa: E402  (this script's folder)
+from experiment import fit, scores, select  # noqa: E402  (this script's folder)
 
 DEFAULT_FEATURES = ROOT.parent / "shared" / "data" / "cifar10-efficientnet-lite0" / "features.npz"
 ABLATION_ETAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
@@ -104,16 +104,8 @@ def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
             ("ME-ADA", "me_ada", [dict(lr=lr, lam=base_p["lam"]) for lr in lr_cands]),
             ("mixup", "mixup", [dict(lr=lr, lam=base_p["lam"], eta=e) for lr in lr_cands
                                 for e in cfg.mixup_etas])):
-        best, best_val, spent = None, -1.0, 0.0
-        for p in cands:
-            try:
-                clf, secs = fit(augment, p, x_tr, y_tr, epochs=epochs, seed=seed)
-            except TrainingDiverged:
-                continue
-            spent += secs
-            v = scores(clf, x_va, y_va)[0]
-            if v > best_val:
-                best, best_val = p, v
+        best, best_val, spent = select(augment, cands, (x_tr, y_tr, x_va, y_va), epochs=epochs,
+                                       seed=seed)
         if best is None:
             log(f"   {label}: every candidate diverged")
             continue

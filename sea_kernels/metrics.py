@@ -12,7 +12,9 @@ import torch
 __all__ = ["top1", "mean_per_class"]
 
 
-def _as_numpy(a, name: str) -> np.ndarray:
+def label_array(a, name: str) -> np.ndarray:
+    """A 1-D numpy array of labels/predictions from an array, list or tensor (ValueError naming
+    `name` otherwise)."""
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
     a = np.asarray(a)
@@ -22,7 +24,7 @@ def _as_numpy(a, name: str) -> np.ndarray:
 
 
 def _pair(pred, y):
-    p, t = _as_numpy(pred, "pred"), _as_numpy(y, "y")
+    p, t = label_array(pred, "pred"), label_array(y, "y")
     if p.shape[0] != t.shape[0]:
         raise ValueError(f"pred has {p.shape[0]} entries but y has {t.shape[0]}")
     if t.shape[0] == 0:

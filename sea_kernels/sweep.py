@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from .batched_sea import Hyper, Workspace, batched_sea_grad
+from .metrics import label_array
 
 PARAMS = ("lr", "weight_decay", "alpha", "lam", "delta", "eta")
 ALIASES = {"wd": "weight_decay", "learning_rate": "lr", "lambda": "lam", "lambda_": "lam",
@@ -593,15 +594,6 @@ class SweepResult:
 
 # ----------------------------------------------------------------------------- sweep()
 
-def _label_array(y, name: str) -> np.ndarray:
-    if isinstance(y, torch.Tensor):
-        y = y.detach().cpu().numpy()
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one label per row), got shape {arr.shape}")
-    return arr
-
-
 def _concat_rows(a, b):
     """Rows of b appended to a: arrays, tensors, or lists of feature blocks (blockwise)."""
     if isinstance(a, (list, tuple)):
@@ -645,10 +637,10 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
         raise ValueError("give both X_test and y_test, or neither")
     device = _resolve_device(device, X[0] if isinstance(X, (list, tuple)) else X)
     x_all = prepare(X, device)
-    y_raw = _label_array(y, "y")
+    y_raw = label_array(y, "y")
     if x_all.shape[0] != y_raw.shape[0]:
         raise ValueError(f"y has {y_raw.shape[0]} labels but X has {x_all.shape[0]} rows")
-    yv_raw = None if y_val is None else _label_array(y_val, "y_val")
+    yv_raw = None if y_val is None else label_array(y_val, "y_val")
     classes = np.unique(y_raw if yv_raw is None else np.concatenate([y_raw, yv_raw]))
     if len(classes) < 2:
         raise ValueError(f"y contains a single class ({classes[0]!r}); need at least 2")
@@ -708,7 +700,7 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
         w = many.weights[best].to(device, xt.dtype)
         pred = classes[(xt @ w).argmax(dim=1).cpu().numpy()]
     if X_test is not None:
-        yt = _label_array(y_test, "y_test")
+        yt = label_array(y_test, "y_test")
         result.test_top1, result.test_mean_per_class = top1(pred, yt), mean_per_class(pred, yt)
     result.wall_time_s = time.perf_counter() - t0
     return result

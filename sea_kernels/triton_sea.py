@@ -174,6 +174,18 @@ if AVAILABLE:
             tl.store(p2_ptr + r64 * stride_p + pid_t, tl.sum(q * k, 1), mask=rmask)
 
     @triton.jit
+    def _aug_logits(l_ptr, qv_ptr, r64, rmask, y, c1, c2, c0, b, C, stride_l, stride_qv,
+                    BLOCK_C: tl.constexpr):
+        """Columns c0..c0+BLOCK_C of L̃ = c1 L + c2 QL for a row block: (L̃, in-range mask,
+        is-label mask)."""
+        cols = c0 + tl.arange(0, BLOCK_C)
+        mask = rmask[:, None] & (cols[None, :] < C)
+        is_y = cols[None, :] == y[:, None]
+        lv = tl.load(l_ptr + r64[:, None] * stride_l + cols[None, :], mask=mask, other=0.0)
+        ql = tl.load(qv_ptr + r64[:, None] * stride_qv + b + cols[None, :], mask=mask, other=0.0)
+        return c1[:, None] * lv + c2[:, None] * ql, mask, is_y
+
+    @triton.jit
     def _row_epilogue(l_ptr, y_ptr, qv_ptr, v_ptr, gh2_ptr, xg_ptr, rs_ptr, loss_ptr, d_ptr,
                       c1_ptr, c2_ptr, b, C, stride_l, stride_qv, stride_v, stride_d,
                       eta, delta, lam, inv_lam,
@@ -198,13 +210,8 @@ if AVAILABLE:
         s = tl.zeros([BLOCK_M], dtype=tl.float32)   # Σ_{c≠y} e^{z̃_c − m}
         zy = tl.zeros([BLOCK_M], dtype=tl.float32)  # z̃_y
         for c0 in range(0, C, BLOCK_C):
-            cols = c0 + tl.arange(0, BLOCK_C)
-            mask = rmask[:, None] & (cols[None, :] < C)
-            is_y = cols[None, :] == y[:, None]
-            lv = tl.load(l_ptr + r64[:, None] * stride_l + cols[None, :], mask=mask, other=0.0)
-            ql = tl.load(qv_ptr + r64[:, None] * stride_qv + b + cols[None, :], mask=mask,
-                         other=0.0)
-            lt = c1[:, None] * lv + c2[:, None] * ql
+            lt, mask, is_y = _aug_logits(l_ptr, qv_ptr, r64, rmask, y, c1, c2, c0, b, C,
+                                         stride_l, stride_qv, BLOCK_C)
             zt = tl.where(mask, tl.where(is_y, lt, lt + delta) * inv_lam, float("-inf"))
             m_new = tl.maximum(m, tl.max(zt, 1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -224,13 +231,9 @@ if AVAILABLE:
             tl.store(c1_ptr + rows, c1, mask=rmask)
             tl.store(c2_ptr + rows, c2, mask=rmask)
             for c0 in range(0, C, BLOCK_C):
+                lt, mask, is_y = _aug_logits(l_ptr, qv_ptr, r64, rmask, y, c1, c2, c0, b, C,
+                                             stride_l, stride_qv, BLOCK_C)
                 cols = c0 + tl.arange(0, BLOCK_C)
-                mask = rmask[:, None] & (cols[None, :] < C)
-                is_y = cols[None, :] == y[:, None]
-                lv = tl.load(l_ptr + r64[:, None] * stride_l + cols[None, :], mask=mask, other=0.0)
-                ql = tl.load(qv_ptr + r64[:, None] * stride_qv + b + cols[None, :], mask=mask,
-                             other=0.0)
-                lt = c1[:, None] * lv + c2[:, None] * ql
                 zt = tl.where(mask & ~is_y, (lt + delta) * inv_lam, float("-inf"))
                 d = tl.where(is_y, dy[:, None], tl.exp(zt - lse[:, None])) * rs[:, None]
                 tl.store(d_ptr + r64[:, None] * stride_d + cols[None, :], d, mask=mask)

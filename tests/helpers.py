@@ -21,6 +21,28 @@ def make_problem(b, d, c, *, seed=0, dtype=torch.float64, weight_scale=None, nor
     return x.to(dtype), labels, weight.to(dtype)
 
 
+def reference_rows(x, labels, weight, row_scale, negative_only=False, **kw):
+    """Per-row losses and ∂(Σ s_i ℓ_i)/∂W of the paper-literal reference, in x's dtype."""
+    w = weight.detach().clone().requires_grad_(True)
+    losses = reference.sea_loss(x, labels, w, direction="sea_neg" if negative_only else "sea",
+                                reduction="none", **kw)
+    (grad,) = torch.autograd.grad((losses * row_scale.to(losses.dtype)).sum(), w)
+    return losses.detach(), grad
+
+
+def one_hot_problem(b, d, c, *, seed=7):
+    """Features and a weight making p exactly one-hot at class 0 for rows labelled 0 (logit 0 ≥ 100,
+    so A = 0 there at λ = 0.1); row 0 is labelled 1 and keeps a real gradient."""
+    x, _, _ = make_problem(b, d, c, seed=seed)
+    u = reference.unit(torch.ones(1, d, dtype=x.dtype))
+    x = reference.unit(x + 3 * u)
+    weight = torch.zeros(d, c, dtype=x.dtype)
+    weight[:, 0] = 200 * u[0]
+    labels = torch.zeros(b, dtype=torch.long)
+    labels[0] = 1
+    return x, labels, weight
+
+
 def rel_err(got, want):
     got, want = got.double(), want.double()
     return ((got - want).norm() / want.norm().clamp_min(1e-30)).item()

@@ -8,7 +8,7 @@ import torch
 import sea_kernels
 from sea_kernels import _ext, reference
 from sea_kernels.ops import fused_sea_op, weighted_grad_op
-from helpers import TOLERANCE, assert_matches_reference, make_problem, rel_err
+from helpers import assert_matches_reference, make_problem, one_hot_problem, rel_err
 
 CPU_BACKENDS = [
     "torch",
@@ -89,14 +89,7 @@ def test_corner_cases(backend, case, dtype):
     b, d, c = spec["shape"]
     x, y, w = make_problem(b, d, c, seed=7, normalise=not spec.get("raw"))
     if spec.get("one_hot"):
-        # logit 0 ≥ 100 for every row, λ = 0.1: p is exactly one-hot at class 0 (A = 0) for every
-        # row labelled 0; row 0 is labelled 1 and keeps a real gradient.
-        u = reference.unit(torch.ones(1, d, dtype=x.dtype))
-        x = reference.unit(x + 3 * u)
-        w = torch.zeros(d, c, dtype=x.dtype)
-        w[:, 0] = 200 * u[0]
-        y = torch.zeros(b, dtype=torch.long)
-        y[0] = 1
+        x, y, w = one_hot_problem(b, d, c, seed=7)
     if spec.get("dominant"):
         g = reference.feature_gradient(x, y, w)
         x = reference.unit(x + 20 * reference.unit(g))

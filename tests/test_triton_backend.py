@@ -15,7 +15,7 @@ if not torch.cuda.is_available():
 import pytest  # noqa: E402
 
 from sea_kernels import reference, triton_sea  # noqa: E402
-from helpers import TOLERANCE, make_problem, rel_err  # noqa: E402
+from helpers import TOLERANCE, make_problem, one_hot_problem, reference_rows, rel_err  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not triton_sea.AVAILABLE,
                                 reason=f"triton unavailable: {triton_sea.UNAVAILABLE_REASON}")
@@ -29,15 +29,6 @@ SHAPES = [(1, 3, 2), (2, 5, 3), (7, 33, 10), (19, 40, 5), (33, 17, 70)]
 @pytest.fixture
 def small_blocks(monkeypatch):
     monkeypatch.setattr(triton_sea, "CONFIG", SMALL)
-
-
-def reference_rows(x, labels, weight, row_scale, negative_only=False, **kw):
-    """Per-row losses and ∂(Σ s_i ℓ_i)/∂W of the paper-literal reference, in x's dtype."""
-    w = weight.detach().clone().requires_grad_(True)
-    losses = reference.sea_loss(x, labels, w, direction="sea_neg" if negative_only else "sea",
-                                reduction="none", **kw)
-    (grad,) = torch.autograd.grad((losses * row_scale.to(losses.dtype)).sum(), w)
-    return losses.detach(), grad
 
 
 def check(x, labels, weight, row_scale=None, negative_only=False, **kw):
@@ -81,13 +72,7 @@ def test_hyperparameters(small_blocks, kw):
 def test_zero_gradient_rows(small_blocks):
     """p one-hot at the label for rows 1.. (A = 0, S row 0, Q uniform); row 0 keeps a gradient."""
     b, d, c = 18, 8, 3
-    x, _, _ = make_problem(b, d, c, seed=7)
-    u = reference.unit(torch.ones(1, d, dtype=x.dtype))
-    x = reference.unit(x + 3 * u)
-    w = torch.zeros(d, c, dtype=x.dtype)
-    w[:, 0] = 200 * u[0]
-    y = torch.zeros(b, dtype=torch.long)
-    y[0] = 1
+    x, y, w = one_hot_problem(b, d, c)
     check(x.float(), y, w.float())
 
 

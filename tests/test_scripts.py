@@ -1,0 +1,54 @@
+"""The runnable scripts in python/: the shared selection helper, and the CIFAR-10 reproduction
+end to end (--quick) on a small slice of the real features."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_fixtures import cifar_data, cifar_slice  # noqa: F401  (session fixture)
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "python"
+sys.path.insert(0, str(SCRIPTS))
+
+import experiment  # noqa: E402
+
+
+def test_select_skips_diverged_and_picks_best_on_validation(cifar_data):  # noqa: F811
+    d = cifar_data
+    n = 500
+    data = (d["xtr"][:n], d["ytr"][:n], d["xtr"][n:900], d["ytr"][n:900])
+    cands = [dict(lr=1e38, eta=0.4), dict(lr=0.05, eta=0.0), dict(lr=0.5, eta=0.0)]
+    best, val, spent = experiment.select("sea", cands, data, epochs=2)
+    vals = []
+    for p in cands[1:]:
+        clf, _ = experiment.fit("sea", p, data[0], data[1], epochs=2)
+        vals.append(experiment.scores(clf, data[2], data[3])[0])
+    assert best == cands[1 + int(np.argmax(vals))]
+    assert val == max(vals) and spent > 0
+    assert experiment.select("sea", cands[:1], data, epochs=2)[0] is None  # all diverged
+
+
+def test_reproduce_cifar10_quick_writes_the_tables(tmp_path):
+    xtr, ytr, xte, yte = cifar_slice(1500, 500, seed=2)
+    feats = tmp_path / "slice.npz"
+    np.savez(feats, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "reproduce_cifar10.py"), "--quick",
+                           "--features", str(feats), "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (out / "results.md").read_text()
+    for method in ("baseline", "SeA", "ISDA", "ME-ADA", "mixup"):
+        assert method in md, method
+    res = json.loads((out / "results.json").read_text())
+    assert res["epochs"] == 3
+    for rows in res["results"].values():
+        for r in rows:
+            assert 0.3 < r["test_top1"] <= 1.0, r  # 3 epochs, 150-row subset: still 3× chance
+    assert set(res["eta_ablation"]) and (out / "eta_ablation.png").stat().st_size > 0
+    assert not list(out.glob("*.tmp*"))
