@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from data_fixtures import cifar_data, cifar_slice  # noqa: F401  (session fixture)
 
