@@ -10,7 +10,8 @@
    one pass by `sea_kernels.sweep`. The baseline is the best η = 0 configuration (a plain linear
    probe), SeA the best η > 0 one; both are refitted on train + val and scored on the test set.
 4. The other feature augmentations of the paper (mixup, random direction, raw adversarial
-   gradient, ME-ADA, ISDA), each with its learning rate picked on the same validation split.
+   gradient, ME-ADA, ISDA), each with its learning rate (ME-ADA: and its ascent step) picked on
+   the same validation split.
 5. One table (test top-1, mean per-class accuracy, wall time) and plots under out/demo/: accuracy
    per epoch for several η (the paper's Fig. 2–3) and the sweep heat-map.
 
@@ -36,7 +37,7 @@ import torch  # noqa: E402
 
 import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
-from experiment import fit, scores, select  # noqa: E402  (this script's folder)
+from experiment import ME_ADA_ASCENT_STEPS, fit, fmt_params, scores, select  # noqa: E402  (this script's folder)
 
 DATA = ROOT / "data" / "banking77"
 CACHE = ROOT / ".cache" / "banking77-minilm.npz"
@@ -162,11 +163,6 @@ def isda_setup(split, base_p, lr_cands, epochs, budget_s):
     return "ISDA (diagonal covariances)", cands
 
 
-def fmt_params(p):
-    names = {"lr": "lr", "eta": "η", "lam": "λ", "alpha": "α", "weight_decay": "wd", "delta": "δ"}
-    return " ".join(f"{names.get(k, k)}={v:g}" for k, v in p.items())
-
-
 # ------------------------------------------------------------------------------ main
 
 def main(argv=None):
@@ -263,7 +259,8 @@ def main(argv=None):
         ("adversarial gradient (adv)", "adv",
          [dict(lr=lr, lam=sea_p["lam"], eta=e) for lr in lr_cands
           for e in ((0.2, 1.0) if not args.quick else (0.2,))]),
-        ("ME-ADA", "me_ada", [dict(lr=lr, lam=base_p["lam"]) for lr in lr_cands]),
+        ("ME-ADA", "me_ada", [dict(lr=lr, lam=base_p["lam"], me_ada_lr=a) for lr in lr_cands
+                              for a in (ME_ADA_ASCENT_STEPS if not args.quick else (0.003,))]),
         (isda_label, "isda", isda_cands),
     ]
     for label, augment, cands in others:

@@ -12,7 +12,8 @@ x_test 10,000 × 1280, float16; see its README), or --features PATH.
    refitted on train + val and scored on the test set; on the full training set and on a stratified
    10% subset (--subset-fraction). Baseline and SeA come from one `sea_kernels.sweep` pass over
    lr × η × λ (the whole grid at once); the others are separate `SeAClassifier` fits per candidate
-   learning rate.
+   (learning rate; mixup also η, ME-ADA also its feature-space ascent step). --methods picks the
+   baselines to run.
 2. Fig. 2–3 — the η ablation: train and test top-1 accuracy after every epoch for η ∈ {0, 0.2, 0.4,
    0.6, 0.8, 1.0} at the learning rate and λ SeA selected on the full set (one `train_many` pass on
    the whole training set, scored every epoch).
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from experiment import fit, scores, select  # noqa: E402  (this script's folder)
+from experiment import ME_ADA_ASCENT_STEPS, fit, fmt_params, scores, select  # noqa: E402
 
 DEFAULT_FEATURES = ROOT.parent / "shared" / "data" / "cifar10-efficientnet-lite0" / "features.npz"
 ABLATION_ETAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
@@ -45,8 +46,7 @@ def log(msg=""):
 
 
 def fmt(p):
-    names = {"lr": "lr", "eta": "η", "lam": "λ", "alpha": "α", "weight_decay": "wd"}
-    return ", ".join(f"{names.get(k, k)}={v:g}" for k, v in p.items())
+    return fmt_params(p, sep=", ")
 
 
 def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
@@ -101,9 +101,12 @@ def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
     lr_cands = sorted({base_p["lr"] * f for f in cfg.lr_factors})
     for label, augment, cands in (
             ("ISDA", "isda", [dict(lr=lr, lam=base_p["lam"]) for lr in lr_cands]),
-            ("ME-ADA", "me_ada", [dict(lr=lr, lam=base_p["lam"]) for lr in lr_cands]),
+            ("ME-ADA", "me_ada", [dict(lr=lr, lam=base_p["lam"], me_ada_lr=a) for lr in lr_cands
+                                  for a in cfg.me_ada_lrs]),
             ("mixup", "mixup", [dict(lr=lr, lam=base_p["lam"], eta=e) for lr in lr_cands
                                 for e in cfg.mixup_etas])):
+        if augment not in cfg.methods:
+            continue
         best, best_val, spent = select(augment, cands, (x_tr, y_tr, x_va, y_va), epochs=epochs,
                                        seed=seed)
         if best is None:
@@ -192,6 +195,9 @@ def main(argv=None):
     ap.add_argument("--lams", type=float, nargs="+", default=None, help="sweep λ (0.1 1)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["full", "subset", "ablation"],
                     help="parts to leave out")
+    ap.add_argument("--methods", nargs="+", default=["isda", "me_ada", "mixup"],
+                    choices=["isda", "me_ada", "mixup"],
+                    help="baselines next to linear probing and SeA (all three)")
     ap.add_argument("--progress", action=argparse.BooleanOptionalAction,
                     default=sys.stderr.isatty())
     cfg = ap.parse_args(argv)
@@ -201,6 +207,7 @@ def main(argv=None):
     cfg.lams = cfg.lams or ([0.1] if cfg.quick else [0.1, 1.0])
     cfg.lr_factors = [1.0] if cfg.quick else [0.5, 1.0, 2.0]
     cfg.mixup_etas = [0.4] if cfg.quick else [0.2, 0.4, 0.8]
+    cfg.me_ada_lrs = [0.003] if cfg.quick else list(ME_ADA_ASCENT_STEPS)
     cfg.ablation_etas = [0.0, 0.4, 1.0] if cfg.quick else ABLATION_ETAS
     if not cfg.features.is_file():
         raise SystemExit(f"features not found: {cfg.features} (pass --features PATH)")
