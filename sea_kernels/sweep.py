@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from .batched_sea import Hyper, Workspace, batched_sea_grad
+from .divergence import COLLAPSE_FACTOR, DIVERGENCE_FACTOR, zero_classifier_loss
 from .metrics import label_array
 
 PARAMS = ("lr", "weight_decay", "alpha", "lam", "delta", "eta")
@@ -59,10 +60,6 @@ PAPER_GRID = {
 }
 METRICS = ("top1", "mean_per_class")
 MOMENTUM = 0.9
-# SeAClassifier's divergence rule (trainer.py): an epoch's mean batch loss above 2× the all-zero
-# classifier's loss (collapse) or 1000× the first epoch's, or non-finite weights/loss.
-DIVERGENCE_FACTOR = 1e3
-COLLAPSE_FACTOR = 2.0
 
 
 # ----------------------------------------------------------------------------- configurations
@@ -224,13 +221,6 @@ class ManyResult:
     eval_epochs: list
     wall_time_s: float
     steps: int
-
-
-def _zero_classifier_loss(lam: float, delta: float, num_classes: int) -> float:
-    """The SeA loss of W = 0 (the first step's): λ·log(1 + (C−1)·e^{δ/λ})."""
-    if num_classes < 2:
-        return lam * math.log(1.0)
-    return lam * float(np.logaddexp(0.0, math.log(num_classes - 1) + delta / lam))
 
 
 class _Engine:
@@ -414,7 +404,7 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = 100,
             diverged[i] = True
             diverged_step[i] = step
 
-    zero_loss = np.array([_zero_classifier_loss(cfg["lam"], cfg["delta"], c) for cfg in configs])
+    zero_loss = np.array([zero_classifier_loss(cfg["lam"], cfg["delta"], c) for cfg in configs])
     step = 0
     with torch.no_grad():
         for epoch in range(epochs):

@@ -70,6 +70,7 @@ from torch import Tensor
 
 from . import baselines
 from .baselines import ME_ADA_DEFAULTS
+from .divergence import COLLAPSE_FACTOR, DIVERGENCE_FACTOR, zero_classifier_loss
 from .features import block_dims, check_block_dims, prepare_features
 from .metrics import mean_per_class, top1
 from .ops import fused_sea, resolve_backend, sea_augment
@@ -82,8 +83,6 @@ _FORMAT_MODEL = "sea_kernels.SeAClassifier/1"
 _FORMAT_CKPT = "sea_kernels.SeAClassifier.checkpoint/1"
 # Parameters that may differ between a checkpoint and the run resuming it.
 _RESUME_FREE = ("epochs", "backend", "device", "verbose")
-_DIVERGENCE_FACTOR = 1e3
-_COLLAPSE_FACTOR = 2.0
 
 
 class TrainingDiverged(ValueError, RuntimeError):
@@ -440,21 +439,17 @@ class SeAClassifier:
         train_loss = float(total / batches)
         if not math.isfinite(train_loss) or not bool(torch.isfinite(W).all()):
             raise TrainingDiverged(self._diverged_msg(epoch, train_loss))
-        zero = self._zero_classifier_loss(int(W.shape[1]))
-        if train_loss > _COLLAPSE_FACTOR * zero:
+        zero = zero_classifier_loss(self.lam, self.delta, int(W.shape[1]))
+        if train_loss > COLLAPSE_FACTOR * zero:
             raise TrainingDiverged(self._diverged_msg(
-                epoch, train_loss, f"the train loss is above {_COLLAPSE_FACTOR:g}× the loss "
+                epoch, train_loss, f"the train loss is above {COLLAPSE_FACTOR:g}× the loss "
                 f"{zero:.4g} of the all-zero classifier: the model collapsed"))
         first = history[0]["train_loss"] if history else train_loss
-        if train_loss > _DIVERGENCE_FACTOR * max(first, 1e-12):
+        if train_loss > DIVERGENCE_FACTOR * max(first, 1e-12):
             raise TrainingDiverged(self._diverged_msg(
-                epoch, train_loss, f"the train loss grew above {_DIVERGENCE_FACTOR:g}× the first "
+                epoch, train_loss, f"the train loss grew above {DIVERGENCE_FACTOR:g}× the first "
                 f"epoch's ({first:.4g})"))
         return train_loss
-
-    def _zero_classifier_loss(self, num_classes: int) -> float:
-        """ℓ at W = 0 (every method's first step): λ·log(1 + (C−1)·e^{δ/λ})."""
-        return self.lam * float(np.logaddexp(0.0, math.log(num_classes - 1) + self.delta / self.lam))
 
     def _diverged_msg(self, epoch, loss, why=None):
         msg = (f"training diverged at epoch {epoch + 1} (loss {loss:.4g}) with lr={self.lr:g}; "

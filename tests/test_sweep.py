@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import sea_kernels
-from sea_kernels import metrics
+from sea_kernels import divergence, metrics
 from sea_kernels.batched_sea import Hyper, batched_sea_grad
 from sea_kernels.torch_sea import sea_forward
 
@@ -58,7 +58,7 @@ SMALL_GRID = {"lr": [0.5, 4.0], "weight_decay": [0.0, 1e-4], "alpha": [0.01, 0.0
 def train_alone(x, y, cfg, *, epochs, batch_size, random_state, num_classes):
     """One configuration, the explicit fused_sea + torch.optim.SGD loop, with SeAClassifier's
     collapse rule written out: stop after an epoch whose mean batch loss is above
-    sweep.COLLAPSE_FACTOR × the all-zero classifier's loss λ·log(1 + (C−1)e^{δ/λ}).
+    divergence.COLLAPSE_FACTOR × the all-zero classifier's loss λ·log(1 + (C−1)e^{δ/λ}).
     Returns (W, stopped)."""
     w = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, requires_grad=True)
     opt = torch.optim.SGD([w], lr=cfg["lr"], momentum=0.9, weight_decay=cfg["weight_decay"])
@@ -76,7 +76,7 @@ def train_alone(x, y, cfg, *, epochs, batch_size, random_state, num_classes):
             loss.backward()
             opt.step()
             losses.append(loss.item())
-        if sum(losses) / len(losses) > sw.COLLAPSE_FACTOR * zero:
+        if sum(losses) / len(losses) > divergence.COLLAPSE_FACTOR * zero:
             return w.detach(), True
     return w.detach(), False
 
