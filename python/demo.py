@@ -37,7 +37,8 @@ import torch  # noqa: E402
 
 import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
-from experiment import ME_ADA_ASCENT_STEPS, fit, fmt_params, scores, select  # noqa: E402  (this script's folder)
+from experiment import (ME_ADA_ASCENT_STEPS, fit, fmt_params, scores,  # noqa: E402
+                        select)  # (this script's folder)
 
 DATA = ROOT / "data" / "banking77"
 CACHE = ROOT / ".cache" / "banking77-minilm.npz"
@@ -250,6 +251,7 @@ def main(argv=None):
     print("\n4. other feature augmentations, each with its lr picked on validation:")
     lr_cands = [base_p["lr"] / 2, base_p["lr"], base_p["lr"] * 2] if not args.quick else [base_p["lr"]]
     step_eta = max(sea_p["eta"], 0.2)
+    ascent_steps = ME_ADA_ASCENT_STEPS[:1] if args.quick else ME_ADA_ASCENT_STEPS
     isda_label, isda_cands = isda_setup(split, base_p, lr_cands, epochs, args.isda_budget)
     others = [
         ("mixup (feature mixup, same η)", "mixup",
@@ -260,7 +262,7 @@ def main(argv=None):
          [dict(lr=lr, lam=sea_p["lam"], eta=e) for lr in lr_cands
           for e in ((0.2, 1.0) if not args.quick else (0.2,))]),
         ("ME-ADA", "me_ada", [dict(lr=lr, lam=base_p["lam"], me_ada_lr=a) for lr in lr_cands
-                              for a in (ME_ADA_ASCENT_STEPS if not args.quick else (0.003,))]),
+                              for a in ascent_steps]),
         (isda_label, "isda", isda_cands),
     ]
     for label, augment, cands in others:

@@ -207,7 +207,7 @@ def main(argv=None):
     cfg.lams = cfg.lams or ([0.1] if cfg.quick else [0.1, 1.0])
     cfg.lr_factors = [1.0] if cfg.quick else [0.5, 1.0, 2.0]
     cfg.mixup_etas = [0.4] if cfg.quick else [0.2, 0.4, 0.8]
-    cfg.me_ada_lrs = [0.003] if cfg.quick else list(ME_ADA_ASCENT_STEPS)
+    cfg.me_ada_lrs = list(ME_ADA_ASCENT_STEPS[:1] if cfg.quick else ME_ADA_ASCENT_STEPS)
     cfg.ablation_etas = [0.0, 0.4, 1.0] if cfg.quick else ABLATION_ETAS
     if not cfg.features.is_file():
         raise SystemExit(f"features not found: {cfg.features} (pass --features PATH)")

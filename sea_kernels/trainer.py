@@ -95,7 +95,7 @@ class TrainingDiverged(ValueError, RuntimeError):
     before the failure (as `history_` of a successful fit).
     """
 
-    history: list = []
+    history: list | tuple = ()  # set on the instance by fit
 
 
 class NotFittedError(ValueError, AttributeError):
