@@ -5,7 +5,7 @@
 Candidates, float32, interleaved round-robin, median (and minimum) wall time of the repeats
 after warm-up; the minimum is the steadier figure on a machine shared with other jobs:
   reference   paper-literal sea_kernels.reference.sea_loss_and_grad (autograd for dW)
-  torch-gram  sea_kernels.torch_sea.sea_forward (eager Gram space)
+  torch-gram  sea_kernels.op.torch_backend.sea_forward (eager Gram space)
   cpp         torch.ops.sea_kernels.sea_fwd_cpu (losses + dW)
   gemm-floor  torch.mm of X@W, X@Xᵀ and Xᵀ@R (R b×C): the three GEMMs no formulation avoids
 """
@@ -22,7 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sea_kernels._C  # noqa: E402,F401  (registers the op)
-from sea_kernels import reference, torch_sea  # noqa: E402
+from sea_kernels import reference  # noqa: E402
+from sea_kernels.op import torch_backend as torch_sea
 
 HYPER = dict(alpha=0.01, eta=0.8, lam=0.1, delta=0.0)
 

@@ -34,11 +34,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sea_kernels  # noqa: E402
-from sea_kernels import _ext  # noqa: E402
-from sea_kernels.features import prepare_features  # noqa: E402
-from sea_kernels.ops import resolve_backend  # noqa: E402
+from sea_kernels.op import cpp_backend as _ext  # noqa: E402
+from sea_kernels.data.features import prepare_features  # noqa: E402
+from sea_kernels.op.fused import resolve_backend  # noqa: E402
 
-sw = importlib.import_module("sea_kernels.sweep")  # the module, not a same-named function
+sw = importlib.import_module("sea_kernels.train.sweep")  # the module, not a same-named function
 
 
 def data_path() -> Path:

@@ -5,7 +5,7 @@ interleaved in one run (round-robin, median of repeats) so that their ratios are
 
   reference     paper-literal PyTorch (sea_kernels.reference, autograd for dW)
   compiled-ref  torch.compile(reference)
-  torch-gram    the Gram-space eager backend (sea_kernels.torch_sea)
+  torch-gram    the Gram-space eager backend (sea_kernels.op.torch_backend)
   cpp           the fused C++ kernel (torch.ops.sea_kernels.sea_fwd_cpu), CPU only
   fused_sea     the public op + autograd with backend="auto" (what a training loop calls)
   triton        the fused Triton kernel, CUDA only
@@ -27,7 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sea_kernels  # noqa: E402
-from sea_kernels import _ext, reference, torch_sea, triton_sea  # noqa: E402
+from sea_kernels import reference  # noqa: E402
+from sea_kernels.op import cpp_backend as _ext
+from sea_kernels.op import torch_backend as torch_sea
+from sea_kernels.op import triton_backend as triton_sea
 
 CPU_SHAPES = [(256, 2048, 10), (256, 8192, 100), (1024, 8192, 1000)]
 GPU_SHAPES = CPU_SHAPES + [(4096, 8192, 100)]

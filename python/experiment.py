@@ -5,9 +5,9 @@ import time
 
 
 # ME-ADA's feature-space ascent step, searched on validation next to the lr (the paper searched
-# ME-ADA's parameters): the fixed default 0.003 (sea_kernels.baselines) turns copies adversarial
+# ME-ADA's parameters): the fixed default 0.003 (sea_kernels.train.baselines) turns copies adversarial
 # enough to cost CIFAR-10 test accuracy once W has grown (100 epochs on all 50,000 rows).
-# The first step is sea_kernels.baselines' default (what --quick runs).
+# The first step is sea_kernels.train.baselines' default (what --quick runs).
 ME_ADA_ASCENT_STEPS = (0.003, 0.001, 0.0003)
 PARAM_NAMES = {"lr": "lr", "eta": "η", "lam": "λ", "alpha": "α", "weight_decay": "wd", "delta": "δ",
                "me_ada_lr": "ascent"}
@@ -20,7 +20,7 @@ def fmt_params(p, sep=" "):
 
 def fit(augment, params, X, y, *, epochs, seed=0, eval_set=None):
     """SeAClassifier(augment, **params) fitted on (X, y); returns (model, seconds)."""
-    from sea_kernels.trainer import SeAClassifier
+    from sea_kernels.train.estimator import SeAClassifier
     clf = SeAClassifier(augment=augment, epochs=epochs, random_state=seed, **params)
     t0 = time.perf_counter()
     clf.fit(X, y, eval_set=eval_set)
@@ -29,7 +29,7 @@ def fit(augment, params, X, y, *, epochs, seed=0, eval_set=None):
 
 def scores(clf, X, y):
     """(top-1, mean per-class accuracy) of clf on (X, y)."""
-    from sea_kernels.metrics import mean_per_class, top1
+    from sea_kernels.train.metrics import mean_per_class, top1
     pred = clf.predict(X)
     return top1(pred, y), mean_per_class(pred, y)
 
@@ -38,7 +38,7 @@ def select(augment, candidates, data, *, epochs, seed=0):
     """Pick params among candidates by validation top-1, data = (X_train, y_train, X_val, y_val);
     a candidate whose training diverges is skipped. Returns (best params or None, its val top-1,
     seconds spent fitting)."""
-    from sea_kernels.trainer import TrainingDiverged
+    from sea_kernels.train.estimator import TrainingDiverged
     x_tr, y_tr, x_va, y_va = data
     best, best_val, spent = None, -1.0, 0.0
     for params in candidates:

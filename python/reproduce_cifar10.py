@@ -10,7 +10,7 @@ x_test 10,000 × 1280, float16; see its README), or --features PATH.
 1. Table 5 — baseline (linear probe, η = 0), ISDA, ME-ADA, mixup and SeA, each with its
    hyper-parameters picked on a validation split (stratified --val-fraction of the training rows),
    refitted on train + val and scored on the test set; on the full training set and on a stratified
-   10% subset (--subset-fraction). Baseline and SeA come from one `sea_kernels.sweep` pass over
+   10% subset (--subset-fraction). Baseline and SeA come from one `sea_kernels.train.sweep` pass over
    lr × η × λ (the whole grid at once); the others are separate `SeAClassifier` fits per candidate
    (learning rate; mixup also η, ME-ADA also its feature-space ascent step). --methods picks the
    baselines to run.
@@ -51,8 +51,8 @@ def fmt(p):
 
 def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
     """Table 5 for one training set: returns (rows, sweep result, SeA params)."""
-    from sea_kernels.sweep import stratified_split, sweep
-    from sea_kernels.trainer import TrainingDiverged
+    from sea_kernels.train.sweep import stratified_split, sweep
+    from sea_kernels.train.estimator import TrainingDiverged
     epochs, seed = cfg.epochs, cfg.seed
     tr, va = stratified_split(y_fit, cfg.val_fraction, random_state=seed)
     x_tr, y_tr, x_va, y_va = x_fit[tr], y_fit[tr], x_fit[va], y_fit[va]
@@ -116,8 +116,8 @@ def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
     final("SeA", "sea", sea_p, float(vals[sea_i]), res.wall_time_s, "sweep (η>0 rows)")
 
     tag = "full" if name.startswith("full") else "subset"
-    from sea_kernels.io import atomic_write
-    from sea_kernels.plots import plot_heatmap
+    from sea_kernels.data.writers import atomic_write
+    from sea_kernels.train.plots import plot_heatmap
     with atomic_write(out / f"sweep_{tag}.json") as tmp:
         res.to_json(tmp)
     plot_heatmap(res, out / f"heatmap_{tag}.png", x="lr", y="eta",
@@ -127,9 +127,9 @@ def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
 
 def eta_ablation(x_tr, y_tr, x_te, y_te, params, cfg, out):
     """Fig. 2–3: all η at once (train_many), train/test accuracy after every epoch."""
-    from sea_kernels.io import write_csv
-    from sea_kernels.plots import histories_from_many, plot_curves
-    from sea_kernels.sweep import train_many
+    from sea_kernels.data.writers import write_csv
+    from sea_kernels.train.plots import histories_from_many, plot_curves
+    from sea_kernels.train.sweep import train_many
     configs = [dict(params, eta=e) for e in cfg.ablation_etas]
     log(f"\n== η ablation (Fig. 2–3): η ∈ {cfg.ablation_etas} at {fmt(params)}, whole training "
         f"set, {cfg.epochs} epochs, scored every epoch")
@@ -214,9 +214,10 @@ def main(argv=None):
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
     import sea_kernels
-    from sea_kernels.features import prepare_features
-    from sea_kernels.io import load_dataset, write_json
-    from sea_kernels.sweep import stratified_split
+    from sea_kernels.data.features import prepare_features
+    from sea_kernels.data.files import load_dataset
+    from sea_kernels.data.writers import write_json
+    from sea_kernels.train.sweep import stratified_split
     t_start = time.perf_counter()
     sea_kernels.info()
     X, y = load_dataset(cfg.features, split="train")
@@ -248,7 +249,7 @@ def main(argv=None):
 
     total = time.perf_counter() - t_start
     md = markdown(results, ablation, cfg, total)
-    from sea_kernels.io import atomic_open
+    from sea_kernels.data.writers import atomic_open
     with atomic_open(cfg.out / "results.md") as f:
         f.write(md)
     write_json(cfg.out / "results.json", {

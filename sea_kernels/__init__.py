@@ -6,19 +6,51 @@
     result = sea_kernels.sweep(X, y, grid)             # a whole grid in one pass
     sea_kernels.info()                                 # versions and usable backends
 
-`sea_kernels.reference` is the paper-literal specification every backend is tested against.
-(`sea_kernels.sweep` is the function; its module is imported with
-`from sea_kernels.sweep import ...`.)
+The package is in wings by job (docs/design.md §6): `op` (the spec `op.reference`, the custom op,
+its backends and their dispatch, the batched engine), `train` (estimator, augmentation
+strategies, baselines, checkpoints, divergence, sweeps, metrics, plots), `data` (feature files,
+writers, labels, feature preparation, extraction) and `cli` (one module per `sea` command);
+`params` holds every name and default once. The public names below are imported on first use,
+so `import sea_kernels` (and the command line's parser) does not import torch.
 """
-from . import reference
-from .features import prepare_features
-from ._info import backend_status, info
-from .metrics import mean_per_class, top1
-from .ops import fused_sea, resolve_backend, sea_augment
-from .sweep import SweepResult, sweep, train_many
-from .trainer import SeAClassifier, TrainingDiverged
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["fused_sea", "sea_augment", "reference", "SeAClassifier", "TrainingDiverged", "sweep",
-           "train_many", "SweepResult", "prepare_features", "top1", "mean_per_class", "info",
-           "backend_status", "resolve_backend", "__version__"]
+
+# public name → (module, attribute; None for the module itself)
+_PUBLIC = {
+    "fused_sea": ("sea_kernels.op.fused", "fused_sea"),
+    "sea_augment": ("sea_kernels.op.fused", "sea_augment"),
+    "reference": ("sea_kernels.op.reference", None),
+    "resolve_backend": ("sea_kernels.op.dispatch", "resolve_backend"),
+    "backend_status": ("sea_kernels.op.dispatch", "backend_status"),
+    "info": ("sea_kernels.op.dispatch", "info"),
+    "SeAClassifier": ("sea_kernels.train.estimator", "SeAClassifier"),
+    "TrainingDiverged": ("sea_kernels.train.divergence", "TrainingDiverged"),
+    "NonFiniteLoss": ("sea_kernels.op.validation", "NonFiniteLoss"),
+    "sweep": ("sea_kernels.train.sweep", "sweep"),
+    "train_many": ("sea_kernels.train.sweep", "train_many"),
+    "SweepResult": ("sea_kernels.train.sweep", "SweepResult"),
+    "prepare_features": ("sea_kernels.data.features", "prepare_features"),
+    "top1": ("sea_kernels.train.metrics", "top1"),
+    "mean_per_class": ("sea_kernels.train.metrics", "mean_per_class"),
+    "ParameterError": ("sea_kernels.params", "ParameterError"),
+}
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name: str):
+    try:
+        module, attr = _PUBLIC[name]
+    except KeyError:
+        raise AttributeError(f"module 'sea_kernels' has no attribute {name!r}") from None
+    mod = importlib.import_module(module)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -2,7 +2,7 @@
 
 (The package exposes the same as the function `sea_kernels.info()`; it lives in `_info.py` so that
 running this module does not find it imported already.)"""
-from sea_kernels._info import backend_status, info
+from sea_kernels.op.dispatch import backend_status, info
 
 __all__ = ["info", "backend_status"]
 

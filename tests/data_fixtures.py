@@ -8,7 +8,7 @@
 x_test 10000×1280, y_test) stores its rows grouped by class, so each split is shuffled with a
 seeded permutation (np.random.default_rng(seed): the train permutation first, then the test one)
 before it is sliced; every slice holds all ten classes in roughly equal numbers. Features come back
-as stored (float16, not normalised — `sea_kernels.features.prepare_features` is what the trainer
+as stored (float16, not normalised — `sea_kernels.data.features.prepare_features` is what the trainer
 applies), labels as int64. Results are cached (lru_cache) and read-only: copy before modifying.
 
 The file is looked up in $SEA_DATA_DIR, then next to the checkout (`<repo>/../shared/data/...`),

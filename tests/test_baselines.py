@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from sea_kernels import baselines
-from sea_kernels.baselines import (ISDAEstimator, isda_logits, isda_loss, isda_sigma2,
+from sea_kernels.train import baselines
+from sea_kernels.train.baselines import (ISDAEstimator, isda_logits, isda_loss, isda_sigma2,
                                    me_ada_generate, me_ada_round_epochs)
-from sea_kernels.reference import smoothed_hinge_loss
+from sea_kernels.op.reference import smoothed_hinge_loss
 
 
 def _data(n, d, c, seed=0):

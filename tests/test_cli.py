@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sea_kernels import cli
+from sea_kernels.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -115,7 +115,7 @@ def test_sweep_tiny_grid_writes_json_csv_png(tmp_path, cifar_npz, capsys):
 def test_sweep_grid_defaults_to_the_paper_values(cifar_npz):
     args = cli.build_parser().parse_args(["sweep", str(cifar_npz), "--eta", "0", "0.8"])
     grid = cli._grid(args)
-    from sea_kernels.sweep import PAPER_GRID
+    from sea_kernels.train.sweep import PAPER_GRID
     assert grid["eta"] == [0.0, 0.8] and grid["lr"] == PAPER_GRID["lr"]
     args = cli.build_parser().parse_args(["sweep", str(cifar_npz), "--grid", "defaults"])
     assert all(len(v) == 1 for v in cli._grid(args).values())

@@ -14,7 +14,7 @@ import torch
 
 try:
     import sea_kernels._C  # noqa: F401  (registers the op)
-    import sea_kernels._cpp_fake  # noqa: F401  (its fake kernel)
+    import sea_kernels.op.cpp_fake  # noqa: F401  (its fake kernel)
 except Exception as exc:  # not built, or built against another torch
     pytest.skip(f"C++ extension sea_kernels._C not importable ({type(exc).__name__}: {exc}); "
                 "build it with `pip install --no-build-isolation -e .`", allow_module_level=True)

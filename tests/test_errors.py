@@ -60,7 +60,7 @@ def test_mixed_devices():
 
 
 def test_cpp_backend_on_wrong_device_or_missing():
-    from sea_kernels import _ext
+    from sea_kernels.op import cpp_backend as _ext
     if _ext.CPP_AVAILABLE:
         with pytest.raises(ValueError, match="backend='cpp' runs on CPU"):
             sea_kernels.resolve_backend("cpp", torch.device("meta"))

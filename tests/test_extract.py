@@ -8,7 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from sea_kernels import extract
+from sea_kernels.data import extract
 
 
 def _missing(*modules):

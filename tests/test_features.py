@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from sea_kernels.features import prepare_features
-from sea_kernels.metrics import mean_per_class, top1
+from sea_kernels.data.features import prepare_features
+from sea_kernels.train.metrics import mean_per_class, top1
 
 
 def _rand(n, d, seed, dtype=np.float32):

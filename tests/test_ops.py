@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import sea_kernels
-from sea_kernels import _ext, reference
-from sea_kernels.ops import fused_sea_op, weighted_grad_op
+from sea_kernels import reference
+from sea_kernels.op import cpp_backend as _ext
+from sea_kernels.op.fused import fused_sea_op, weighted_grad_op
 from helpers import assert_matches_reference, make_problem, one_hot_problem, rel_err
 
 CPU_BACKENDS = [

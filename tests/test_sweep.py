@@ -18,12 +18,13 @@ import pytest
 import torch
 
 import sea_kernels
-from sea_kernels import divergence, metrics
-from sea_kernels.batched_sea import Hyper, batched_sea_grad
-from sea_kernels.torch_sea import sea_forward
+from sea_kernels.train import divergence
+from sea_kernels.train import metrics
+from sea_kernels.op.batched import Hyper, batched_sea_grad
+from sea_kernels.op.torch_backend import sea_forward
 
-# the module (a package-level `sea_kernels.sweep` may be the function of the same name)
-sw = importlib.import_module("sea_kernels.sweep")
+# the module (a package-level `sea_kernels.train.sweep` may be the function of the same name)
+sw = importlib.import_module("sea_kernels.train.sweep")
 
 
 def _data_dir() -> Path:
@@ -124,7 +125,7 @@ def test_batched_equals_alone_float32(cifar, solo64):
 
 def test_equals_seaclassifier(cifar):
     """The trainer's conventions (features, labels, shuffling, SGD) are the engine's."""
-    trainer = pytest.importorskip("sea_kernels.trainer", reason="sea_kernels.trainer not written")
+    trainer = pytest.importorskip("sea_kernels.train.estimator", reason="sea_kernels.train.estimator not written")
     x, y = cifar[0][:300], cifar[1][:300] + 3  # labels remapped through classes_ by the trainer
     configs = [dict(lr=2.0, weight_decay=1e-4, alpha=0.02, lam=0.1, delta=1.0, eta=0.4),
                dict(lr=0.5, weight_decay=0.0, alpha=0.01, lam=1.0, delta=0.0, eta=0.0)]
@@ -267,7 +268,7 @@ def test_sweep_ties_pick_first_and_diverged_never(cifar):
 
 
 def test_sweep_with_explicit_val_and_retrain(cifar):
-    pytest.importorskip("sea_kernels.trainer", reason="sea_kernels.trainer not written yet")
+    pytest.importorskip("sea_kernels.train.estimator", reason="sea_kernels.train.estimator not written yet")
     x, y, xt, yt = cifar
     res = sw.sweep(x[:300], y[:300], {"lr": [1.0], "eta": [0.0, 0.4]}, X_val=x[300:400],
                    y_val=y[300:400], X_test=xt, y_test=yt, epochs=1, batch_size=64,
@@ -304,7 +305,7 @@ def test_grid_order_and_paper_grid():
 
 
 def test_defaults_are_the_trainers():
-    trainer = pytest.importorskip("sea_kernels.trainer", reason="sea_kernels.trainer not written")
+    trainer = pytest.importorskip("sea_kernels.train.estimator", reason="sea_kernels.train.estimator not written")
     params = trainer.SeAClassifier().get_params()
     assert {k: params[k] for k in sw.PARAMS} == sw.DEFAULTS
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from data_fixtures import cifar_data  # noqa: F401  (session fixture)
-from sea_kernels import _ext, fused_sea
-from sea_kernels.features import prepare_features
-from sea_kernels.trainer import AUGMENTS, NotFittedError, SeAClassifier, TrainingDiverged
+from sea_kernels import fused_sea
+from sea_kernels.op import cpp_backend as _ext
+from sea_kernels.data.features import prepare_features
+from sea_kernels.train.estimator import AUGMENTS, NotFittedError, SeAClassifier, TrainingDiverged
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The Triton backend against the float64 paper-literal reference.
 
 Without a GPU the kernels run in Triton's interpreter on CPU tensors; TRITON_INTERPRET must be set
-before `sea_kernels.triton_sea` defines its kernels (tests/conftest.py does the same, earlier).
+before `sea_kernels.op.triton_backend` defines its kernels (tests/conftest.py does the same, earlier).
 Most tests use 16-wide blocks (the smallest tl.dot accepts on a GPU) so that the small, odd shapes
 here still span several row, column, class and value tiles.
 """
@@ -14,7 +14,8 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
-from sea_kernels import reference, triton_sea  # noqa: E402
+from sea_kernels import reference  # noqa: E402
+from sea_kernels.op import triton_backend as triton_sea
 from helpers import TOLERANCE, make_problem, one_hot_problem, reference_rows, rel_err  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not triton_sea.AVAILABLE,
@@ -146,7 +147,7 @@ COMPILE_CHECK = r"""
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from sea_kernels import triton_sea as ts
+from sea_kernels.op import triton_backend as ts
 
 cfg = ts.Config()
 floats = {"delta", "inv_lam", "eta", "lam"}

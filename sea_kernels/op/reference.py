@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-DIRECTIONS = ("sea", "sea_neg", "adv", "rand", "mixup", "none")
+from ..params import DIRECTIONS
 
 
 def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write
+from ..data.writers import atomic_write
 
 _METRIC_NAMES = {"top1": "top-1 accuracy", "mean_per_class": "mean per-class accuracy"}
 

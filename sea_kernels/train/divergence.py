@@ -22,3 +22,16 @@ def zero_classifier_loss(lam: float, delta: float, num_classes: int) -> float:
     if num_classes < 2:
         return 0.0
     return lam * float(np.logaddexp(0.0, math.log(num_classes - 1) + delta / lam))
+
+
+class TrainingDiverged(ValueError, RuntimeError):
+    """Training produced a non-finite or exploding loss; the message names the lr to lower.
+
+    A ValueError (the hyper-parameters, not the code, are at fault) and a RuntimeError, e.g.
+    "training diverged at epoch 3 (loss nan) with lr=1.6; try lr=0.4 or lower". On CIFAR-10
+    EfficientNet-Lite0 features SeA at the paper's η = 0.8, lr = 1.6 collapses (see the module
+    docstring); lr = 0.4 trains normally. `history` holds the records of the epochs completed
+    before the failure (as `history_` of a successful fit).
+    """
+
+    history: list | tuple = ()  # set on the instance by fit

@@ -2,7 +2,7 @@
 works under torch.compile and torch.library.opcheck."""
 import torch
 
-from . import _C  # noqa: F401  (defines the op this registers for)
+from .. import _C  # noqa: F401  (defines the op this registers for)
 
 
 @torch.library.register_fake("sea_kernels::sea_fwd_cpu")

@@ -2,17 +2,26 @@
 
 On import `_C` registers `torch.ops.sea_kernels.sea_fwd_cpu` (TORCH_LIBRARY in csrc/). When the
 build failed or is missing, CPP_AVAILABLE is False, CPP_ERROR says why, one warning is emitted,
-and backend="auto" falls back to the eager `torch` backend.
+and backend="auto" falls back to the eager `torch` backend (op/dispatch.py).
 """
 from __future__ import annotations
 
 import warnings
 
+import torch
+
 try:
-    from . import _C  # noqa: F401  (registers the op)
-    from . import _cpp_fake  # noqa: F401  (its FakeTensor kernel, for torch.compile / opcheck)
+    from .. import _C  # noqa: F401  (registers the op)
+    from . import cpp_fake  # noqa: F401  (its FakeTensor kernel, for torch.compile / opcheck)
     CPP_AVAILABLE, CPP_ERROR = True, None
 except Exception as exc:  # ImportError, or an ABI mismatch surfacing as OSError
     CPP_AVAILABLE, CPP_ERROR = False, f"{type(exc).__name__}: {exc}"
     warnings.warn(f"sea_kernels: C++ extension unavailable ({CPP_ERROR}); "
                   "using the torch backend on CPU", RuntimeWarning, stacklevel=2)
+
+
+def sea_forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only=False,
+                compute_grad=True):
+    """The `sea_forward` contract (op/torch_backend.py) through torch.ops.sea_kernels.sea_fwd_cpu."""
+    return torch.ops.sea_kernels.sea_fwd_cpu(x, labels, weight, row_scale, alpha, eta, lam, delta,
+                                             negative_only, compute_grad)

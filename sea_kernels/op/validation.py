@@ -6,14 +6,17 @@ eager mode, where they cost one O(b) reduction per call.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
+from ..params import check_choice, check_real
+
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-BACKENDS = ("auto", "torch", "cpp", "triton")
-REDUCTIONS = ("mean", "sum", "none")
-FUSED_DIRECTIONS = ("sea", "sea_neg")
+__all__ = ["check_tensor_args", "check_hyperparameters", "check_choice", "check_label_range",
+           "diagnose_nonfinite", "NonFiniteLoss"]
+
+
+class NonFiniteLoss(ValueError):
+    """The SeA loss or augmentation came out NaN/Inf; the message names the input at fault."""
 
 
 def check_tensor_args(x, labels, weight):
@@ -53,26 +56,9 @@ def check_tensor_args(x, labels, weight):
 
 
 def check_hyperparameters(alpha, eta, lam, delta):
-    """α > 0, λ > 0, η ≥ 0, δ: all finite real numbers."""
-    for name, v in (("alpha", alpha), ("eta", eta), ("lam", lam), ("delta", delta)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
-        if not math.isfinite(v):
-            raise ValueError(f"{name} must be finite, got {v}")
-    if alpha <= 0:
-        raise ValueError(f"alpha (projection temperature) must be > 0, got {alpha}; the paper uses "
-                         "0.01–0.05")
-    if lam <= 0:
-        raise ValueError(f"lam (loss temperature λ) must be > 0, got {lam}; λ = 1, δ = 0 is "
-                         "cross-entropy")
-    if eta < 0:
-        raise ValueError(f"eta (augmentation step) must be ≥ 0, got {eta}; η = 0 disables the "
-                         "augmentation")
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    """α > 0, λ > 0, η ≥ 0, δ: finite real numbers (params.RULES). Returns them as floats."""
+    return tuple(check_real(name, v) for name, v in
+                 (("alpha", alpha), ("eta", eta), ("lam", lam), ("delta", delta)))
 
 
 def check_label_range(labels, num_classes):
@@ -88,8 +74,8 @@ def diagnose_nonfinite(x, weight, lam):
     """Called when a loss came out NaN/Inf: name the input that caused it."""
     for name, t in (("x", x), ("weight", weight)):
         if not torch.isfinite(t).all():
-            raise ValueError(f"{name} contains NaN or Inf; clean the input (a diverged training "
+            raise NonFiniteLoss(f"{name} contains NaN or Inf; clean the input (a diverged training "
                              "run shows up here first: lower the learning rate)")
-    raise ValueError(f"the SeA loss overflowed to NaN/Inf (max |weight| = "
+    raise NonFiniteLoss(f"the SeA loss overflowed to NaN/Inf (max |weight| = "
                      f"{weight.abs().max().item():.3g}, lam = {lam}); the weights are too large "
                      "for this λ: lower the learning rate or raise lam")

@@ -70,11 +70,12 @@ from torch import Tensor
 
 from . import baselines
 from .baselines import ME_ADA_DEFAULTS
-from .divergence import COLLAPSE_FACTOR, DIVERGENCE_FACTOR, zero_classifier_loss
-from .features import block_dims, check_block_dims, prepare_features
+from .divergence import COLLAPSE_FACTOR, DIVERGENCE_FACTOR, TrainingDiverged, zero_classifier_loss
+from ..data.writers import save_torch
+from ..data.features import block_dims, check_block_dims, prepare_features
 from .metrics import mean_per_class, top1
-from .ops import fused_sea, resolve_backend, sea_augment
-from .reference import smoothed_hinge_loss
+from ..op.fused import fused_sea, resolve_backend, sea_augment
+from ..op.reference import smoothed_hinge_loss
 
 __all__ = ["SeAClassifier", "TrainingDiverged", "NotFittedError", "AUGMENTS"]
 
@@ -83,19 +84,6 @@ _FORMAT_MODEL = "sea_kernels.SeAClassifier/1"
 _FORMAT_CKPT = "sea_kernels.SeAClassifier.checkpoint/1"
 # Parameters that may differ between a checkpoint and the run resuming it.
 _RESUME_FREE = ("epochs", "backend", "device", "verbose")
-
-
-class TrainingDiverged(ValueError, RuntimeError):
-    """Training produced a non-finite or exploding loss; the message names the lr to lower.
-
-    A ValueError (the hyper-parameters, not the code, are at fault) and a RuntimeError, e.g.
-    "training diverged at epoch 3 (loss nan) with lr=1.6; try lr=0.4 or lower". On CIFAR-10
-    EfficientNet-Lite0 features SeA at the paper's η = 0.8, lr = 1.6 collapses (see the module
-    docstring); lr = 0.4 trains normally. `history` holds the records of the epochs completed
-    before the failure (as `history_` of a successful fit).
-    """
-
-    history: list | tuple = ()  # set on the instance by fit
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -311,7 +299,7 @@ class SeAClassifier:
         evals = [(name, xe.to(x.dtype), ye) for name, xe, ye in self._prepare_eval(eval_set)]
         labels = torch.as_tensor(y_idx.reshape(-1), dtype=torch.long, device=device)
         C = len(classes)
-        backend = resolve_backend(self.backend, device) if self.augment in ("sea", "sea_neg") \
+        backend = resolve_backend(self.backend, device, (x.dtype,)) if self.augment in ("sea", "sea_neg") \
             else "torch"
         self.backend_ = backend
 
@@ -478,7 +466,7 @@ class SeAClassifier:
             "classes": [int(c) for c in self.classes_],
             "feature_dims": list(self.feature_dims_),
         }
-        _atomic_save(ckpt, path)
+        save_torch(ckpt, path)
 
     def _load_checkpoint(self, path, fingerprint, W, opt) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -552,7 +540,7 @@ class SeAClassifier:
             "seed": int(self.seed_),
             "n_iter": int(self.n_iter_),
         }
-        _atomic_save(blob, path)
+        save_torch(blob, path)
 
     @classmethod
     def load(cls, path, *, device=None) -> "SeAClassifier":
@@ -616,18 +604,3 @@ def _same_fingerprint(a, b) -> bool:
     if list(a[:3]) != list(b[:3]) or a[5] != b[5] or list(a[7]) != list(b[7]):
         return False
     return all(math.isclose(a[i], b[i], rel_tol=1e-6, abs_tol=1e-6) for i in (3, 4, 6))
-
-
-def _atomic_save(obj, path) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

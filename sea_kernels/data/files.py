@@ -1,4 +1,4 @@
-"""Loading feature files and writing every output file atomically.
+"""Reading feature and label files (one row per example) and checking what was read.
 
 Feature files (one row per example):
 
@@ -23,19 +23,14 @@ to indices in sorted order, unless ``classes`` gives the order).
 Several feature files for the same examples (``paths=[a, b]``) load as a list of arrays — one block
 per file, concatenated per example by `sea_kernels.features.prepare_features`.
 
-Every output (JSON, CSV, PNG, checkpoints, feature caches) goes through `atomic_write`: the data is
-written to a temporary file in the destination directory and renamed over the destination only when
-writing succeeded, so a failed or interrupted run never leaves a partial file behind.
+Outputs are written by `sea_kernels.data.writers` (atomically).
 """
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
 import os
 import struct
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,121 +39,6 @@ FEATURE_EXTENSIONS = (".npy", ".npz", ".pt", ".pth", ".safetensors")
 LABEL_EXTENSIONS = FEATURE_EXTENSIONS + (".txt", ".csv")
 _FEATURE_KEYS = ("x", "features")
 _LABEL_KEYS = ("y", "labels")
-
-
-# ----------------------------------------------------------------------------------------------
-# Atomic writers
-# ----------------------------------------------------------------------------------------------
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Context manager yielding a temporary path next to ``path``; renamed over ``path`` on success.
-
-    The temporary file keeps the destination's suffix (so `np.savez`, `torch.save` and
-    `matplotlib.savefig` see the right format). On an exception the temporary file is removed and
-    ``path`` is left as it was (absent, or its previous content). Parent directories are created.
-
-        with atomic_write("out/metrics.json") as tmp:
-            tmp.write_text(json.dumps(metrics))
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise RuntimeError(f"nothing was written to the temporary file for {path}")
-        os.chmod(tmp, 0o666 & ~_umask())     # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs):
-    """`open()` for writing, atomically: the file appears at ``path`` only when the block succeeds."""
-    if not any(c in mode for c in "wx"):
-        raise ValueError(f"atomic_open is for writing, got mode {mode!r}")
-    if "b" not in mode:
-        kwargs.setdefault("encoding", "utf-8")
-        kwargs.setdefault("newline", "" if path and str(path).endswith(".csv") else None)
-    with atomic_write(path) as tmp:
-        with open(tmp, mode.replace("x", "w"), **kwargs) as f:
-            yield f
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    try:
-        import torch
-        if isinstance(obj, torch.Tensor):
-            return obj.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _json_clean(obj):
-    """NaN/Inf → None (JSON has no NaN), recursively."""
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    return obj
-
-
-def write_json(path: str | os.PathLike, obj, indent: int = 2) -> Path:
-    """Atomic JSON (numpy/torch scalars and arrays converted; NaN/Inf written as null)."""
-    text = json.dumps(_json_clean(json.loads(json.dumps(obj, default=_json_default))), indent=indent)
-    with atomic_open(path, "w") as f:
-        f.write(text + "\n")
-    return Path(path)
-
-
-def write_csv(path: str | os.PathLike, rows: Sequence[dict], fieldnames: Sequence[str] | None = None) -> Path:
-    """Atomic CSV of a list of dicts (columns: ``fieldnames`` or the union of keys, in order)."""
-    if fieldnames is None:
-        fieldnames = []
-        for row in rows:
-            fieldnames += [k for k in row if k not in fieldnames]
-    with atomic_open(path, "w") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fieldnames), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_value(v) for k, v in row.items()})
-    return Path(path)
-
-
-def _csv_value(v):
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float):
-        return repr(v) if np.isfinite(v) else ("nan" if np.isnan(v) else repr(v))
-    return v
-
-
-def save_npz(path: str | os.PathLike, **arrays) -> Path:
-    """Atomic `np.savez` (uncompressed, so that reading is fast)."""
-    with atomic_write(path) as tmp:
-        np.savez(tmp, **arrays)
-    return Path(path)
 
 
 # ----------------------------------------------------------------------------------------------

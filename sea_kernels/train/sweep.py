@@ -41,7 +41,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .batched_sea import Hyper, Workspace, batched_sea_grad
+from ..data.writers import write_text
+from ..op.batched import Hyper, Workspace, batched_sea_grad
 from .divergence import COLLAPSE_FACTOR, DIVERGENCE_FACTOR, zero_classifier_loss
 from .metrics import label_array
 
@@ -141,7 +142,7 @@ def _compute_dtype(x: torch.Tensor, dtype) -> torch.dtype:
 def prepare(X, device=None) -> torch.Tensor:
     """Features exactly as `SeAClassifier` prepares them: `features.prepare_features` (per-block
     L2 normalisation, concatenation, renormalisation; float32, float64 stays float64)."""
-    from .features import prepare_features
+    from ..data.features import prepare_features
     return prepare_features(X, device=device)
 
 
@@ -461,20 +462,6 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = 100,
 
 # ----------------------------------------------------------------------------- results
 
-def _atomic_write(path, text: str):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _num(v):
     """JSON-safe float (NaN/inf → None)."""
     if v is None:
@@ -550,7 +537,7 @@ class SweepResult:
 
     def to_json(self, path):
         """Everything but the model, as JSON (NaN → null); written atomically."""
-        _atomic_write(path, json.dumps(self.to_dict(), indent=1) + "\n")
+        write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def from_json(cls, path) -> "SweepResult":
@@ -579,7 +566,7 @@ class SweepResult:
             w.writerow([i, *(repr(float(cfg[p])) for p in PARAMS), fmt(self.val_top1[i]),
                         fmt(self.val_mean_per_class[i]), fmt(tl), int(self.diverged[i]),
                         int(rank[i])])
-        _atomic_write(path, buf.getvalue())
+        write_text(path, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------- sweep()
@@ -673,7 +660,7 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
     result.best, result.best_index, result.best_val = dict(configs[best]), best, float(scores[best])
     from .metrics import mean_per_class, top1
     if retrain:
-        from .trainer import SeAClassifier
+        from .estimator import SeAClassifier
         if X_val is None:
             x_fit, y_fit = X, y_raw
         else:

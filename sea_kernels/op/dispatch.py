@@ -1,0 +1,166 @@
+"""Backends declare what they support; `auto` walks a priority list; `info()` prints the table.
+
+As xformers' operators do, every backend states the devices and dtypes it takes and says *why*
+it refuses an input (docs/design.md §5): `Backend.not_supported_reasons(device, dtypes)` is
+empty when the backend can run on that input. An explicit `backend=` that refuses raises a
+ValueError/TypeError naming the reasons; `backend="auto"` takes the first of PRIORITY that does
+not refuse (the `torch` backend takes everything), so float64 CUDA tensors go to `torch`, not
+to the float32-only Triton kernels.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..params import BACKENDS, check_choice
+from . import cpp_backend, torch_backend, triton_backend
+
+ALL_FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of the `sea_forward` contract and what it can run on."""
+    name: str
+    summary: str
+    forward: Callable
+    devices: tuple[str, ...]
+    dtypes: tuple[torch.dtype, ...]
+    unavailable: Callable[[], str | None]       # why it cannot run at all here (None: it can)
+    extra_devices: Callable[[], tuple[str, ...]] = tuple
+
+    def supported_devices(self, explicit: bool = True) -> tuple[str, ...]:
+        """The device types it runs on; `extra_devices` (the Triton interpreter on the CPU, a
+        testing aid) count only when the backend is asked for by name, never for "auto"."""
+        return self.devices + (self.extra_devices() if explicit else ())
+
+    def not_supported_reasons(self, device: torch.device, dtypes,
+                              explicit: bool = True) -> list[str]:
+        """Why this backend cannot run on tensors of `dtypes` on `device` ([] when it can)."""
+        why = self.unavailable()
+        if why:
+            return [f"is not available: {why}"]
+        reasons = []
+        if device.type not in self.supported_devices(explicit):
+            names = "/".join(_DEVICE_NAMES.get(d, d) for d in self.supported_devices(explicit))
+            reasons.append(f"runs on {names} tensors, got tensors on {device}")
+        bad = sorted({_dtype_name(d) for d in dtypes if d not in self.dtypes})
+        if bad:
+            reasons.append(f"computes in {'/'.join(map(_dtype_name, self.dtypes))} and does not "
+                           f"take {', '.join(bad)} inputs")
+        return reasons
+
+
+_DEVICE_NAMES = {"cpu": "CPU", "cuda": "CUDA"}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _triton_interpreter() -> tuple[str, ...]:
+    return ("cpu",) if os.environ.get("TRITON_INTERPRET") == "1" else ()
+
+
+BACKENDS_BY_NAME = {
+    "triton": Backend(
+        "triton", "fused Triton kernels (attention-like row blocks)", triton_backend.sea_forward,
+        ("cuda",), (torch.float32, torch.bfloat16, torch.float16),
+        lambda: None if triton_backend.AVAILABLE else triton_backend.UNAVAILABLE_REASON,
+        _triton_interpreter),
+    "cpp": Backend(
+        "cpp", "fused C++ kernel (sea_kernels._C, ATen GEMMs + OpenMP rows)",
+        cpp_backend.sea_forward, ("cpu",), ALL_FLOATS,
+        lambda: None if cpp_backend.CPP_AVAILABLE else
+        f"{cpp_backend.CPP_ERROR}; use backend='torch' or reinstall with "
+        "`pip install --no-build-isolation -e .`"),
+    "torch": Backend(
+        "torch", "Gram-space eager PyTorch", torch_backend.sea_forward,
+        ("cpu", "cuda", "mps", "xpu", "meta"), ALL_FLOATS, lambda: None),
+}
+#: What backend="auto" tries, in order.
+PRIORITY = ("triton", "cpp", "torch")
+assert set(BACKENDS_BY_NAME) == set(BACKENDS) - {"auto"}
+
+
+def resolve_backend(backend: str, device: torch.device, dtypes=(torch.float32,)) -> str:
+    """The backend that runs inputs of `dtypes` on `device`: the first of PRIORITY that supports
+    them for "auto", else the one named (ValueError/TypeError saying why when it cannot)."""
+    check_choice("backend", backend, BACKENDS)
+    device = torch.device(device)
+    if backend == "auto":
+        for name in PRIORITY:
+            if not BACKENDS_BY_NAME[name].not_supported_reasons(device, dtypes, explicit=False):
+                return name
+        raise ValueError(f"no backend supports tensors on {device}")  # torch takes all: unreachable
+    reasons = BACKENDS_BY_NAME[backend].not_supported_reasons(device, dtypes)
+    if reasons:
+        exc = TypeError if all("does not take" in r for r in reasons) else ValueError
+        hint = "use backend='auto'" + (" (set TRITON_INTERPRET=1 to run Triton on the CPU for "
+                                      "testing)" if backend == "triton" else "")
+        raise exc(f"backend={backend!r} {'; and '.join(reasons)}; {hint}")
+    return backend
+
+
+def forward_of(name: str) -> Callable:
+    """The `sea_forward` function of a resolved backend name."""
+    return BACKENDS_BY_NAME[name].forward
+
+
+def backend_status() -> dict[str, tuple[bool, str]]:
+    """{backend: (usable on some device here, what it is / why not)}, from the declarations."""
+    status = {}
+    for name in ("torch", "cpp", "triton"):
+        spec = BACKENDS_BY_NAME[name]
+        why = spec.unavailable()
+        if why:
+            status[name] = (False, why)
+            continue
+        usable = [d for d in spec.supported_devices()
+                  if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
+        dtypes = "/".join(map(_dtype_name, spec.dtypes))
+        if not usable:
+            status[name] = (False, f"{spec.summary}: needs a {'/'.join(spec.devices)} device, none "
+                                   "is visible" + (" (TRITON_INTERPRET=1 runs it on the CPU for "
+                                                   "testing)" if name == "triton" else ""))
+            continue
+        where = ", ".join(usable)
+        if name == "cpp":
+            omp = "OpenMP" if torch.backends.openmp.is_available() else "no OpenMP"
+            where += f", {omp}, {torch.get_num_threads()} threads"
+        if name == "triton" and "cuda" in usable:
+            where += f", {torch.cuda.get_device_name()}"
+        elif name == "triton":
+            where += ": Triton interpreter (TRITON_INTERPRET=1; testing only)"
+        status[name] = (True, f"{spec.summary} [{where}; {dtypes}]")
+    return status
+
+
+def info(file=None) -> None:
+    """Print versions, the usable backends and what backend='auto' picks."""
+    from .. import __version__
+
+    file = file or sys.stdout
+    try:
+        import triton
+        triton_version = triton.__version__
+    except Exception:
+        triton_version = "not installed"
+    print(f"sea_kernels {__version__}", file=file)
+    print(f"python      {platform.python_version()} ({platform.machine()})", file=file)
+    print(f"torch       {torch.__version__} (CUDA {torch.version.cuda or 'none'}, "
+          f"cuda available: {torch.cuda.is_available()})", file=file)
+    print(f"triton      {triton_version}", file=file)
+    print("backends:", file=file)
+    for name, (usable, why) in backend_status().items():
+        print(f"  {name:7s} {'usable ' if usable else 'missing'}  {why}", file=file)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    picks = ", ".join(f"{d} {_dtype_name(t)} → "
+                      f"{resolve_backend('auto', torch.device(d), (t,))}"
+                      for d in devices for t in (torch.float32, torch.float64))
+    print(f"auto picks: {picks}  (priority {' > '.join(PRIORITY)})", file=file)
