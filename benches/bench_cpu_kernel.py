@@ -3,7 +3,8 @@
     python benches/bench_cpu_kernel.py [--repeats 20] [--threads 2] [--shapes 256,8192,100 ...]
 
 Candidates, float32, interleaved round-robin, median (and minimum) wall time of the repeats
-after warm-up; the minimum is the steadier figure on a machine shared with other jobs:
+after warm-up (`sea_kernels.timing.interleaved`); the minimum is the steadier figure on a
+machine shared with other jobs:
   reference   paper-literal sea_kernels.reference.sea_loss_and_grad (autograd for dW)
   torch-gram  sea_kernels.op.torch_backend.sea_forward (eager Gram space)
   cpp         torch.ops.sea_kernels.sea_fwd_cpu (losses + dW)
@@ -13,19 +14,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sea_kernels._C  # noqa: E402,F401  (registers the op)
-from sea_kernels import reference  # noqa: E402
-from sea_kernels.op import torch_backend as torch_sea
+from sea_kernels import reference, timing  # noqa: E402
+from sea_kernels.op import torch_backend  # noqa: E402
+from sea_kernels.params import DEFAULTS  # noqa: E402
 
-HYPER = dict(alpha=0.01, eta=0.8, lam=0.1, delta=0.0)
+# The paper's defaults, in the positional order of sea_forward(x, y, w, scale, ...).
+HYPER = {k: DEFAULTS[k] for k in ("alpha", "eta", "lam", "delta")}
 
 
 def inputs(b, d, c, seed=0):
@@ -43,7 +44,7 @@ def candidates(x, y, w):
     h = tuple(HYPER.values())
     return {
         "reference": lambda: reference.sea_loss_and_grad(x, y, w, **HYPER),
-        "torch-gram": lambda: torch_sea.sea_forward(x, y, w, s, *h),
+        "torch-gram": lambda: torch_backend.sea_forward(x, y, w, s, *h),
         "cpp": lambda: torch.ops.sea_kernels.sea_fwd_cpu(x, y, w, s, *h, False, True),
         "gemm-floor": lambda: (x @ w, x @ x.T, x.T @ r),
     }
@@ -51,16 +52,8 @@ def candidates(x, y, w):
 
 def bench(fns, repeats, warmup=3):
     """{name: (median ms, min ms)} over `repeats` interleaved rounds."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():  # interleaved: load drift hits every candidate alike
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: (statistics.median(v) * 1e3, min(v) * 1e3) for k, v in times.items()}
+    times = timing.interleaved(fns, repeats, warmup=warmup)  # load drift hits every one alike
+    return {k: (timing.median(v) * 1e3, min(v) * 1e3) for k, v in times.items()}
 
 
 def main():

@@ -4,7 +4,8 @@
     python benches/bench_sweep.py --data cifar --profile
     python benches/bench_sweep.py --paper-grid         # 1,728 configs, one CIFAR-10 epoch, → 100
 
-Candidates (same batches, same 48 configurations, timed interleaved; medians of --repeats):
+Candidates (same batches, same 48 configurations, timed interleaved with
+`sea_kernels.timing.interleaved`; medians of --repeats):
   batched   `sweep._Engine.step`: every configuration in one pass (X W_all and dW_allᵀ = R_allᵀ X
             single GEMMs, K = X Xᵀ shared, the b×b work batched over chunks of configurations)
   loop      each configuration alone: `fused_sea(..., backend=--loop-backend)` + loss.backward()
@@ -23,10 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +32,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sea_kernels  # noqa: E402
-from sea_kernels.op import cpp_backend as _ext  # noqa: E402
+from sea_kernels import timing  # noqa: E402
+from sea_kernels.data import writers  # noqa: E402
 from sea_kernels.data.features import prepare_features  # noqa: E402
+from sea_kernels.op import cpp_backend as _ext  # noqa: E402
 from sea_kernels.op.fused import resolve_backend  # noqa: E402
+from sea_kernels.params import MOMENTUM  # noqa: E402
 
 sw = importlib.import_module("sea_kernels.train.sweep")  # the module, not a same-named function
 
@@ -80,7 +81,8 @@ def run_bench(args):
     states = []
     for cfg in configs:
         w = torch.zeros(d, c, requires_grad=True)
-        opt = torch.optim.SGD([w], lr=cfg["lr"], momentum=0.9, weight_decay=cfg["weight_decay"])
+        opt = torch.optim.SGD([w], lr=cfg["lr"], momentum=MOMENTUM,
+                              weight_decay=cfg["weight_decay"])
         states.append((cfg, w, opt))
 
     def loop_step(cfg, w, opt, xb, yb):
@@ -94,6 +96,10 @@ def run_bench(args):
         for xb, yb in batches[2:]:
             engine.step(xb, yb)
 
+    def batched_no_grad():
+        with torch.no_grad():
+            batched()
+
     def loop():
         for cfg, w, opt in states:
             for xb, yb in batches[2:]:
@@ -106,18 +112,11 @@ def run_bench(args):
         for xb, yb in batches[:2]:
             loop_step(cfg, w, opt, xb, yb)
 
-    times = {"batched": [], "loop": []}
-    for _ in range(args.repeats):  # interleaved: machine drift hits both alike
-        with torch.no_grad():
-            t0 = time.perf_counter()
-            batched()
-            times["batched"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        loop()
-        times["loop"].append(time.perf_counter() - t0)
+    # interleaved: machine drift hits both alike
+    times = timing.interleaved({"batched": batched_no_grad, "loop": loop}, args.repeats)
 
     work = k * args.steps
-    med = {n: statistics.median(t) for n, t in times.items()}
+    med = {n: timing.median(t) for n, t in times.items()}
     rate = {n: work / med[n] for n in med}
     eta0 = sum(cfg["eta"] == 0 for cfg in configs)
     print(f"sweep engine, {k} configurations ({eta0} with η = 0), (b, d, C) = ({args.b}, {d}, {c}),"
@@ -242,7 +241,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     out = run_paper_grid(args) if args.paper_grid else run_bench(args)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        writers.write_json(args.json, out, indent=1)
 
 
 if __name__ == "__main__":

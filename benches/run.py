@@ -12,29 +12,32 @@ interleaved in one run (round-robin, median of repeats) so that their ratios are
   gemm-floor    the three GEMMs no formulation avoids (X@W, X@Xᵀ, Xᵀ@R) with torch.mm
 
 On CPU times are wall-clock medians with time.perf_counter; on CUDA, triton.testing.do_bench
-medians. Ratios are reference / candidate (speed-up) and candidate / gemm-floor.
+medians (both through `sea_kernels.timing`). Ratios are reference / candidate (speed-up) and
+candidate / gemm-floor.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sea_kernels  # noqa: E402
-from sea_kernels import reference  # noqa: E402
-from sea_kernels.op import cpp_backend as _ext
-from sea_kernels.op import torch_backend as torch_sea
-from sea_kernels.op import triton_backend as triton_sea
+from sea_kernels import reference, timing  # noqa: E402
+from sea_kernels.data import writers  # noqa: E402
+from sea_kernels.op import cpp_backend as _ext  # noqa: E402
+from sea_kernels.op import (
+    torch_backend,  # noqa: E402
+    triton_backend,  # noqa: E402
+)
+from sea_kernels.params import DEFAULTS  # noqa: E402
 
 CPU_SHAPES = [(256, 2048, 10), (256, 8192, 100), (1024, 8192, 1000)]
 GPU_SHAPES = CPU_SHAPES + [(4096, 8192, 100)]
-HYPER = dict(alpha=0.01, eta=0.8, lam=0.1, delta=0.0)
+# The paper's defaults, in the positional order of the backends' sea_forward(x, y, w, scale, ...).
+HYPER = {k: DEFAULTS[k] for k in ("alpha", "eta", "lam", "delta")}
 
 
 def make_inputs(b, d, c, device, dtype=torch.float32, seed=0):
@@ -57,15 +60,17 @@ def candidates(x, y, w):
             return wg.grad
         return step
 
-    ref_loss = lambda xx, yy, ww: reference.sea_loss(xx, yy, ww, **HYPER)
+    def ref_loss(xx, yy, ww):
+        return reference.sea_loss(xx, yy, ww, **HYPER)
+
     compiled_loss = torch.compile(ref_loss, dynamic=False)
     out = {"reference": ref_step(ref_loss), "compiled-ref": ref_step(compiled_loss),
-           "torch-gram": lambda: torch_sea.sea_forward(x, y, w, scale, *HYPER.values())}
+           "torch-gram": lambda: torch_backend.sea_forward(x, y, w, scale, *HYPER.values())}
     if x.device.type == "cpu" and _ext.CPP_AVAILABLE:
         out["cpp"] = lambda: torch.ops.sea_kernels.sea_fwd_cpu(x, y, w, scale, *HYPER.values(),
                                                                False, True)
-    if x.device.type == "cuda" and triton_sea.AVAILABLE:
-        out["triton"] = lambda: triton_sea.sea_forward(x, y, w, scale, *HYPER.values())
+    if x.device.type == "cuda" and triton_backend.AVAILABLE:
+        out["triton"] = lambda: triton_backend.sea_forward(x, y, w, scale, *HYPER.values())
     out["fused_sea"] = ref_step(lambda xx, yy, ww: sea_kernels.fused_sea(xx, yy, ww, validate=False,
                                                                          **HYPER))
     r = torch.randn(b, w.shape[1], device=x.device, dtype=x.dtype)
@@ -73,23 +78,14 @@ def candidates(x, y, w):
     return out
 
 
-def time_cpu(fns, repeats, warmup):
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():  # interleaved: drift hits every candidate alike
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
-
-
-def time_cuda(fns, repeats, warmup):
-    from triton.testing import do_bench
-    return {name: do_bench(fn, warmup=warmup, rep=repeats, return_mode="median")
-            for name, fn in fns.items()}
+def time_ms(fns, device, repeats, warmup):
+    """{name: median ms}. CPU: `repeats` interleaved rounds after `warmup` calls each; CUDA:
+    triton.testing.do_bench per candidate, with `warmup` and `repeats` as its budgets in ms."""
+    if device == "cuda":
+        return {name: timing.do_bench_median(fn, warmup_ms=warmup, rep_ms=repeats)
+                for name, fn in fns.items()}
+    samples = timing.interleaved(fns, repeats, warmup=warmup)  # drift hits every candidate alike
+    return {name: timing.median(t) * 1e3 for name, t in samples.items()}
 
 
 def check_agreement(fns):
@@ -106,8 +102,7 @@ def run(shapes, device, repeats, warmup):
         x, y, w = make_inputs(b, d, c, device)
         fns = candidates(x, y, w)
         errors = check_agreement(fns)
-        timer = time_cuda if device == "cuda" else time_cpu
-        ms = timer(fns, repeats, warmup)
+        ms = time_ms(fns, device, repeats, warmup)
         for name, t in ms.items():
             rows.append(dict(device=device, b=b, d=d, C=c, candidate=name, ms=t,
                              speedup_vs_reference=ms["reference"] / t,
@@ -135,7 +130,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
-    p.add_argument("--no-gpu", action="store_true", help="skip the CUDA table even if a GPU is present")
+    p.add_argument("--no-gpu", action="store_true",
+                   help="skip the CUDA table even if a GPU is present")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,7 +145,7 @@ def main(argv=None):
         rows += run(custom or GPU_SHAPES, "cuda", 100, 25)
     print_table(rows)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        writers.write_json(args.json, rows, indent=1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ Each benchmark is one training step (loss + dW) at the issue's CPU shapes; bench
 the same candidates side by side with ratios.
 """
 import pytest
-
 from run import CPU_SHAPES, candidates, make_inputs
 
 NAMES = ["reference", "torch-gram", "cpp", "fused_sea", "gemm-floor"]

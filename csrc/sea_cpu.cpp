@@ -1,16 +1,24 @@
-// Fused CPU kernel of the SeA loss and its gradient in Gram space (DESIGN.md §2).
-//
-// With L = XW, K = XXᵀ, Z = (L + δ(1−Y))/λ, P = softmax(Z), A = P − Y (P for negative_only):
-//   A'     = A / max_c|a_ic|           S is invariant to the row scale; ‖g_i‖ cannot underflow.
-//                                      (p_y − 1 is rounded exactly as the reference rounds it.)
-//   ‖g_i‖² = ‖W a'_i‖²                 a'_iᵀ M a'_i, M = WᵀW (C ≤ 2b), else rows of A'Wᵀ
-//   Q      = softmax_j(S), S_ij = (A'Lᵀ)_ij / (α‖g_i‖), S_ii = −∞    (x_jᵀ g_i = l_jᵀ a_i)
-//   [QK | QL] = Q [K | L]              one GEMM on one b×(b+C) buffer
-//   ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij,  x_iᵀĝ_i = Σ_j Q_ij K_ij,  r_i = 1/‖ĝ_i‖ (0 when ĝ_i = 0)
-//   n_i    = sqrt(K_ii + 2η r_i x_iᵀĝ_i + η²)                         (no η² when ĝ_i = 0)
-//   L̃      = diag(1/n) L + diag(ηr/n) QL,  ℓ_i = −λ log softmax(Z̃_i)_{y_i}
-//                                      = λ log1p(Σ_{c≠y} e^{z̃_c−z̃_y})  (no cancellation at p̃_y ≈ 1)
-//   D      = diag(s)(softmax(Z̃) − Y),  R = diag(1/n) D + Qᵀ diag(ηr/n) D,  dW = Xᵀ R
+// Fused CPU kernel of the SeA loss and its gradient in Gram space (docs/design.md §2), the `cpp`
+// backend of docs/design.md §5: same contract and the same stage names as the Triton and Python
+// backends. With L = XW, K = XXᵀ, Z = (L + δ(1−Y))/λ, P = softmax(Z), A = P − Y (P for
+// negative_only), the stages, in order (numerics: docs/design.md §3):
+//   logits_and_gram  [K | L] = [XXᵀ | XW]                one b×(b+C) buffer, K from its lower
+//                                                        block triangle
+//   row_prep         A' = A / max_c|a_ic|                S is invariant to the row scale; ‖g_i‖
+//                                                        cannot underflow (p_y − 1 is rounded
+//                                                        exactly as the reference rounds it)
+//   grad_norms       ‖g_i‖² = ‖W a'_i‖²                  a'_iᵀ M a'_i, M = WᵀW (C ≤ 2b), else
+//                                                        rows of G = A'Wᵀ
+//   attention        Q = softmax_j(S), S_ij = (A'Lᵀ)_ij / (α‖g_i‖), S_ii = −∞   (x_jᵀg_i =
+//                    l_jᵀa_i);  x_iᵀĝ_i = Σ_j Q_ij K_ij
+//   row_epilogue     [QK | QL] = Q [K | L]               one GEMM on the [K | L] buffer
+//                    ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij,  r_i = 1/‖ĝ_i‖ (0 when ĝ_i = 0)
+//                    n_i = sqrt(K_ii + 2η r_i x_iᵀĝ_i + η²)              (no η² when ĝ_i = 0)
+//                    L̃ = diag(1/n) L + diag(ηr/n) QL,  ℓ_i = −λ log softmax(Z̃_i)_{y_i}
+//                      = λ log1p(Σ_{c≠y} e^{z̃_c−z̃_y})  (no cancellation at p̃_y ≈ 1)
+//                    D = diag(s)(softmax(Z̃) − Y) split into U = diag(1/n) D, V = diag(ηr/n) D
+//   grad_rows        R = U + QᵀV                         X̃ = diag(1/n) X + diag(ηr/n) QX, so
+//   weight_grad      dW = XᵀR                            X̃ᵀD = XᵀR
 // The GEMMs go through ATen (MKL); every elementwise step is one at::parallel_for pass over rows.
 #include "sea_cpu.h"
 
@@ -21,9 +29,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
+
+#include "sea_exp.h"
 
 namespace sea_kernels {
 namespace {
@@ -63,61 +73,6 @@ T row_max(const T* u, int64_t n) {
   return acc;
 }
 
-// e^x for x ≤ 0 (every argument here is max-subtracted), written so that loops over it
-// vectorise: e^x = 2^k e^r, k = round(x/ln2), r = x − k ln2 (Cody–Waite), e^r by its Taylor
-// polynomial to within an ulp (degree 7 in float, 12 in double); x below the smallest normal
-// result (−∞ included) gives 0. The integer and bit types match T's width.
-template <typename T>
-struct ExpTraits;
-template <>
-struct ExpTraits<float> {
-  using Int = int32_t;
-  static constexpr int mantissa = 23, bias = 127, degree = 7;
-  static constexpr float lo = -87.0f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f,
-                         shifter = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
-  static constexpr float taylor[] = {1.0f, 1.0f, 1 / 2.0f, 1 / 6.0f, 1 / 24.0f, 1 / 120.0f,
-                                     1 / 720.0f, 1 / 5040.0f};
-};
-template <>
-struct ExpTraits<double> {
-  using Int = int64_t;
-  static constexpr int mantissa = 52, bias = 1023, degree = 12;
-  static constexpr double lo = -708.0, ln2_hi = 6.93147180369123816490e-01,
-                          ln2_lo = 1.90821492927058770002e-10, shifter = 6755399441055744.0;
-  static constexpr double taylor[] = {1.0,          1.0,           1 / 2.0,        1 / 6.0,
-                                      1 / 24.0,     1 / 120.0,     1 / 720.0,      1 / 5040.0,
-                                      1 / 40320.0,  1 / 362880.0,  1 / 3628800.0,  1 / 39916800.0,
-                                      1 / 479001600.0};
-};
-
-template <typename T>
-inline T exp_nonpositive(T x) {
-  using E = ExpTraits<T>;
-  using Int = typename E::Int;
-  const T xc = x < E::lo ? E::lo : x;  // NaN passes through
-  const T t = xc * T(1.4426950408889634) + E::shifter;
-  const T k = t - E::shifter;
-  const T r = (xc - k * E::ln2_hi) - k * E::ln2_lo;
-  T p = E::taylor[E::degree];  // Σ_j r^j/j! in Horner form
-#pragma GCC unroll 16
-  for (int j = E::degree - 1; j >= 0; --j) p = p * r + E::taylor[j];
-  Int tb, kb;
-  std::memcpy(&tb, &t, sizeof(T));
-  const T sh = E::shifter;
-  std::memcpy(&kb, &sh, sizeof(T));
-  const Int pow2 = (tb - kb + E::bias) << E::mantissa;  // bits of 2^k
-  T scale;
-  std::memcpy(&scale, &pow2, sizeof(T));
-  return x < E::lo ? T(0) : p * scale;
-}
-
-// u[k] = e^{u[k] − m}, u[k] ≤ m, in place.
-template <typename T>
-void exp_shifted(T* u, T m, int64_t n) {
-#pragma omp simd
-  for (int64_t k = 0; k < n; ++k) u[k] = exp_nonpositive(u[k] - m);
-}
-
 // out (n×n, unit column stride) = V Vᵀ for V (n×k), from its lower block triangle: one GEMM per
 // block row (rows [i0, i1) of V times rows [0, i1)), whose transpose is then copied above the
 // diagonal (block row i only writes columns [i0, i1) of rows < i0, which no other block row
@@ -152,18 +107,20 @@ void symmetric_gram(const Tensor& v, const Tensor& out) {
   for (int64_t i0 = 0; i0 < n; i0 += block) block_row(i0, std::min(n, i0 + block));
 }
 
-template <typename T>
-void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_scale, T alpha,
-              T eta, T lam, T delta, bool negative_only, bool compute_grad, Tensor& losses,
-              Tensor& dw) {
-  const int64_t b = x.size(0), d = x.size(1), C = w.size(1), ld = b + C;
-  const auto opts = x.options();
-  constexpr T tiny = std::numeric_limits<T>::min();
-  constexpr T inf = std::numeric_limits<T>::infinity();
-  const T inv_lam = T(1) / lam;
 
-  // [K | L] = [X Xᵀ | X W] in one buffer: the "values" that Q multiplies.
-  Tensor kl = at::empty({b, ld}, opts);
+// The scalar hyperparameters of one call, in the compute type.
+template <typename T>
+struct Hyper {
+  T alpha, eta, lam, inv_lam, delta;
+  bool negative_only;
+};
+
+// logits_and_gram: [K | L] = [XXᵀ | XW] in one b×(b+C) buffer, the "values" that Q multiplies.
+// L = XW runs as Lᵀ = WᵀXᵀ for C < kNarrow; K = XXᵀ from its lower block triangle.
+template <typename T>
+Tensor logits_and_gram(const Tensor& x, const Tensor& w) {
+  const int64_t b = x.size(0), C = w.size(1), ld = b + C;
+  Tensor kl = at::empty({b, ld}, x.options());
   Tensor l = kl.narrow(1, b, C);
   if (C < kNarrow) {
     const Tensor lt = at::mm(w.t(), x.t());  // Lᵀ (C×b)
@@ -175,98 +132,131 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
     at::mm_out(l, x, w);
   }
   symmetric_gram<T>(x, kl.narrow(1, 0, b));
+  return kl;
+}
+
+// row_prep: per row, z = (l + δ(1−y))/λ, p = softmax(z), a = p − y (p for negative_only), then
+// A' = a / max_c|a_c| (a zero row stays zero) — b×C.
+template <typename T>
+Tensor row_prep(const Tensor& kl, const int64_t* y, const Hyper<T>& h) {
+  const int64_t b = kl.size(0), ld = kl.size(1), C = ld - b;
   const T* klp = kl.const_data_ptr<T>();
-
-  // Q (b×b); b = 1 has no other example to project on: Q = 0, x_iᵀĝ_i = 0.
-  Tensor q = at::empty({b, b}, opts);
-  T* qp = q.data_ptr<T>();
-  std::vector<T> xg(b, T(0));
-  if (b == 1) {
-    qp[0] = 0;
-  } else {
-    // A' = (softmax(Z) − Y) / max|·| row by row.
-    Tensor a = at::empty({b, C}, opts);
-    T* ap = a.data_ptr<T>();
-    at::parallel_for(0, b, grain(2 * C), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; ++i) {
-        const T* li = klp + i * ld + b;
-        T* ai = ap + i * C;
-        const int64_t yi = y[i];
+  const T delta = h.delta, inv_lam = h.inv_lam;
+  const bool negative_only = h.negative_only;
+  Tensor a = at::empty({b, C}, kl.options());
+  T* ap = a.data_ptr<T>();
+  at::parallel_for(0, b, grain(2 * C), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      const T* li = klp + i * ld + b;
+      T* ai = ap + i * C;
+      const int64_t yi = y[i];
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) ai[c] = (li[c] + delta) * inv_lam;
-        ai[yi] = li[yi] * inv_lam;
-        exp_shifted(ai, row_max(ai, C), C);
-        const T inv_sum = T(1) / row_sum(ai, C);
+      for (int64_t c = 0; c < C; ++c) ai[c] = (li[c] + delta) * inv_lam;
+      ai[yi] = li[yi] * inv_lam;
+      exp_shifted(ai, row_max(ai, C), C);
+      const T inv_sum = T(1) / row_sum(ai, C);
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) ai[c] *= inv_sum;
-        if (!negative_only) ai[yi] -= 1;
-        T amax = 0;
+      for (int64_t c = 0; c < C; ++c) ai[c] *= inv_sum;
+      if (!negative_only) ai[yi] -= 1;
+      T amax = 0;
 #pragma omp simd reduction(max : amax)
-        for (int64_t c = 0; c < C; ++c) amax = std::abs(ai[c]) > amax ? std::abs(ai[c]) : amax;
-        if (amax > 0) {
-          const T inv_amax = T(1) / amax;
+      for (int64_t c = 0; c < C; ++c) amax = std::abs(ai[c]) > amax ? std::abs(ai[c]) : amax;
+      if (amax > 0) {
+        const T inv_amax = T(1) / amax;
 #pragma omp simd
-          for (int64_t c = 0; c < C; ++c) ai[c] *= inv_amax;
-        }
-      }
-    });
-
-    // ‖g_i‖² = a'_iᵀ (M a'_i) with M = WᵀW, or Σ_k G_ik² over row blocks of G = A'Wᵀ (≥ 64 rows
-    // for GEMM efficiency, ≤ ~2^20 elements).
-    std::vector<T> g2(b);
-    if (C <= 2 * b) {
-      Tensor m = at::empty({C, C}, opts);
-      symmetric_gram<T>(w.t(), m);
-      const Tensor am = at::mm(a, m);
-      const T* amp = am.const_data_ptr<T>();
-      at::parallel_for(0, b, grain(C), [&](int64_t r0, int64_t r1) {
-        for (int64_t i = r0; i < r1; ++i) g2[i] = dot(amp + i * C, ap + i * C, C);
-      });
-    } else {
-      const int64_t rows = std::min(b, std::max<int64_t>(64, (int64_t(1) << 20) / d));
-      Tensor gbuf = at::empty({rows, d}, opts);
-      for (int64_t i0 = 0; i0 < b; i0 += rows) {
-        const int64_t m = std::min(rows, b - i0);
-        Tensor g = gbuf.narrow(0, 0, m);
-        at::mm_out(g, a.narrow(0, i0, m), w.t());
-        const T* gp = g.const_data_ptr<T>();
-        at::parallel_for(0, m, grain(d), [&](int64_t r0, int64_t r1) {
-          for (int64_t i = r0; i < r1; ++i) g2[i0 + i] = dot(gp + i * d, gp + i * d, d);
-        });
+        for (int64_t c = 0; c < C; ++c) ai[c] *= inv_amax;
       }
     }
+  });
+  return a;
+}
 
-    // S = A'Lᵀ, then Q = softmax_j(S_ij / (α‖g_i‖)) with S_ii = −∞ (a zero g_i gives S_i = 0:
-    // a uniform q_i), in place; and x_iᵀĝ_i = Σ_j Q_ij K_ij.
-    at::mm_out(q, a, l.t());
-    at::parallel_for(0, b, grain(2 * b), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; ++i) {
-        T* qi = qp + i * b;
-        const T scale = (g2[i] > 0 ? T(1) / std::sqrt(std::max(g2[i], tiny)) : T(0)) / alpha;
-#pragma omp simd
-        for (int64_t j = 0; j < b; ++j) qi[j] *= scale;
-        qi[i] = -inf;
-        exp_shifted(qi, row_max(qi, b), b);
-        const T inv_sum = T(1) / row_sum(qi, b);
-#pragma omp simd
-        for (int64_t j = 0; j < b; ++j) qi[j] *= inv_sum;
-        xg[i] = dot(qi, klp + i * ld, b);
-      }
+// grad_norms: ‖g_i‖² = ‖W a'_i‖² = a'_iᵀ (M a'_i) with M = WᵀW (C ≤ 2b), else Σ_k G_ik² over row
+// blocks of G = A'Wᵀ (≥ 64 rows for GEMM efficiency, ≤ ~2^20 elements).
+template <typename T>
+std::vector<T> grad_norms(const Tensor& a, const Tensor& w) {
+  const int64_t b = a.size(0), C = a.size(1), d = w.size(0);
+  const T* ap = a.const_data_ptr<T>();
+  std::vector<T> g2(b);
+  if (C <= 2 * b) {
+    Tensor m = at::empty({C, C}, a.options());
+    symmetric_gram<T>(w.t(), m);
+    const Tensor am = at::mm(a, m);
+    const T* amp = am.const_data_ptr<T>();
+    at::parallel_for(0, b, grain(C), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) g2[i] = dot(amp + i * C, ap + i * C, C);
     });
+  } else {
+    const int64_t rows = std::min(b, std::max<int64_t>(64, (int64_t(1) << 20) / d));
+    Tensor gbuf = at::empty({rows, d}, a.options());
+    for (int64_t i0 = 0; i0 < b; i0 += rows) {
+      const int64_t m = std::min(rows, b - i0);
+      Tensor g = gbuf.narrow(0, 0, m);
+      at::mm_out(g, a.narrow(0, i0, m), w.t());
+      const T* gp = g.const_data_ptr<T>();
+      at::parallel_for(0, m, grain(d), [&](int64_t r0, int64_t r1) {
+        for (int64_t i = r0; i < r1; ++i) g2[i0 + i] = dot(gp + i * d, gp + i * d, d);
+      });
+    }
   }
+  return g2;
+}
 
+// attention: S = A'Lᵀ into q, then per row Q_i = softmax_j(S_ij / (α‖g_i‖)) with S_ii = −∞, in
+// place (a zero g_i gives S_i = 0: a uniform q_i); and x_iᵀĝ_i = Σ_j Q_ij K_ij into xg.
+template <typename T>
+void attention(const Tensor& a, const Tensor& kl, const std::vector<T>& g2, T alpha,
+               Tensor& q, std::vector<T>& xg) {
+  const int64_t b = kl.size(0), ld = kl.size(1), C = ld - b;
+  constexpr T tiny = std::numeric_limits<T>::min();
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  const T* klp = kl.const_data_ptr<T>();
+  T* qp = q.data_ptr<T>();
+  at::mm_out(q, a, kl.narrow(1, b, C).t());
+  at::parallel_for(0, b, grain(2 * b), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      T* qi = qp + i * b;
+      const T scale = (g2[i] > 0 ? T(1) / std::sqrt(std::max(g2[i], tiny)) : T(0)) / alpha;
+#pragma omp simd
+      for (int64_t j = 0; j < b; ++j) qi[j] *= scale;
+      qi[i] = -inf;
+      exp_shifted(qi, row_max(qi, b), b);
+      const T inv_sum = T(1) / row_sum(qi, b);
+#pragma omp simd
+      for (int64_t j = 0; j < b; ++j) qi[j] *= inv_sum;
+      xg[i] = dot(qi, klp + i * ld, b);
+    }
+  });
+}
+
+// The gradient factors of row_epilogue: U = diag(1/n) D (b×C; grad_rows turns it into R in
+// place) and V = diag(ηr/n) D. Undefined tensors without compute_grad.
+struct GradFactors {
+  Tensor u, v;
+};
+
+// row_epilogue: [QK | QL] = Q [K | L] (one GEMM), then per row r = 1/‖ĝ‖ with ‖ĝ‖² = Σ_j (QK)_ij
+// Q_ij, 1/n with n² = K_ii + 2ηr x_iᵀĝ_i + η², the augmented logits
+// z̃ = (l/n + (ηr/n) ql + δ(1−y))/λ, the loss ℓ_i = λ log1p(Σ_{c≠y} e^{z̃_c−z̃_y}) into losses and,
+// with compute_grad, D = s (softmax(z̃) − y) with p̃_y − 1 = −Σ_{c≠y} p̃_c, split into U and V.
+template <typename T>
+GradFactors row_epilogue(const Tensor& kl, const Tensor& q, const std::vector<T>& xg,
+                         const int64_t* y, const T* row_scale, const Hyper<T>& h,
+                         bool compute_grad, const Tensor& losses) {
+  const int64_t b = kl.size(0), ld = kl.size(1), C = ld - b;
+  constexpr T tiny = std::numeric_limits<T>::min();
+  const T eta = h.eta, lam = h.lam, inv_lam = h.inv_lam, delta = h.delta;
   const Tensor qkl = at::mm(q, kl);
   const T* qklp = qkl.const_data_ptr<T>();
-
-  // Per row: r, 1/n, the augmented logits z̃, the loss and, for the gradient, U = D/n (into R)
-  // and V = (ηr/n) D, with p̃_y − 1 = −Σ_{c≠y} p̃_c.
-  Tensor r_mat, v_mat;
-  T *rp = nullptr, *vp = nullptr;
+  const T* klp = kl.const_data_ptr<T>();
+  const T* qp = q.const_data_ptr<T>();
+  GradFactors f;
+  T *up = nullptr, *vp = nullptr;
   if (compute_grad) {
-    r_mat = at::empty({b, C}, opts);
-    v_mat = at::empty({b, C}, opts);
-    rp = r_mat.data_ptr<T>();
-    vp = v_mat.data_ptr<T>();
+    f.u = at::empty({b, C}, kl.options());
+    f.v = at::empty({b, C}, kl.options());
+    up = f.u.data_ptr<T>();
+    vp = f.v.data_ptr<T>();
   }
   T* lossp = losses.data_ptr<T>();
   at::parallel_for(0, b, grain(b + 3 * C), [&](int64_t r0, int64_t r1) {
@@ -296,21 +286,52 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
       if (!compute_grad) continue;
       // D_i = s_i (p̃_i − e_y), p̃_c = e^{z̃_c − m}/(s + e_y), p̃_y − 1 = −s/(s + e_y)
       const T dscale = row_scale[i] / (s + ey);
-      T* ri = rp + i * C;
+      T* ui = up + i * C;
       T* vi = vp + i * C;
       z[yi] = -s;
 #pragma omp simd
       for (int64_t c = 0; c < C; ++c) {
         const T dic = dscale * z[c];
-        ri[c] = inv_n * dic;
+        ui[c] = inv_n * dic;
         vi[c] = c2 * dic;
       }
     }
   });
-  if (!compute_grad) return;
+  return f;
+}
 
-  r_mat.addmm_(q.t(), v_mat);  // R = U + Qᵀ V
-  dw = C < kNarrow ? at::mm(r_mat.t(), x).t().contiguous() : at::mm(x.t(), r_mat);
+// grad_rows: R = U + QᵀV, in place over U (b×C). Since X̃ = diag(1/n) X + diag(ηr/n) QX, the
+// gradient X̃ᵀD of the augmented batch is XᵀR: row j of R collects D_j/n_j and x_j's share Q_ij
+// of every ĝ_i.
+Tensor grad_rows(const Tensor& q, GradFactors&& f) {
+  f.u.addmm_(q.t(), f.v);
+  return std::move(f.u);
+}
+
+// weight_grad: dW = XᵀR (d×C), as (RᵀX)ᵀ for C < kNarrow.
+Tensor weight_grad(const Tensor& x, const Tensor& r) {
+  return r.size(1) < kNarrow ? at::mm(r.t(), x).t().contiguous() : at::mm(x.t(), r);
+}
+
+// The stages in order. b = 1 has no other example to project on: Q = 0, x_iᵀĝ_i = 0 (ĝ = 0, so
+// x̃ = unit(x)), and row_prep, grad_norms, attention are skipped.
+template <typename T>
+void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_scale,
+              const Hyper<T>& h, bool compute_grad, const Tensor& losses, Tensor& dw) {
+  const int64_t b = x.size(0);
+  const Tensor kl = logits_and_gram<T>(x, w);
+  Tensor q = at::empty({b, b}, x.options());
+  std::vector<T> xg(b, T(0));
+  if (b == 1) {
+    q.data_ptr<T>()[0] = 0;
+  } else {
+    const Tensor a = row_prep<T>(kl, y, h);
+    const std::vector<T> g2 = grad_norms<T>(a, w);
+    attention<T>(a, kl, g2, h.alpha, q, xg);
+  }
+  GradFactors f = row_epilogue<T>(kl, q, xg, y, row_scale, h, compute_grad, losses);
+  if (!compute_grad) return;
+  dw = weight_grad(x, grad_rows(q, std::move(f)));
 }
 
 }  // namespace
@@ -366,8 +387,9 @@ std::tuple<Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& labels, co
   Tensor losses = at::empty({b}, xc.options());
   Tensor dw = at::empty({0}, xc.options());
   AT_DISPATCH_FLOATING_TYPES(ct, "sea_fwd_cpu", [&] {
-    sea_impl<scalar_t>(xc, wc, yp, s.const_data_ptr<scalar_t>(), scalar_t(alpha), scalar_t(eta),
-                       scalar_t(lam), scalar_t(delta), negative_only, compute_grad, losses, dw);
+    using T = scalar_t;
+    const Hyper<T> h{T(alpha), T(eta), T(lam), T(1) / T(lam), T(delta), negative_only};
+    sea_impl<T>(xc, wc, yp, s.const_data_ptr<T>(), h, compute_grad, losses, dw);
   });
   return {losses, dw};
 }

@@ -1,4 +1,4 @@
-// Fused CPU kernel of the SeA loss in Gram space (DESIGN.md §2); registered as
+// Fused CPU kernel of the SeA loss in Gram space (docs/design.md §2); registered as
 // torch.ops.sea_kernels.sea_fwd_cpu by sea_cpu.cpp.
 #pragma once
 

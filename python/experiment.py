@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import time
 
-
 # ME-ADA's feature-space ascent step, searched on validation next to the lr (the paper searched
-# ME-ADA's parameters): the fixed default 0.003 (sea_kernels.train.baselines) turns copies adversarial
-# enough to cost CIFAR-10 test accuracy once W has grown (100 epochs on all 50,000 rows).
+# ME-ADA's parameters): the fixed default 0.003 (sea_kernels.train.baselines) turns copies
+# adversarial enough to cost CIFAR-10 test accuracy once W has grown (100 epochs on all 50,000
+# rows).
 # The first step is sea_kernels.train.baselines' default (what --quick runs).
 ME_ADA_ASCENT_STEPS = (0.003, 0.001, 0.0003)
 PARAM_NAMES = {"lr": "lr", "eta": "η", "lam": "λ", "alpha": "α", "weight_decay": "wd", "delta": "δ",

@@ -9,9 +9,10 @@ x_test 10,000 × 1280, float16; see its README), or --features PATH.
 
 1. Table 5 — baseline (linear probe, η = 0), ISDA, ME-ADA, mixup and SeA, each with its
    hyper-parameters picked on a validation split (stratified --val-fraction of the training rows),
-   refitted on train + val and scored on the test set; on the full training set and on a stratified
-   10% subset (--subset-fraction). Baseline and SeA come from one `sea_kernels.train.sweep` pass over
-   lr × η × λ (the whole grid at once); the others are separate `SeAClassifier` fits per candidate
+   refitted on train + val and scored on the test set; on the full training set and on a
+   stratified 10% subset (--subset-fraction). Baseline and SeA come from one
+   `sea_kernels.train.sweep` pass over lr × η × λ (the whole grid at once); the others are
+   separate `SeAClassifier` fits per candidate
    (learning rate; mixup also η, ME-ADA also its feature-space ascent step). --methods picks the
    baselines to run.
 2. Fig. 2–3 — the η ablation: train and test top-1 accuracy after every epoch for η ∈ {0, 0.2, 0.4,
@@ -51,8 +52,8 @@ def fmt(p):
 
 def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
     """Table 5 for one training set: returns (rows, sweep result, SeA params)."""
-    from sea_kernels.train.sweep import stratified_split, sweep
     from sea_kernels.train.estimator import TrainingDiverged
+    from sea_kernels.train.sweep import stratified_split, sweep
     epochs, seed = cfg.epochs, cfg.seed
     tr, va = stratified_split(y_fit, cfg.val_fraction, random_state=seed)
     x_tr, y_tr, x_va, y_va = x_fit[tr], y_fit[tr], x_fit[va], y_fit[va]
@@ -135,7 +136,8 @@ def eta_ablation(x_tr, y_tr, x_te, y_te, params, cfg, out):
         f"set, {cfg.epochs} epochs, scored every epoch")
     t0 = time.perf_counter()
     many = train_many(torch.from_numpy(x_tr), y_tr, configs, epochs=cfg.epochs,
-                      random_state=cfg.seed, eval_sets={"train": (x_tr, y_tr), "test": (x_te, y_te)},
+                      random_state=cfg.seed,
+                      eval_sets={"train": (x_tr, y_tr), "test": (x_te, y_te)},
                       eval_every=1, progress=cfg.progress)
     secs = time.perf_counter() - t0
     hist = histories_from_many(many, labels=[f"η={e:g}" for e in cfg.ablation_etas])
@@ -154,10 +156,14 @@ def eta_ablation(x_tr, y_tr, x_te, y_te, params, cfg, out):
 
 
 def markdown(results, ablation, cfg, total):
-    lines = ["# SeA on CIFAR-10 EfficientNet-Lite0 features (reproduction of Table 5, Fig. 2–3)", "",
-             f"{cfg.epochs} epochs, batch 256, SGD momentum 0.9, weight decay 1e-6, α = 0.01, δ = 0; "
-             f"hyper-parameters selected on a stratified {cfg.val_fraction:.0%} validation split of "
-             "each training set, the winner refitted on train + val. Test set: 10,000 images.", ""]
+    lines = ["# SeA on CIFAR-10 EfficientNet-Lite0 features "
+             "(reproduction of Table 5, Fig. 2–3)", "",
+             f"{cfg.epochs} epochs, batch 256, SGD momentum 0.9, weight decay 1e-6, "
+             "α = 0.01, δ = 0; "
+             f"hyper-parameters selected on a stratified {cfg.val_fraction:.0%} "
+             "validation split of "
+             "each training set, the winner refitted on train + val. "
+             "Test set: 10,000 images.", ""]
     for setting, rows in results.items():
         lines += [f"## {setting}", "",
                   "| method | selected | val top-1 | test top-1 | test mean per-class | fit (s) "
@@ -183,7 +189,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--features", type=Path, default=DEFAULT_FEATURES, help="features .npz")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "cifar10")
-    ap.add_argument("--epochs", type=int, default=None, help="epochs (100; --quick: 3, the fewest ME-ADA allows)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="epochs (100; --quick: 3, the fewest ME-ADA allows)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 3 epochs, tiny grids, one candidate per baseline")
     ap.add_argument("--seed", type=int, default=0)

@@ -2,8 +2,10 @@
 
 One definition, used by the op (`op.fused`), the estimator (`train.estimator`), the sweep engine
 (`train.grid`) and the command line (`cli`, which builds its parser from this module without
-importing torch). The defaults are the paper's (docs/design.md §1): α = 0.01, η = 0.8, λ = 0.1,
-δ = 0, SGD with momentum 0.9, weight decay 1e-6, lr 1.6 at batch 256, 100 epochs.
+importing torch). The defaults (docs/design.md §1): α = 0.01, η = 0.8, λ = 0.1, δ = 0, SGD with
+momentum 0.9, weight decay 1e-6, 100 epochs, and lr 1.6 at batch 256 — a starting point, not the
+paper's choice: the paper picks lr from its grid (powers of two) on validation, and lr 1.6 with
+η = 0.8 collapses on some feature sets (docs/design.md §7).
 
 A wrong *type* raises `ParameterError`, which is both a TypeError and a ValueError (as
 scikit-learn's InvalidParameterError): callers that catch either see it.

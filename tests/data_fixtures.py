@@ -7,9 +7,10 @@
 `shared/data/cifar10-efficientnet-lite0/features.npz` (x_train 50000×1280 float16, y_train,
 x_test 10000×1280, y_test) stores its rows grouped by class, so each split is shuffled with a
 seeded permutation (np.random.default_rng(seed): the train permutation first, then the test one)
-before it is sliced; every slice holds all ten classes in roughly equal numbers. Features come back
-as stored (float16, not normalised — `sea_kernels.data.features.prepare_features` is what the trainer
-applies), labels as int64. Results are cached (lru_cache) and read-only: copy before modifying.
+before it is sliced; every slice holds all ten classes in roughly equal numbers. Features come
+back as stored (float16, not normalised — `sea_kernels.data.features.prepare_features` is what the
+trainer applies), labels as int64. Results are cached (lru_cache) and read-only: copy before
+modifying.
 
 The file is looked up in $SEA_DATA_DIR, then next to the checkout (`<repo>/../shared/data/...`),
 then under /work/shared/data; when it is absent the calling test is skipped with the reason.

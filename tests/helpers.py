@@ -49,7 +49,8 @@ def rel_err(got, want):
 
 
 def reference_in(dtype, x, labels, weight, **kw):
-    """The paper-literal reference computed in `dtype` (float32 for half types, on rounded inputs)."""
+    """The paper-literal reference computed in `dtype` (float32 for half types, on rounded
+    inputs)."""
     ct = torch.float64 if dtype == torch.float64 else torch.float32
     return reference.sea_loss_and_grad(x.to(dtype).to(ct), labels, weight.to(dtype).to(ct), **kw)
 

@@ -3,10 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from sea_kernels.train import baselines
-from sea_kernels.train.baselines import (ISDAEstimator, isda_logits, isda_loss, isda_sigma2,
-                                   me_ada_generate, me_ada_round_epochs)
 from sea_kernels.op.reference import smoothed_hinge_loss
+from sea_kernels.train import baselines
+from sea_kernels.train.baselines import (
+    ISDAEstimator,
+    isda_logits,
+    isda_loss,
+    isda_sigma2,
+    me_ada_generate,
+    me_ada_round_epochs,
+)
 
 
 def _data(n, d, c, seed=0):
@@ -99,7 +105,8 @@ def test_me_ada_round_epochs():
 
 
 def test_me_ada_one_step_equals_the_hand_gradient():
-    """One ascent step from x0: x1 = Π(x0 + lr (W(p̃ − y) + β W ∂H/∂z)), the distance term being 0."""
+    """One ascent step from x0: x1 = Π(x0 + lr (W(p̃ − y) + β W ∂H/∂z)), the distance term
+    being 0."""
     x, y, w = _data(7, 4, 3, seed=4)
     lam, delta, lr, beta = 0.5, 0.3, 0.05, 2.0
     got = me_ada_generate(x, y, w, lam=lam, delta=delta, steps=1, lr=lr, gamma=1.0, beta=beta)

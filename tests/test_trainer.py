@@ -1,16 +1,17 @@
-"""SeAClassifier: accuracy on real features, the exact training step, checkpoint/resume, persistence,
-the sklearn parameter protocol, every augment value, divergence and bad-input messages."""
+"""SeAClassifier: accuracy on real features, the exact training step, checkpoint/resume,
+persistence, the sklearn parameter protocol, every augment value, divergence and bad-input
+messages."""
 import math
 import warnings
 
 import numpy as np
 import pytest
 import torch
-
 from data_fixtures import cifar_data  # noqa: F401  (session fixture)
+
 from sea_kernels import fused_sea
-from sea_kernels.op import cpp_backend as _ext
 from sea_kernels.data.features import prepare_features
+from sea_kernels.op import cpp_backend as _ext
 from sea_kernels.train.estimator import AUGMENTS, NotFittedError, SeAClassifier, TrainingDiverged
 
 
@@ -294,7 +295,8 @@ def test_divergence_names_the_learning_rate(small):
 
 
 def test_collapse_stops_training(small):
-    """A loss above 2× the all-zero classifier's (finite, but worse than predicting nothing) stops."""
+    """A loss above 2× the all-zero classifier's (finite, but worse than predicting nothing)
+    stops."""
     X, y = small
     clf = SeAClassifier(eta=0.8, lr=200.0, epochs=2, random_state=0, backend="torch")
     with pytest.raises(TrainingDiverged, match=r"with lr=200; try lr=50 or lower.*collapsed") as e:

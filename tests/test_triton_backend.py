@@ -1,7 +1,8 @@
 """The Triton backend against the float64 paper-literal reference.
 
 Without a GPU the kernels run in Triton's interpreter on CPU tensors; TRITON_INTERPRET must be set
-before `sea_kernels.op.triton_backend` defines its kernels (tests/conftest.py does the same, earlier).
+before `sea_kernels.op.triton_kernels` defines the kernels (triton_backend imports it;
+tests/conftest.py sets the variable too, earlier).
 Most tests use 16-wide blocks (the smallest tl.dot accepts on a GPU) so that the small, odd shapes
 here still span several row, column, class and value tiles.
 """
@@ -13,23 +14,23 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-
-from sea_kernels import reference  # noqa: E402
-from sea_kernels.op import triton_backend as triton_sea
 from helpers import TOLERANCE, make_problem, one_hot_problem, reference_rows, rel_err  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not triton_sea.AVAILABLE,
-                                reason=f"triton unavailable: {triton_sea.UNAVAILABLE_REASON}")
+from sea_kernels import reference  # noqa: E402
+from sea_kernels.op import triton_backend
+
+pytestmark = pytest.mark.skipif(not triton_backend.AVAILABLE,
+                                reason=f"triton unavailable: {triton_backend.UNAVAILABLE_REASON}")
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-SMALL = triton_sea.Config(row_m=16, row_c=16, block_m=16, block_n=16, block_c=16, block_v=16,
+SMALL = triton_backend.Config(row_m=16, row_c=16, block_m=16, block_n=16, block_c=16, block_v=16,
                           block_d=16)
 SHAPES = [(1, 3, 2), (2, 5, 3), (7, 33, 10), (19, 40, 5), (33, 17, 70)]
 
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(triton_sea, "CONFIG", SMALL)
+    monkeypatch.setattr(triton_backend, "CONFIG", SMALL)
 
 
 def check(x, labels, weight, row_scale=None, negative_only=False, **kw):
@@ -38,7 +39,7 @@ def check(x, labels, weight, row_scale=None, negative_only=False, **kw):
     b = x.shape[0]
     row_scale = torch.full((b,), 1.0 / b) if row_scale is None else row_scale
     hyper = dict(alpha=0.01, eta=0.8, lam=0.1, delta=0.0) | kw
-    losses, grad = triton_sea.sea_forward(
+    losses, grad = triton_backend.sea_forward(
         x.to(DEVICE), labels.to(DEVICE), weight.to(DEVICE), row_scale.float().to(DEVICE),
         hyper["alpha"], hyper["eta"], hyper["lam"], hyper["delta"], negative_only=negative_only)
     assert losses.dtype == grad.dtype == torch.float32
@@ -109,8 +110,8 @@ def test_no_grad_and_noncontiguous(small_blocks):
     xs = torch.cat([x, x], dim=1)[:, ::2].float().to(DEVICE)
     wt = w.T.contiguous().T.float().to(DEVICE)
     rs = torch.ones(9, device=DEVICE)
-    full, _ = triton_sea.sea_forward(xs, y.to(DEVICE), wt, rs, 0.01, 0.8, 0.1, 0.0)
-    losses, grad = triton_sea.sea_forward(xs, y.to(DEVICE), wt, rs, 0.01, 0.8, 0.1, 0.0,
+    full, _ = triton_backend.sea_forward(xs, y.to(DEVICE), wt, rs, 0.01, 0.8, 0.1, 0.0)
+    losses, grad = triton_backend.sea_forward(xs, y.to(DEVICE), wt, rs, 0.01, 0.8, 0.1, 0.0,
                                           compute_grad=False)
     assert grad.numel() == 0 and torch.equal(losses, full)
     want, _ = reference_rows(xs.double().cpu(), y, w, rs.double().cpu())
@@ -136,11 +137,11 @@ def test_public_op(small_blocks, reduction):
 def test_rejects_float64_and_cpu_without_interpreter(monkeypatch):
     x, y, w = make_problem(4, 3, 2)
     with pytest.raises(TypeError, match="float64"):
-        triton_sea.sea_forward(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE), torch.ones(4),
+        triton_backend.sea_forward(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE), torch.ones(4),
                                0.01, 0.8, 0.1, 0.0)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="needs CUDA tensors"):
-        triton_sea.sea_forward(x.float(), y, w.float(), torch.ones(4), 0.01, 0.8, 0.1, 0.0)
+        triton_backend.sea_forward(x.float(), y, w.float(), torch.ones(4), 0.01, 0.8, 0.1, 0.0)
 
 
 COMPILE_CHECK = r"""
@@ -148,17 +149,18 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from sea_kernels.op import triton_backend as ts
+from sea_kernels.op import triton_kernels as tk
 
 cfg = ts.Config()
 floats = {"delta", "inv_lam", "eta", "lam"}
 dot = dict(BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c, PREC=ts.DOT_PRECISION)
-jobs = [(ts._row_prep, dict(NEG_ONLY=neg, BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c), cfg.row_warps)
+jobs = [(tk._row_prep, dict(NEG_ONLY=neg, BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c), cfg.row_warps)
         for neg in (False, True)]
-jobs += [(ts._row_epilogue, dict(GRAD=g, BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c), cfg.row_warps)
+jobs += [(tk._row_epilogue, dict(GRAD=g, BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c), cfg.row_warps)
          for g in (False, True)]
-jobs += [(ts._attention, dict(dot, BLOCK_V=cfg.block_v), cfg.num_warps),
-         (ts._grad_rows, dict(dot, BLOCK_D=cfg.block_d), cfg.num_warps),
-         (ts._attention, dict(BLOCK_M=16, BLOCK_N=16, BLOCK_C=16, BLOCK_V=32, PREC="ieee"), 4)]
+jobs += [(tk._attention, dict(dot, BLOCK_V=cfg.block_v), cfg.num_warps),
+         (tk._grad_rows, dict(dot, BLOCK_D=cfg.block_d), cfg.num_warps),
+         (tk._attention, dict(BLOCK_M=16, BLOCK_N=16, BLOCK_C=16, BLOCK_V=32, PREC="ieee"), 4)]
 for fn, consts, warps in jobs:
     sig, cx = {}, {}
     for i, name in enumerate(fn.arg_names):
@@ -175,6 +177,7 @@ print("compiled", len(jobs))
 """
 
 
+@pytest.mark.build
 def test_kernels_compile_for_sm90():
     """Lower every kernel to an sm_90 cubin (no GPU needed): catches what the interpreter accepts
     but the compiler does not (tl.dot shapes, branch-dependent types, ...)."""

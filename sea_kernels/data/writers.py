@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -37,7 +38,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                    suffix=f".tmp{path.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -54,7 +56,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs):
-    """`open()` for writing, atomically: the file appears at ``path`` only when the block succeeds."""
+    """`open()` for writing, atomically: the file appears at ``path`` only when the block
+    succeeds."""
     if not any(c in mode for c in "wx"):
         raise ValueError(f"atomic_open is for writing, got mode {mode!r}")
     if "b" not in mode:
@@ -94,13 +97,15 @@ def _json_clean(obj):
 
 def write_json(path: str | os.PathLike, obj, indent: int = 2) -> Path:
     """Atomic JSON (numpy/torch scalars and arrays converted; NaN/Inf written as null)."""
-    text = json.dumps(_json_clean(json.loads(json.dumps(obj, default=_json_default))), indent=indent)
+    text = json.dumps(_json_clean(json.loads(json.dumps(obj, default=_json_default))),
+                      indent=indent)
     with atomic_open(path, "w") as f:
         f.write(text + "\n")
     return Path(path)
 
 
-def write_csv(path: str | os.PathLike, rows: Sequence[dict], fieldnames: Sequence[str] | None = None) -> Path:
+def write_csv(path: str | os.PathLike, rows: Sequence[dict],
+              fieldnames: Sequence[str] | None = None) -> Path:
     """Atomic CSV of a list of dicts (columns: ``fieldnames`` or the union of keys, in order)."""
     if fieldnames is None:
         fieldnames = []

@@ -1,29 +1,23 @@
-"""SeA steps for many linear classifiers at once, sharing one mini-batch (DESIGN.md §2, "Many
-classifiers at once"). The same function as `torch_sea.sea_forward` for every configuration.
+"""SeA steps for many linear classifiers at once, sharing one mini-batch (docs/design.md §4).
 
-k configurations (their own W_k, α_k, η_k, λ_k, δ_k) see the same batch X (b×d). Stacked as one
-matrix W_all = [W_1 | … | W_k] (d × kC), stored transposed (kC × d, W_kᵀ in rows kC:(k+1)C), and
-worked on in the transposed layout (class axis before the batch axis):
+For every configuration k (its own W_k, α_k, η_k, λ_k, δ_k) the same function as the `torch`
+backend's `sea_forward`, with the stages of docs/design.md §5 batched over configurations.
+What differs from one classifier at a time:
 
-    L_allᵀ = W_allᵀ Xᵀ                   ONE GEMM (kC × b), viewed (k, C, b)
-    K     = X Xᵀ                         ONCE per batch, shared by every configuration
-    per configuration, batched over a chunk of configurations (bmm / one GEMM against K):
-      A      = softmax(Z) − Y,  scaled by 1/max|a_i|        (k, b, C)
-      ‖g_i‖² = a_iᵀ M_k a_i, M_k = W_kᵀ W_k  (C ≤ 2b)   or ‖A_k W_kᵀ‖² by rows (C > 2b)
-      S      = (A diag(1/(α‖g‖))) Lᵀ, diagonal −∞,  Q = softmax(S)                 (k, b, b)
-      QK     = [Q_1; …; Q_k] K        ONE (kb × b)·(b × b) GEMM: the 2b³ term, the only one
-                                       that does not shrink with C; ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij,
-                                       x_iᵀ ĝ_i = (QK)_ii (K is symmetric). When d < b,
-                                       ĝ = [Q_1; …; Q_k] X (2b²d) is cheaper and used instead
-      (QL)ᵀ  = Lᵀ Qᵀ                  (k, C, b)·(k, b, b): M = C is the fast bmm shape on CPU
-      L̃, D   as in torch_sea; (Qᵀ D')ᵀ = D'ᵀ Q
-    R_allᵀ (kC × b), dW_allᵀ = R_allᵀ X  ONE GEMM
-
-Configurations with η = 0 are the exact baseline: every term that involves Q is multiplied by
-η = 0 and vanishes exactly (n_i² = K_ii), so they skip the b×b work: L̃ = L/‖x‖, R = D/‖x‖ — the
-expression torch_sea evaluates at η = 0.
-The (k, b, b) tensors dominate memory (1,728 configurations × 256² × 4 B = 450 MB), so the η > 0
-configurations are processed in chunks; K is computed once per batch for all chunks.
+* Transposed, stacked layout. W_all = [W_1 | … | W_k] is stored transposed (kC × d, W_kᵀ in rows
+  kC:(k+1)C) and every per-configuration tensor has the class axis before the batch axis:
+  L_allᵀ = W_allᵀXᵀ (kC × b) and dW_allᵀ = R_allᵀX are ONE GEMM each, the row softmaxes over C
+  are contiguous along b, and the bmm's have the fast M = C shape on CPU ((QL)ᵀ = LᵀQᵀ,
+  (QᵀD')ᵀ = D'ᵀQ).
+* K = XXᵀ is computed once per batch and shared by all configurations; QK = [Q_1; …; Q_k]K is
+  one (kb × b)·(b × b) GEMM (the 2b³ term, the only one that does not shrink with C). When
+  d < b, ĝ = [Q_1; …; Q_k]X (2b²d) is cheaper and gives ‖ĝ_i‖² and x_iᵀĝ_i instead.
+* The η = 0 block. Configurations with η = 0 are the exact baseline: every term with Q is
+  multiplied by η = 0 and vanishes exactly (n_i² = K_ii), so they skip the b×b work:
+  L̃ = L/‖x‖, R = D/‖x‖ — what the torch backend evaluates at η = 0.
+* Chunks. The (k, b, b) tensors dominate memory (1,728 configurations × 256² × 4 B = 450 MB),
+  so the η > 0 configurations run chunk_size at a time (auto_chunk_size from a byte budget),
+  in reusable Workspace buffers.
 """
 from __future__ import annotations
 
@@ -112,7 +106,7 @@ def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, a
     y_t (C, b) one-hot; labels (b,); k_gram (b, b) = X Xᵀ; k_diag (b,) = ‖x_i‖²; row_scale (b,);
     alpha, eta, lam, delta (k, 1); x (b×d), needed only when d < b (then ‖ĝ_i‖² and x_iᵀĝ_i come
     from ĝ = Q X, 2b²d, instead of Q K, 2b³); ws: scratch buffers (two (k, b, b) ones).
-    Mirrors torch_sea._project / sea_forward.
+    Mirrors the stages of op/torch_backend.py (row_prep … grad_rows).
     """
     kc, c, b = logits_t.shape
     dt = logits_t.dtype

@@ -1,8 +1,16 @@
-"""Loads the compiled C++ extension `sea_kernels._C`; without it the package still works.
+"""The `cpp` backend: the Gram-space stages of docs/design.md §2/§5 as one fused C++ CPU kernel.
 
-On import `_C` registers `torch.ops.sea_kernels.sea_fwd_cpu` (TORCH_LIBRARY in csrc/). When the
-build failed or is missing, CPP_AVAILABLE is False, CPP_ERROR says why, one warning is emitted,
-and backend="auto" falls back to the eager `torch` backend (op/dispatch.py).
+What differs from the common formulation (the kernel is csrc/sea_cpu.cpp, its stage functions
+carry the names of §5):
+
+* CPU only, in the compute dtype (float64 stays float64; bf16/fp16 inputs accumulate in fp32).
+* The GEMMs go through ATen (MKL); every elementwise stage is one OpenMP (at::parallel_for) pass
+  over rows. [K | L] is one b×(b+C) buffer; Q (b×b) is stored, its softmax done in place.
+
+This module only loads the compiled extension `sea_kernels._C`, whose import registers
+`torch.ops.sea_kernels.sea_fwd_cpu` (TORCH_LIBRARY in csrc/). When the build failed or is missing,
+CPP_AVAILABLE is False, CPP_ERROR says why, one warning is emitted, and backend="auto" falls back
+to the eager `torch` backend (op/dispatch.py); the package still works.
 """
 from __future__ import annotations
 
@@ -22,6 +30,6 @@ except Exception as exc:  # ImportError, or an ABI mismatch surfacing as OSError
 
 def sea_forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only=False,
                 compute_grad=True):
-    """The `sea_forward` contract (op/torch_backend.py) through torch.ops.sea_kernels.sea_fwd_cpu."""
+    """The `sea_forward` contract (docs/design.md §5) through torch.ops.sea_kernels.sea_fwd_cpu."""
     return torch.ops.sea_kernels.sea_fwd_cpu(x, labels, weight, row_scale, alpha, eta, lam, delta,
                                              negative_only, compute_grad)

@@ -1,5 +1,6 @@
 """FakeTensor kernel of torch.ops.sea_kernels.sea_fwd_cpu (shapes and dtypes only), so the C++ op
-works under torch.compile and torch.library.opcheck."""
+works under torch.compile and torch.library.opcheck. The dtypes follow the contract of
+docs/design.md §5: float64 if x or weight is float64, else float32."""
 import torch
 
 from .. import _C  # noqa: F401  (defines the op this registers for)

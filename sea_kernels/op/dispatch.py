@@ -4,12 +4,12 @@ As xformers' operators do, every backend states the devices and dtypes it takes 
 it refuses an input (docs/design.md §5): `Backend.not_supported_reasons(device, dtypes)` is
 empty when the backend can run on that input. An explicit `backend=` that refuses raises a
 ValueError/TypeError naming the reasons; `backend="auto"` takes the first of PRIORITY that does
-not refuse (the `torch` backend takes everything), so float64 CUDA tensors go to `torch`, not
-to the float32-only Triton kernels.
+not refuse (the `torch` backend takes every device and dtype), so float64 CUDA tensors go to
+`torch`, not to the float32-only Triton kernels. The declarations need no device to be present:
+`resolve_backend("auto", torch.device("cuda"), (torch.float64,))` answers on a CPU-only machine.
 """
 from __future__ import annotations
 
-import os
 import platform
 import sys
 from collections.abc import Callable
@@ -19,8 +19,7 @@ import torch
 
 from ..params import BACKENDS, check_choice
 from . import cpp_backend, torch_backend, triton_backend
-
-ALL_FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+from .validation import FLOAT_DTYPES
 
 
 @dataclass(frozen=True)
@@ -29,25 +28,31 @@ class Backend:
     name: str
     summary: str
     forward: Callable
-    devices: tuple[str, ...]
+    devices: tuple[str, ...] | None              # device types it runs on (None: every one)
     dtypes: tuple[torch.dtype, ...]
     unavailable: Callable[[], str | None]       # why it cannot run at all here (None: it can)
     extra_devices: Callable[[], tuple[str, ...]] = tuple
 
-    def supported_devices(self, explicit: bool = True) -> tuple[str, ...]:
-        """The device types it runs on; `extra_devices` (the Triton interpreter on the CPU, a
-        testing aid) count only when the backend is asked for by name, never for "auto"."""
+    def supported_devices(self, explicit: bool = True) -> tuple[str, ...] | None:
+        """The device types it runs on (None: every one); `extra_devices` (the Triton
+        interpreter on the CPU, a testing aid) count only when the backend is asked for by name,
+        never for "auto"."""
+        if self.devices is None:
+            return None
         return self.devices + (self.extra_devices() if explicit else ())
 
-    def not_supported_reasons(self, device: torch.device, dtypes,
+    def not_supported_reasons(self, device: torch.device | str, dtypes,
                               explicit: bool = True) -> list[str]:
-        """Why this backend cannot run on tensors of `dtypes` on `device` ([] when it can)."""
+        """Why this backend cannot run on tensors of `dtypes` on `device` ([] when it can).
+        Only the declarations are consulted: the device need not exist on this machine."""
         why = self.unavailable()
         if why:
             return [f"is not available: {why}"]
         reasons = []
-        if device.type not in self.supported_devices(explicit):
-            names = "/".join(_DEVICE_NAMES.get(d, d) for d in self.supported_devices(explicit))
+        device = torch.device(device)
+        devices = self.supported_devices(explicit)
+        if devices is not None and device.type not in devices:
+            names = "/".join(_DEVICE_NAMES.get(d, d) for d in devices)
             reasons.append(f"runs on {names} tensors, got tensors on {device}")
         bad = sorted({_dtype_name(d) for d in dtypes if d not in self.dtypes})
         if bad:
@@ -64,33 +69,38 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def _triton_interpreter() -> tuple[str, ...]:
-    return ("cpu",) if os.environ.get("TRITON_INTERPRET") == "1" else ()
+    return ("cpu",) if triton_backend.interpreter_on() else ()
 
 
 BACKENDS_BY_NAME = {
+    "torch": Backend(
+        "torch", "Gram-space eager PyTorch", torch_backend.sea_forward,
+        None, FLOAT_DTYPES, lambda: None),
+    "cpp": Backend(
+        "cpp", "fused C++ kernel (sea_kernels._C, ATen GEMMs + OpenMP rows)",
+        cpp_backend.sea_forward, ("cpu",), FLOAT_DTYPES,
+        lambda: None if cpp_backend.CPP_AVAILABLE else
+        f"{cpp_backend.CPP_ERROR}; use backend='torch' or reinstall with "
+        "`pip install --no-build-isolation -e .`"),
     "triton": Backend(
         "triton", "fused Triton kernels (attention-like row blocks)", triton_backend.sea_forward,
         ("cuda",), (torch.float32, torch.bfloat16, torch.float16),
         lambda: None if triton_backend.AVAILABLE else triton_backend.UNAVAILABLE_REASON,
         _triton_interpreter),
-    "cpp": Backend(
-        "cpp", "fused C++ kernel (sea_kernels._C, ATen GEMMs + OpenMP rows)",
-        cpp_backend.sea_forward, ("cpu",), ALL_FLOATS,
-        lambda: None if cpp_backend.CPP_AVAILABLE else
-        f"{cpp_backend.CPP_ERROR}; use backend='torch' or reinstall with "
-        "`pip install --no-build-isolation -e .`"),
-    "torch": Backend(
-        "torch", "Gram-space eager PyTorch", torch_backend.sea_forward,
-        ("cpu", "cuda", "mps", "xpu", "meta"), ALL_FLOATS, lambda: None),
 }
-#: What backend="auto" tries, in order.
+#: What backend="auto" tries, in order (the last, `torch`, takes every input).
 PRIORITY = ("triton", "cpp", "torch")
-assert set(BACKENDS_BY_NAME) == set(BACKENDS) - {"auto"}
+assert set(BACKENDS_BY_NAME) == set(PRIORITY) == set(BACKENDS) - {"auto"}
+assert BACKENDS_BY_NAME[PRIORITY[-1]].devices is None
+
+_INTERPRETER_HINT = (" (set TRITON_INTERPRET=1 before importing sea_kernels to run the Triton "
+                     "kernels on the CPU, for testing)")
 
 
-def resolve_backend(backend: str, device: torch.device, dtypes=(torch.float32,)) -> str:
+def resolve_backend(backend: str, device: torch.device | str, dtypes=(torch.float32,)) -> str:
     """The backend that runs inputs of `dtypes` on `device`: the first of PRIORITY that supports
-    them for "auto", else the one named (ValueError/TypeError saying why when it cannot)."""
+    them for "auto", else the one named (ValueError/TypeError saying why when it cannot: a
+    TypeError when the dtype is the only reason)."""
     check_choice("backend", backend, BACKENDS)
     device = torch.device(device)
     if backend == "auto":
@@ -101,8 +111,8 @@ def resolve_backend(backend: str, device: torch.device, dtypes=(torch.float32,))
     reasons = BACKENDS_BY_NAME[backend].not_supported_reasons(device, dtypes)
     if reasons:
         exc = TypeError if all("does not take" in r for r in reasons) else ValueError
-        hint = "use backend='auto'" + (" (set TRITON_INTERPRET=1 to run Triton on the CPU for "
-                                      "testing)" if backend == "triton" else "")
+        hint = "use backend='auto'" + (_INTERPRETER_HINT if backend == "triton" and
+                                       device.type == "cpu" else "")
         raise exc(f"backend={backend!r} {'; and '.join(reasons)}; {hint}")
     return backend
 
@@ -112,22 +122,24 @@ def forward_of(name: str) -> Callable:
     return BACKENDS_BY_NAME[name].forward
 
 
+def _visible_devices() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
 def backend_status() -> dict[str, tuple[bool, str]]:
-    """{backend: (usable on some device here, what it is / why not)}, from the declarations."""
+    """{backend: (usable on some device here, what it is / why not)} for every backend of
+    BACKENDS_BY_NAME, from the declarations."""
     status = {}
-    for name in ("torch", "cpp", "triton"):
-        spec = BACKENDS_BY_NAME[name]
+    for name, spec in BACKENDS_BY_NAME.items():
         why = spec.unavailable()
         if why:
             status[name] = (False, why)
             continue
-        usable = [d for d in spec.supported_devices()
-                  if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
+        usable = [d for d in _visible_devices() if not spec.not_supported_reasons(d, ())]
         dtypes = "/".join(map(_dtype_name, spec.dtypes))
         if not usable:
             status[name] = (False, f"{spec.summary}: needs a {'/'.join(spec.devices)} device, none "
-                                   "is visible" + (" (TRITON_INTERPRET=1 runs it on the CPU for "
-                                                   "testing)" if name == "triton" else ""))
+                                   "is visible" + (_INTERPRETER_HINT if name == "triton" else ""))
             continue
         where = ", ".join(usable)
         if name == "cpp":
@@ -159,7 +171,7 @@ def info(file=None) -> None:
     print("backends:", file=file)
     for name, (usable, why) in backend_status().items():
         print(f"  {name:7s} {'usable ' if usable else 'missing'}  {why}", file=file)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = _visible_devices()
     picks = ", ".join(f"{d} {_dtype_name(t)} → "
                       f"{resolve_backend('auto', torch.device(d), (t,))}"
                       for d in devices for t in (torch.float32, torch.float64))

@@ -11,13 +11,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..params import DEFAULTS, DIRECTIONS, FUSED_DIRECTIONS, REDUCTIONS, check_choice
 from . import reference, torch_backend
 from .dispatch import forward_of, resolve_backend
 from .torch_backend import compute_dtype
-from ..params import DEFAULTS, DIRECTIONS, FUSED_DIRECTIONS, REDUCTIONS
-from .validation import (check_choice,
-                         check_hyperparameters, check_label_range, check_tensor_args,
-                         diagnose_nonfinite)
+from .validation import check_finite, check_hyperparameters, check_label_range, check_tensor_args
 
 
 def _row_scale(b: int, reduction: str, like: Tensor) -> Tensor:
@@ -36,7 +34,8 @@ def fused_sea_op(x: Tensor, labels: Tensor, weight: Tensor, alpha: float, eta: f
     losses, grad = forward_of(backend)(x, labels, weight, row_scale, alpha, eta, lam, delta,
                                       negative_only, compute_grad)
     losses = losses.to(ct)
-    loss = losses if reduction == "none" else (losses.mean() if reduction == "mean" else losses.sum())
+    loss = (losses if reduction == "none" else
+            losses.mean() if reduction == "mean" else losses.sum())
     grad = grad.to(weight.dtype) if compute_grad else weight.new_empty(0)
     return loss, grad
 
@@ -101,9 +100,11 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAU
     x (b×d) fixed features, labels (b,) in [0, C), weight (d×C). The augmentation x̃ is a constant
     of the step: autograd gives ∂loss/∂W with x̃ held fixed, exactly as Alg. 1 trains. reduction is
     "mean" (Alg. 1), "sum" or "none" (per-row losses). direction "sea_neg" drops the target-class
-    term of the gradient (the paper's ablation). backend: "auto" (triton on CUDA, cpp on CPU),
-    "torch", "cpp" or "triton". validate=False skips the eager value checks (label range; naming the
-    input behind a NaN loss), which cost one host sync per call on a GPU.
+    term of the gradient (the paper's ablation). backend: "auto" (the first of op.dispatch.PRIORITY
+    that takes the inputs: triton for float32/bf16/fp16 CUDA tensors, cpp on the CPU when built,
+    else torch; docs/design.md §5), "torch", "cpp" or "triton". validate=False skips the eager
+    value checks (label range; naming the input behind a NaN loss), which cost one host sync per
+    call on a GPU.
     """
     check_tensor_args(x, labels, weight)
     alpha, eta, lam, delta = check_hyperparameters(alpha, eta, lam, delta)
@@ -116,8 +117,8 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAU
     need_grad = weight.requires_grad and torch.is_grad_enabled()
     loss, _ = fused_sea_op(x, labels, weight, float(alpha), float(eta), float(lam), float(delta),
                            reduction, backend, direction == "sea_neg", need_grad)
-    if validate and _eager() and not torch.isfinite(loss).all():
-        diagnose_nonfinite(x, weight, lam)
+    if validate and _eager():
+        check_finite(loss, x, weight, lam)
     return loss
 
 
@@ -138,10 +139,9 @@ def sea_augment(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEF
     with torch.no_grad():
         if direction in FUSED_DIRECTIONS:
             out = torch_backend.sea_augment(x, labels, weight, alpha, eta, lam, delta,
-                                        direction == "sea_neg")
+                                            direction == "sea_neg")
         else:
             out = reference.augment(x, labels, weight.to(x.dtype), direction=direction, alpha=alpha,
                                     eta=eta, lam=lam, delta=delta, generator=generator)
-    if not torch.isfinite(out).all():
-        diagnose_nonfinite(x, weight, lam)
+    check_finite(out, x, weight, lam)
     return out

@@ -1,7 +1,7 @@
 """Paper-literal SeA in plain PyTorch — the specification every backend is tested against.
 
 Qian, Xu, Hu, "Semantic Adversarial Augmentation for Learning with Fixed Deep Features",
-ECCV 2024 (Sec. 3, Alg. 1). Notation (DESIGN.md §1):
+ECCV 2024 (Sec. 3, Alg. 1). Notation (docs/design.md §1):
 
     X ∈ R^{b×d}   mini-batch of fixed features (rows usually unit length)
     y ∈ [0, C)^b  labels, Y its one-hot matrix
@@ -10,8 +10,8 @@ ECCV 2024 (Sec. 3, Alg. 1). Notation (DESIGN.md §1):
 
 Everything here materialises the b×d matrices (G, ĝ, X̃) exactly as the paper writes them; it
 is meant to be read next to the paper and run in float64, not to be fast. The fast backends
-(`sea_kernels.torch_sea`, the C++ and Triton kernels) compute the same functions in "Gram
-space" without ever forming a b×d intermediate.
+(op/torch_backend.py, the C++ and Triton kernels) compute the same functions in "Gram space"
+without ever forming a b×d intermediate (docs/design.md §2, §5).
 
 Conventions for the corner cases (shared by every backend):
 * b = 1: there is no other example to project on, so ĝ = 0 and x̃ = Π(x).
@@ -36,7 +36,8 @@ def unit(v: torch.Tensor) -> torch.Tensor:
     return torch.where(norm > 0, v / torch.where(norm > 0, norm, 1), torch.zeros_like(v))
 
 
-def margin_logits(logits: torch.Tensor, labels: torch.Tensor, lam: float, delta: float) -> torch.Tensor:
+def margin_logits(logits: torch.Tensor, labels: torch.Tensor, lam: float,
+                  delta: float) -> torch.Tensor:
     """Z = (L + δ(1 − Y)) / λ  — the tempered, margin-shifted logits of Eq. 15."""
     y = one_hot(labels, logits.shape[1], logits.dtype)
     return (logits + delta * (1 - y)) / lam
@@ -78,7 +79,8 @@ def random_simplex_weights(b, dtype, device, generator=None):
     """`rand` ablation: q_i uniform on the simplex over j ≠ i (Dirichlet(1), diagonal zero)."""
     if b == 1:
         return torch.zeros(1, 1, dtype=dtype, device=device)
-    e = -torch.log(torch.rand(b, b, dtype=dtype, device=device, generator=generator).clamp_min(1e-30))
+    e = -torch.log(torch.rand(b, b, dtype=dtype, device=device,
+                              generator=generator).clamp_min(1e-30))
     e = e.masked_fill(torch.eye(b, dtype=torch.bool, device=device), 0)
     return e / e.sum(dim=1, keepdim=True)
 
@@ -112,7 +114,8 @@ def augment(x, labels, weight, *, direction="sea", alpha=0.01, eta=0.8, lam=0.1,
             return x + eta * feature_gradient(x, labels, weight, lam, delta)
         b = x.shape[0]
         if direction in ("sea", "sea_neg"):
-            g = feature_gradient(x, labels, weight, lam, delta, negative_only=direction == "sea_neg")
+            g = feature_gradient(x, labels, weight, lam, delta,
+                                 negative_only=direction == "sea_neg")
             q = projection_weights(x, g, alpha)
         elif direction == "rand":
             q = random_simplex_weights(b, x.dtype, x.device, generator)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from ..params import check_choice, check_real
+from ..params import check_real
 
+#: The floating dtypes the op takes (every backend declares a subset, op/dispatch.py).
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-__all__ = ["check_tensor_args", "check_hyperparameters", "check_choice", "check_label_range",
-           "diagnose_nonfinite", "NonFiniteLoss"]
+__all__ = ["check_tensor_args", "check_hyperparameters", "check_label_range", "check_finite",
+           "diagnose_nonfinite", "NonFiniteLoss", "FLOAT_DTYPES"]
 
 
 class NonFiniteLoss(ValueError):
@@ -30,7 +31,8 @@ def check_tensor_args(x, labels, weight):
         raise TypeError(f"x must be float32/float64/bfloat16/float16, got {x.dtype}; "
                         "convert with x.float()")
     if weight.dim() != 2:
-        raise ValueError(f"weight must be 2-D (features × classes), got shape {tuple(weight.shape)}")
+        raise ValueError("weight must be 2-D (features × classes), got shape "
+                         f"{tuple(weight.shape)}")
     if weight.dtype not in FLOAT_DTYPES:
         raise TypeError(f"weight must be a floating tensor, got {weight.dtype}")
     if labels.dim() != 1:
@@ -70,12 +72,18 @@ def check_label_range(labels, num_classes):
                          f"columns), found label {bad}")
 
 
+def check_finite(result, x, weight, lam):
+    """Eager only: a NaN/Inf anywhere in `result` raises NonFiniteLoss naming the input at fault."""
+    if not torch.isfinite(result).all():
+        diagnose_nonfinite(x, weight, lam)
+
+
 def diagnose_nonfinite(x, weight, lam):
     """Called when a loss came out NaN/Inf: name the input that caused it."""
     for name, t in (("x", x), ("weight", weight)):
         if not torch.isfinite(t).all():
-            raise NonFiniteLoss(f"{name} contains NaN or Inf; clean the input (a diverged training "
-                             "run shows up here first: lower the learning rate)")
+            raise NonFiniteLoss(f"{name} contains NaN or Inf; clean the input (a diverged "
+                                "training run shows up here first: lower the learning rate)")
     raise NonFiniteLoss(f"the SeA loss overflowed to NaN/Inf (max |weight| = "
-                     f"{weight.abs().max().item():.3g}, lam = {lam}); the weights are too large "
-                     "for this λ: lower the learning rate or raise lam")
+                        f"{weight.abs().max().item():.3g}, lam = {lam}); the weights are too "
+                        "large for this λ: lower the learning rate or raise lam")

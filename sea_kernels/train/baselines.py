@@ -33,21 +33,12 @@ import torch
 from torch import Tensor
 
 from ..op.reference import smoothed_hinge_loss, unit
+from ..params import ME_ADA_DEFAULTS  # ME-ADA's own defaults and why the ascent step is 0.003
 
 __all__ = ["ISDA_FULL_COV_MAX_DIM", "ISDAEstimator", "isda_sigma2", "isda_logits", "isda_loss",
            "me_ada_generate", "me_ada_round_epochs", "ME_ADA_DEFAULTS"]
 
 ISDA_FULL_COV_MAX_DIM = 512
-
-# ME-ADA's own defaults (garyzhao/ME-ADA, run_main_cifar10.sh / model_cifar.py): T_max = 15 ascent
-# steps, K = 2 rounds, γ = 1.0, entropy weight β (their `eta`) = 10.0. Their ascent step lr_max = 20
-# acts on images with a batch-mean loss and does not transfer: on unit-norm CIFAR-10
-# EfficientNet-Lite0 features (5,000 training rows, 20 epochs, lr 0.4; 77.2% test accuracy without
-# augmentation) ascent steps of 0.03 / 0.01 / 0.003 give 19% / 67% / 76%: larger steps push the
-# copies across the class boundaries (after 5 epochs, the current W classifies 11% of the copies
-# made with step 0.03 correctly, 46% with step 0.01, against 78% of the originals).
-# Hence 0.003; the paper searched ME-ADA's parameters.
-ME_ADA_DEFAULTS = {"steps": 15, "rounds": 2, "gamma": 1.0, "beta": 10.0, "lr": 0.003}
 
 
 class ISDAEstimator:

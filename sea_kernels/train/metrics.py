@@ -7,20 +7,10 @@ Flowers and Pets, top-1 elsewhere.
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+from ..data.labels import label_array
 
 __all__ = ["top1", "mean_per_class"]
-
-
-def label_array(a, name: str) -> np.ndarray:
-    """A 1-D numpy array of labels/predictions from an array, list or tensor (ValueError naming
-    `name` otherwise)."""
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    a = np.asarray(a)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one label per example), got shape {a.shape}")
-    return a
 
 
 def _pair(pred, y):

@@ -6,7 +6,7 @@
 A *history* is a list of per-epoch dicts, as `SeAClassifier.history_` records them: ``epoch``,
 ``train_loss`` and, per evaluation set, its top-1 / mean per-class accuracy — flat keys such as
 ``"test_top1"`` / ``"eval0_top1"`` / ``"test/top1"``, or nested ``{"test": {"top1": …}}``.
-`histories_from_many` turns `sea_kernels.sweep.train_many`'s result into such histories.
+`histories_from_many` turns `sea_kernels.train.many.train_many`'s result into such histories.
 """
 from __future__ import annotations
 
@@ -141,7 +141,8 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping]], path: str | os.PathL
         ax = axes[0]
         for color, (label, h) in zip(colors, histories.items()):
             ep = [int(e.get("epoch", i + 1)) for i, e in enumerate(h)]
-            ax.plot(ep, [float(e.get("train_loss", math.nan)) for e in h], label=str(label), color=color)
+            ax.plot(ep, [float(e.get("train_loss", math.nan)) for e in h], label=str(label),
+                    color=color)
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss")
         ax.legend(fontsize=8)
@@ -219,7 +220,8 @@ def plot_heatmap(result, path: str | os.PathLike, x: str = "lr", y: str = "eta",
     ax.set_ylabel({"lr": "learning rate", "eta": "η", "lam": "λ", "alpha": "α", "delta": "δ",
                    "weight_decay": "weight decay"}.get(y, y))
     finite = np.isfinite(m)
-    best = np.unravel_index(np.nanargmax(np.where(finite, m, -np.inf)), m.shape) if finite.any() else None
+    best = (np.unravel_index(np.nanargmax(np.where(finite, m, -np.inf)), m.shape)
+            if finite.any() else None)
     lo, hi = (np.nanmin(m), np.nanmax(m)) if finite.any() else (0, 1)
     for i in range(len(ys)):
         for j in range(len(xs)):
@@ -231,7 +233,8 @@ def plot_heatmap(result, path: str | os.PathLike, x: str = "lr", y: str = "eta",
             else:
                 ax.text(j, i, "div.", ha="center", va="center", fontsize=7, color="#606060")
     if best is not None:
-        ax.add_patch(plt.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, ec="red", lw=2))
+        ax.add_patch(plt.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, ec="red",
+                                   lw=2))
     n_cfg = len(_result_arrays(result)[0])
     ax.set_title(title or f"best over the other parameters ({n_cfg} configurations)", fontsize=9)
     fig.tight_layout()

@@ -1,0 +1,52 @@
+"""`sea eval`: top-1 and mean per-class accuracy of a saved model, printed as JSON.
+
+    sea eval run/model.pt features.npz                # → JSON: top1, mean_per_class, n
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import common
+from .common import UsageError
+
+
+def add_parser(sub):
+    """The `eval` subcommand: a model.pt and the features (test split by default)."""
+    e = sub.add_parser("eval", help="top-1 and mean per-class accuracy of a saved model, as JSON")
+    e.add_argument("model", help="model.pt from `sea train` / `sea sweep`")
+    common.add_data_args(e, "test")
+    e.add_argument("--out", default=None, help="also write the JSON to this file")
+    e.set_defaults(func=run)
+    return e
+
+
+def load_model(path):
+    """The SeAClassifier saved at `path`; UsageError when it is missing or not such a file."""
+    from ..train.estimator import SeAClassifier
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"model file not found: {path}")
+    try:
+        return SeAClassifier.load(path)
+    except Exception as e:
+        raise UsageError(f"cannot load the model {path} (is it a model.pt written by `sea train` "
+                         f"or `sea sweep`?): {type(e).__name__}: {e}") from None
+
+
+def run(args) -> int:
+    """Score the model on the features; print the JSON (and write it to --out)."""
+    from ..data import writers
+
+    model = load_model(args.model)
+    X, y, _ = common.load_main(args)
+    dims = getattr(model, "feature_dims_", None)
+    if dims is not None and list(dims) != common.dims(X):
+        raise UsageError(f"the model was trained on feature blocks of widths {list(dims)}, these "
+                         f"features have {common.dims(X)}")
+    m = common.metrics(model, X, y)
+    m.update(model=str(args.model), features=[str(f) for f in args.features])
+    print(json.dumps(m, indent=2))
+    if args.out:
+        writers.write_json(args.out, m)
+    return 0
