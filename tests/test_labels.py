@@ -6,11 +6,14 @@ import torch
 
 from sea_kernels.data import files
 from sea_kernels.data.labels import (
+    check_label_kind,
     class_indices,
     encode_labels,
     integer_labels,
     integer_values,
     label_array,
+    label_kind,
+    sortable_labels,
 )
 from sea_kernels.train import metrics
 
@@ -59,6 +62,37 @@ def test_integer_values_and_integer_labels():
         integer_labels(np.zeros((2, 2), dtype=int))
     with pytest.raises(ValueError, match="3 labels but X has 2"):
         integer_labels([1, 2, 3], n_rows=2)
+
+
+def test_sortable_labels():
+    assert sortable_labels(np.array(["b", "a"])).dtype.kind == "U"
+    assert sortable_labels(np.array([True, False])).dtype == bool
+    assert sortable_labels(np.array([1.0, 2.0])).dtype == np.int64      # whole floats: integers
+    assert sortable_labels(np.array([0.5, 1.5])).dtype == np.float64
+    assert sortable_labels(np.array(["x", "y"], dtype=object)).dtype == object
+    assert sortable_labels(np.array([b"x", b"y"])).dtype.kind == "S"
+    assert sortable_labels(torch.tensor([2, 0])).tolist() == [2, 0]
+    with pytest.raises(ValueError, match="y_val contains 2 NaN/Inf label"):
+        sortable_labels([np.nan, 1.0, np.inf], "y_val")
+    with pytest.raises(TypeError, match="sort against each other.*int, str"):
+        sortable_labels(np.array(["a", 1], dtype=object))
+    with pytest.raises(TypeError, match="sortable class labels.*complex"):
+        sortable_labels(np.array([1j, 2j]))
+    with pytest.raises(ValueError, match="y has 2 labels but X_test has 3 rows"):
+        sortable_labels([1, 2], "y", 3, rows_of="X_test")
+
+
+def test_label_kinds():
+    assert [label_kind(a) for a in ([1], [1.5], [True], ["a"], [b"a"])] == [
+        "number", "number", "bool", "string", "string"]
+    assert label_kind(np.array([1], dtype=object)) == "object"
+    check_label_kind([1.0, 2.0], np.array([1, 2]))                    # numbers and numbers
+    check_label_kind(np.array(["a"], dtype=object), np.array([1]))   # objects are not checked
+    check_label_kind(np.array([], dtype=str), np.array([1]))          # nothing to compare
+    with pytest.raises(TypeError, match=r"y_test holds number labels but the classes are strings"):
+        check_label_kind([0, 1], np.array(["a", "b"]), "y_test")
+    with pytest.raises(TypeError, match="holds bool labels but the classes are numbers"):
+        check_label_kind([True], np.array([0, 1]))
 
 
 def test_encode_labels():
@@ -131,5 +165,10 @@ def test_estimator_and_sweep_take_their_labels_from_the_same_path():
     clf = SeAClassifier(epochs=1, lr=0.4, random_state=0).fit(x, torch.from_numpy(y * 2 + 1))
     assert clf.classes_.tolist() == [1, 3, 5]
     assert clf.score(x, list(y * 2 + 1)) == clf.score(x, y * 2 + 1)
-    with pytest.raises(TypeError, match="integer class labels"):
+    with pytest.raises(TypeError, match="y holds string labels but the classes are numbers"):
         clf.score(x, np.array(["a"] * 60))
+    # labels of any sortable type: the estimator and the sweep share sortable_labels
+    names = np.array(["cat", "dog", "eel"])[y]
+    clf = SeAClassifier(epochs=1, lr=0.4, random_state=0).fit(x, names)
+    assert clf.classes_.tolist() == ["cat", "dog", "eel"] and clf.classes_.dtype.kind == "U"
+    assert clf.predict(x).dtype.kind == "U" and clf.score(x, names) > 0

@@ -12,6 +12,7 @@ from data_fixtures import cifar_data  # noqa: F401  (session fixture)
 from sea_kernels import fused_sea
 from sea_kernels.data.features import prepare_features
 from sea_kernels.op import cpp_backend as _ext
+from sea_kernels.train import checkpoint as ck
 from sea_kernels.train.estimator import AUGMENTS, NotFittedError, SeAClassifier, TrainingDiverged
 
 
@@ -97,7 +98,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(small, tmp_path):
     resumed = SeAClassifier(epochs=4, **kw).fit(X, y, eval_set=eval_set, checkpoint=ckpt)
     assert torch.equal(resumed.W_, full.W_)
     assert resumed.history_ == full.history_
-    assert torch.load(ckpt, weights_only=True)["epoch"] == 4
+    assert ck.read_checkpoint(ckpt)["epoch"] == 4
     assert not list(tmp_path.glob(".tmp-*"))                 # atomic write left no temp file
     # a finished checkpoint is not retrained; more epochs than asked is an error
     again = SeAClassifier(epochs=4, **kw).fit(X, y, eval_set=eval_set, checkpoint=ckpt)
@@ -163,7 +164,8 @@ def test_save_load_round_trip(small, tmp_path):
     path = tmp_path / "model.pt"
     clf.save(path)
     raw = torch.load(path, weights_only=True)                          # plain content only
-    assert set(raw) >= {"params", "W", "classes", "feature_dims", "history"}
+    assert raw["format"] == ck.FORMAT_MODEL and len(raw["sha256"]) == 64
+    assert set(ck.read_model(path)) >= {"params", "W", "classes", "feature_dims", "history"}
     back = SeAClassifier.load(path)
     assert back.get_params() == clf.get_params()
     np.testing.assert_array_equal(back.classes_, clf.classes_)
@@ -359,10 +361,10 @@ def test_bad_data_is_named():
         SeAClassifier(epochs=1).fit(X, y[:-1])
     with pytest.raises(ValueError, match="single class"):
         SeAClassifier(epochs=1).fit(X, np.zeros(60, dtype=int))
-    with pytest.raises(TypeError, match="integer class labels"):
-        SeAClassifier(epochs=1).fit(X, y + 0.5)
-    with pytest.raises(TypeError, match="integer class labels"):
-        SeAClassifier(epochs=1).fit(X, np.array(["a", "b", "c"] * 20))
+    with pytest.raises(ValueError, match="y contains 1 NaN/Inf label"):
+        SeAClassifier(epochs=1).fit(X, np.where(np.arange(60) == 7, np.nan, y + 0.5))
+    with pytest.raises(TypeError, match="y must hold labels that sort against each other"):
+        SeAClassifier(epochs=1).fit(X, np.array(["a", 1, None] * 20, dtype=object))
     with pytest.raises(ValueError, match="1-D"):
         SeAClassifier(epochs=1).fit(X, y[:, None])
     with pytest.raises(ValueError, match="all-zero row"):
@@ -376,6 +378,44 @@ def test_bad_data_is_named():
     with pytest.raises(NotFittedError, match="not fitted yet"):
         SeAClassifier().predict(X)
     assert not hasattr(SeAClassifier(), "coef_")       # NotFittedError is an AttributeError
+
+
+@pytest.mark.parametrize("make, kind", [
+    (lambda y: np.array(["cat", "dog", "eel"])[y], "U"),
+    (lambda y: np.array(["cat", "dog", "eel"], dtype=object)[y], "O"),
+    (lambda y: np.array([b"a", b"b", b"c"])[y], "S"),
+    (lambda y: np.array([0.5, 1.5, 2.25])[y], "f"),
+    (lambda y: np.array([-1, 4, 9], dtype=np.int16)[y], "i"),
+    (lambda y: y == 1, "b"),
+    (lambda y: list(np.array(["x", "y", "z"])[y]), "U"),
+])
+def test_labels_of_any_sortable_type(tmp_path, make, kind):
+    """classes_ are the sorted unique labels in their own dtype; predict returns them; score and
+    eval_set take them; save/load keeps them (dtype included)."""
+    X, y = _toy()
+    labels = make(y)
+    arr = np.asarray(labels)
+    clf = SeAClassifier(epochs=2, lr=0.4, random_state=0).fit(X, labels,
+                                                              eval_set={"train": (X, labels)})
+    assert clf.classes_.dtype.kind == kind and clf.classes_.dtype == arr.dtype
+    np.testing.assert_array_equal(clf.classes_, np.unique(arr))
+    pred = clf.predict(X)
+    assert pred.dtype == arr.dtype and set(pred.tolist()) <= set(arr.tolist())
+    assert clf.score(X, labels) == pytest.approx(np.mean(pred == arr))
+    assert clf.history_[-1]["train_top1"] == pytest.approx(clf.score(X, labels))
+    clf.save(tmp_path / "m.pt")
+    back = SeAClassifier.load(tmp_path / "m.pt")
+    assert back.classes_.dtype == clf.classes_.dtype
+    np.testing.assert_array_equal(back.predict(X), pred)
+
+
+def test_labels_of_another_kind_than_the_classes_are_refused():
+    X, y = _toy()
+    clf = SeAClassifier(epochs=1, lr=0.4, random_state=0).fit(X, np.array(["a", "b", "c"])[y])
+    with pytest.raises(TypeError, match="y holds number labels but the classes are strings"):
+        clf.score(X, y)
+    with pytest.raises(TypeError, match="eval_set 'eval0' y holds number labels"):
+        SeAClassifier(epochs=1).fit(X, np.array(["a", "b", "c"])[y], eval_set=[(X, y)])
 
 
 def test_float_labels_with_integer_values_are_accepted():

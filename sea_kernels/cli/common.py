@@ -1,7 +1,12 @@
-"""What the `sea` commands share: errors, argument types and groups, data loading, output staging.
+"""What the `sea` commands share: errors, argument types and groups, the checks made before any
+training (output locations, the checkpoint, the device), data loading, output staging.
 
 Nothing here imports torch or numpy at import time (the parser is built without them); the
 loaders import them when they run.
+
+Errors and their exit status (`sea_kernels.cli.main`): UsageError 2 (bad command line, argument or
+input data), `sea_kernels.data.errors.BadFileError` 3 (a file that cannot be read or fails
+verification), OutputError 4 (the output location cannot be written), RunFailed 1.
 """
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ class UsageError(ValueError):
 
 class RunFailed(RuntimeError):
     """The command ran but failed (e.g. every configuration diverged): exit status 1."""
+
+
+class OutputError(ValueError):
+    """The output location (--out, --checkpoint) cannot be written: exit status 4."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,17 +137,17 @@ def show_progress(args) -> bool:
 
 
 def device(name: str) -> str:
-    """--device: "auto" → cuda when a GPU is visible, else cpu; anything else as given."""
+    """--device: "auto" → cuda when a GPU is visible, else cpu; anything else as given, after
+    `sea_kernels.train.devices.check_device` (UsageError naming the available devices)."""
     import torch
+
+    from ..train.devices import check_device
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise UsageError(f"--device {name!r} is not a torch device (auto, cpu, cuda, cuda:1, …)") \
-            from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is visible here")
+        check_device(name, "--device")
+    except ValueError as e:
+        raise UsageError(f"{e} (or auto)") from None
     return name
 
 
@@ -147,6 +156,60 @@ def need_matplotlib(args):
     import importlib.util
     if args.out is not None and not args.no_plot and importlib.util.find_spec("matplotlib") is None:
         raise UsageError("plots need matplotlib: pip install matplotlib (or pass --no-plot)")
+
+
+def _probe(folder: Path, what: str, target: Path) -> None:
+    """OutputError unless a file can be created in `folder` (a real probe: permissions, a
+    read-only file system, a full inode table)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise OutputError(f"{what} {target}: cannot write in {folder} "
+                          f"({e.strerror or type(e).__name__})") from None
+
+
+def _check_creatable(folder: Path, what: str, target: Path) -> None:
+    """`folder` exists as a writable folder, or can be created: its nearest existing ancestor is a
+    folder (not a file) that can be written."""
+    base = folder
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise OutputError(f"{what} {target}: {base} is a file, not a folder; nothing can be "
+                          "written under it")
+    _probe(base, what, target)
+
+
+def check_output_dir(out, what: str = "--out") -> None:
+    """Before any work: `out` is an existing writable folder, or can be created (its parent,
+    where the staging folder goes, creatable and writable; not under a file); OutputError."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{what} {out} exists and is not a folder")
+    _check_creatable(out.parent, what, out)
+    if out.is_dir():
+        _probe(out, what, out)
+
+
+def check_output_file(path, what: str) -> None:
+    """Before any work: `path` can be written (atomically, so its folder must be creatable and
+    writable, and it must not be a folder); OutputError."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a folder; name a file")
+    _check_creatable(path.parent, what, path)
+
+
+def check_checkpoint(path) -> None:
+    """--checkpoint: its folder writable (OutputError), and an existing file a verified
+    SeAClassifier checkpoint (BadFileError, exit 3) — before any data is read or trained on."""
+    if path is None:
+        return
+    check_output_file(path, "--checkpoint")
+    if Path(path).exists():
+        from ..train.checkpoint import read_checkpoint
+        read_checkpoint(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,10 +345,20 @@ class Output:
 
     def __init__(self, out):
         self.out = None if out is None else Path(out)
-        if self.out is not None and self.out.exists() and not self.out.is_dir():
-            raise UsageError(f"--out {self.out} exists and is not a folder")
+        if self.out is not None:
+            check_output_dir(self.out)
         self.stage = None
         self.names: list[str] = []
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Writing the outputs: an OSError (disk full, the folder removed meanwhile) becomes an
+        OutputError (exit 4)."""
+        try:
+            yield self
+        except OSError as e:
+            raise OutputError(f"cannot write the outputs to {self.out}: "
+                              f"{type(e).__name__}: {e}") from e
 
     def path(self, name: str) -> Path:
         """Where to write the output file `name` (in the staging folder, created on first use)."""

@@ -1,6 +1,9 @@
 """`sea eval`: top-1 and mean per-class accuracy of a saved model, printed as JSON.
 
     sea eval run/model.pt features.npz                # → JSON: top1, mean_per_class, n
+
+The model file is verified when it is loaded (format tag, SHA-256 checksum, finite weights,
+expected keys and shapes): a file that fails is exit status 3, a missing one 2.
 """
 from __future__ import annotations
 
@@ -22,22 +25,29 @@ def add_parser(sub):
 
 
 def load_model(path):
-    """The SeAClassifier saved at `path`; UsageError when it is missing or not such a file."""
+    """The SeAClassifier saved at `path` (verified); UsageError when it is missing,
+    BadFileError when it cannot be read or fails verification."""
+    from ..data.errors import BadFileError
     from ..train.estimator import SeAClassifier
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"model file not found: {path}")
     try:
         return SeAClassifier.load(path)
+    except BadFileError as e:
+        raise BadFileError(f"{e} (is it a model.pt written by `sea train` or `sea sweep`?)",
+                           path) from None
     except Exception as e:
-        raise UsageError(f"cannot load the model {path} (is it a model.pt written by `sea train` "
-                         f"or `sea sweep`?): {type(e).__name__}: {e}") from None
+        raise BadFileError(f"cannot load the model {path} (is it a model.pt written by `sea "
+                           f"train` or `sea sweep`?): {type(e).__name__}: {e}", path) from None
 
 
 def run(args) -> int:
     """Score the model on the features; print the JSON (and write it to --out)."""
     from ..data import writers
 
+    if args.out:
+        common.check_output_file(args.out, "--out")
     model = load_model(args.model)
     X, y, _ = common.load_main(args)
     dims = getattr(model, "feature_dims_", None)
@@ -48,5 +58,8 @@ def run(args) -> int:
     m.update(model=str(args.model), features=[str(f) for f in args.features])
     print(json.dumps(m, indent=2))
     if args.out:
-        writers.write_json(args.out, m)
+        try:
+            writers.write_json(args.out, m)
+        except OSError as e:
+            raise common.OutputError(f"cannot write {args.out}: {type(e).__name__}: {e}") from e
     return 0

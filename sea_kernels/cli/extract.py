@@ -114,6 +114,7 @@ def run(args) -> int:
         raise UsageError(f"--out must name a .npz file, got {out}")
     if not src.exists():
         raise UsageError(f"input not found: {src} (a .csv/.tsv/.txt file or an image folder)")
+    common.check_output_file(out, "--out")
     classes = common.read_classes(args.classes)
     t0 = time.perf_counter()
     x, what = (_images if src.is_dir() else _texts)(args, src, out, classes)

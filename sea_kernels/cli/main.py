@@ -21,9 +21,24 @@ same examples are concatenated per example (Eq. 1). In a file holding x_<split>/
 ``FILE:KEY``) names the array; ``--test``/``--val`` take their own files, or default to the
 ``test``/``val`` split of the features file when it has one.
 
-Every bad input (missing file, label/feature count mismatch, NaN/Inf, one class only, a bad option
-or value) ends the command with ONE line ``sea: error: …`` on stderr and exit status 2; a run that
-fails (training diverged, every sweep configuration diverged, out of memory) exits with status 1.
+Everything a command needs is checked BEFORE any training: the options and their values (--set
+keys too), the device, the output locations (--out, --checkpoint's folder), every input file
+(read and verified) and the data in it. Every error ends the command with ONE line
+``sea: error: …`` on stderr and one exit status per kind of error:
+
+    0    success
+    1    the run itself failed: training diverged, every sweep configuration diverged, out of
+         memory, or an unexpected error
+    2    bad usage, a bad argument or bad input data: an unknown option, a value out of range, a
+         missing input file, an unknown extension, label/feature count mismatch, NaN/Inf
+         features, one class only, a device this machine does not have, a checkpoint of other
+         parameters or other data
+    3    a file that cannot be read or fails verification: truncated, corrupt (checksum or CRC
+         mismatch), wrong format or tag, not readable, non-finite weights in a model/checkpoint
+    4    the output location cannot be written: --out (or --checkpoint, eval/extract --out) is an
+         existing file, lies under a file, or its folder cannot be created or written
+    130  interrupted (Ctrl-C)
+
 Outputs are all-or-nothing: they are written into a hidden staging folder next to ``--out`` and
 moved in only when the command succeeded, each file atomically (`sea_kernels.data.writers`).
 Set SEA_DEBUG=1 for the traceback.
@@ -35,14 +50,32 @@ import os
 import sys
 import warnings
 
+from ..data.errors import BadFileError
 from . import bench, extract, info, sweep, train
 from . import eval as evaluate
-from .common import Parser, RunFailed, UsageError
+from .common import OutputError, Parser, RunFailed, UsageError
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "RunFailed", "UsageError", "build_parser", "main"]
+__all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_BAD_INPUT", "EXIT_BAD_FILE", "EXIT_OUTPUT",
+           "EXIT_INTERRUPTED", "EXIT_CODES", "BadFileError", "OutputError", "RunFailed",
+           "UsageError", "build_parser", "main"]
 
-EXIT_BAD_INPUT = 2
+EXIT_OK = 0
 EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_BAD_FILE = 3
+EXIT_OUTPUT = 4
+EXIT_INTERRUPTED = 130
+#: The exit statuses, as `sea --help` lists them.
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILURE: "the run failed (training diverged, every configuration diverged, out of "
+                  "memory)",
+    EXIT_BAD_INPUT: "bad usage, argument or input data",
+    EXIT_BAD_FILE: "a file cannot be read or fails verification (truncated, corrupt, wrong "
+                   "format)",
+    EXIT_OUTPUT: "the output location cannot be written",
+    EXIT_INTERRUPTED: "interrupted",
+}
 #: The command modules, in the order `sea --help` lists them.
 COMMANDS = (train, sweep, evaluate, extract, bench, info)
 # Harmless warnings of the libraries underneath that are not worth a line on the terminal.
@@ -54,8 +87,10 @@ _BAD_INPUT = (ValueError, TypeError, KeyError, ImportError, FileNotFoundError, I
 
 def build_parser() -> argparse.ArgumentParser:
     """The `sea` parser with one subcommand per module of COMMANDS (imports no torch)."""
+    epilog = "exit status: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()) + "."
     p = Parser(prog="sea", description="Semantic Adversarial Augmentation (SeA, ECCV 2024) for "
-                                       "linear classifiers on fixed deep features.")
+                                       "linear classifiers on fixed deep features.",
+               epilog=epilog)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for command in COMMANDS:
@@ -82,7 +117,8 @@ def _dispatch(parser, argv) -> int:
 
 
 def main(argv=None) -> int:
-    """Run `sea`; returns the exit status: 0 ok, 2 bad input, 1 the run failed."""
+    """Run `sea`; returns the exit status (EXIT_CODES: 0 ok, 1 the run failed, 2 bad input,
+    3 a bad file, 4 the output cannot be written, 130 interrupted)."""
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     parser = build_parser()
     # Warnings are collected and printed after the command, one line each ("sea: warning: …");
@@ -97,7 +133,7 @@ def main(argv=None) -> int:
             code = _dispatch(parser, argv)
         except KeyboardInterrupt:
             print("sea: error: interrupted", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         except Exception as e:  # noqa: BLE001 — every failure becomes one line
             return _report(e)
     _print_warnings(caught)
@@ -119,6 +155,10 @@ def _report(e: BaseException) -> int:
     name = type(e).__name__
     if name == "TrainingDiverged" or isinstance(e, (RunFailed, MemoryError)):
         code = EXIT_FAILURE
+    elif isinstance(e, OutputError):
+        code = EXIT_OUTPUT
+    elif isinstance(e, BadFileError):
+        code = EXIT_BAD_FILE
     elif isinstance(e, _BAD_INPUT):
         code = EXIT_BAD_INPUT
     else:   # RuntimeError (e.g. out of memory in torch), OSError (disk full), anything else

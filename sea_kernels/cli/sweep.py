@@ -3,7 +3,8 @@
     sea sweep features.npz --lr 0.25 0.5 1 --eta 0 0.4 0.8 --epochs 30 --out sweep/
 
 --out DIR gets sweep.json, sweep.csv, heatmap.png and the winner's model.pt. The sweep engine is
-`sea_kernels.train.sweep` (docs/design.md §4).
+`sea_kernels.train.sweep` (docs/design.md §4). The grid, the scalar options, the device, --out and
+every data set (features, labels, --val, --test) are checked before any training.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ..params import (
     VAL_FRACTION,
 )
 from . import common
-from .common import RunFailed, integer, number
+from .common import RunFailed, UsageError, integer, number
 
 GRIDS = ("paper", "defaults")
 
@@ -84,6 +85,21 @@ def grid(args) -> dict:
     return out
 
 
+def check_args(args, g) -> None:
+    """The grid and the scalar options, checked the way `sweep()` checks them (ValueError /
+    ParameterError naming the option) — before any data is read."""
+    from ..params import check_int, check_real, check_seed
+    from ..train.grid import expand_grid
+    expand_grid(g)
+    check_int("epochs", args.epochs)
+    check_int("batch_size", args.batch_size)
+    check_seed(args.seed, "--seed")
+    if args.val is None:
+        check_real("val_fraction", args.val_fraction)
+    if args.top < 0:
+        raise UsageError(f"--top must be ≥ 0, got {args.top}")
+
+
 def _announce(args, g, n, val):
     """The first line: how many configurations, epochs, examples, and the validation set."""
     n_configs = math.prod(len(v) for v in g.values())
@@ -94,12 +110,11 @@ def _announce(args, g, n, val):
              f"validation: a stratified {args.val_fraction:g} hold-out"), flush=True)
 
 
-def _sweep_kwargs(args, val, test) -> dict:
+def _sweep_kwargs(args, val, test, device: str) -> dict:
     """Keyword arguments of `sea_kernels.train.sweep.sweep` from the command line."""
     kw = dict(val_fraction=args.val_fraction, epochs=args.epochs, batch_size=args.batch_size,
               random_state=args.seed, backend=args.backend, metric=args.metric,
-              retrain=not args.no_retrain, progress=common.show_progress(args),
-              device=common.device(args.device))
+              retrain=not args.no_retrain, progress=common.show_progress(args), device=device)
     if val is not None:
         kw.update(X_val=val[0], y_val=val[1])
     if test is not None:
@@ -123,6 +138,11 @@ def _print_result(args, result):
 
 def _write(args, out, result):
     """sweep.json, sweep.csv, heatmap.png and model.pt into the staged --out folder."""
+    with out.writing():
+        _write_files(args, out, result)
+
+
+def _write_files(args, out, result):
     result.to_json(out.path("sweep.json"))
     result.to_csv(out.path("sweep.csv"))
     if not args.no_plot:
@@ -140,6 +160,8 @@ def run(args) -> int:
 
     g = grid(args)
     common.need_matplotlib(args)
+    check_args(args, g)
+    device = common.device(args.device)
     with common.output(args.out) as out:
         X, y, classes = common.load_main(args)
         val = common.load_extra(args, "val", classes)
@@ -148,7 +170,7 @@ def run(args) -> int:
             if s is not None:
                 common.check_same_layout(X, s[0], what)
         _announce(args, g, len(y), val)
-        result = sweep(X, y, g, **_sweep_kwargs(args, val, test))
+        result = sweep(X, y, g, **_sweep_kwargs(args, val, test, device))
         _print_result(args, result)
         if out.out is not None:
             _write(args, out, result)

@@ -3,6 +3,10 @@ curves.png.
 
     sea train features.npz --out run/                 # x_train/y_train; x_test scored when present
     sea train a.npy b.npy --labels y.npy --eta 0.4 --lr 0.5 --out run/
+
+Everything is checked before any training: the hyper-parameters and --set keys and values, the
+device, --out and --checkpoint's folder (and an existing checkpoint verified), the feature, label
+and test files (`sea_kernels.cli.main` lists the exit status of each kind of error).
 """
 from __future__ import annotations
 
@@ -91,7 +95,8 @@ def history_rows(history) -> list[dict]:
 
 
 def _model(args):
-    """The SeAClassifier of the command line (--set may add or override arguments)."""
+    """The SeAClassifier of the command line (--set may add or override arguments), its
+    parameters checked (unknown --set keys and bad values are a UsageError / ValueError)."""
     from ..train.estimator import SeAClassifier
     kw = dict(augment=args.augment, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
               momentum=args.momentum, weight_decay=args.weight_decay, alpha=args.alpha,
@@ -99,9 +104,11 @@ def _model(args):
               random_state=args.seed, device=common.device(args.device))
     kw.update(parse_set(args.set))
     try:
-        return SeAClassifier(**kw)
+        model = SeAClassifier(**kw)
     except TypeError as e:
         raise UsageError(f"--set: {e}") from None
+    model._validate_params()
+    return model
 
 
 def _print_summary(args, metrics, n, wall):
@@ -118,6 +125,11 @@ def _print_summary(args, metrics, n, wall):
 
 def _write(args, out, model, metrics, plot: bool):
     """model.pt, metrics.json, history.csv and curves.png into the staged --out folder."""
+    with out.writing():
+        _write_files(args, out, model, metrics, plot)
+
+
+def _write_files(args, out, model, metrics, plot: bool):
     from ..data import writers
     model.save(out.path("model.pt"))
     writers.write_json(out.path("metrics.json"), metrics)
@@ -133,14 +145,15 @@ def _write(args, out, model, metrics, plot: bool):
 
 
 def run(args) -> int:
-    """Train, print train/test accuracy, write the outputs (all or nothing)."""
+    """Check everything, train, print train/test accuracy, write the outputs (all or nothing)."""
     common.need_matplotlib(args)
+    model = _model(args)
+    common.check_checkpoint(args.checkpoint)
     with common.output(args.out) as out:
         X, y, classes = common.load_main(args)
         test = common.load_extra(args, "test", classes)
         if test is not None:
             common.check_same_layout(X, test[0], "test")
-        model = _model(args)
         eval_set = {}
         if not args.no_train_eval:
             eval_set["train"] = (X, y)

@@ -22,18 +22,32 @@ mapping and the integer check).
 Several feature files for the same examples (``paths=[a, b]``) load as a list of arrays — one block
 per file, concatenated per example by `sea_kernels.features.prepare_features`.
 
+A file that cannot be read or fails verification is a `BadFileError` (a ValueError, from
+`sea_kernels.data.errors`) naming the file and what is wrong: a truncated `.npy`, `.npz`, `.pt` or
+`.safetensors` file, a zip CRC mismatch (`.npz` members when read, every member of a `.pt` archive
+before it is loaded), a safetensors header whose offsets do not fit the file, an unreadable file.
+`.npy` and `.safetensors` hold no checksum: bytes overwritten inside their data are only caught
+when they make a value NaN/Inf (`check_features`).
+
+Model and checkpoint files (`load_verified`) carry a format tag, a version and a SHA-256 checksum
+(`sea_kernels.data.writers.save_verified`); `sea_kernels.train.checkpoint` checks what they hold.
+
 Outputs are written by `sea_kernels.data.writers` (atomically).
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import struct
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .errors import BadFileError
 from .labels import encode_labels, integer_values
 
 FEATURE_EXTENSIONS = (".npy", ".npz", ".pt", ".pth", ".safetensors")
@@ -64,6 +78,8 @@ def _check_exists(path: Path, what: str) -> None:
         raise ValueError(f"{what} file not found: {path}")
     if path.is_dir():
         raise ValueError(f"{what} path is a directory, not a file: {path}")
+    if not os.access(path, os.R_OK):
+        raise BadFileError(f"{what} file {path} cannot be read (permission denied)", path)
 
 
 def _check_extension(path: Path, allowed: Sequence[str], what: str) -> str:
@@ -80,21 +96,56 @@ _ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np
 
 
 class _SafetensorsFile:
-    """Lazy, memory-mapped view of a .safetensors file (dict-like: keys(), [name])."""
+    """Lazy, memory-mapped view of a .safetensors file (dict-like: keys(), [name]). The header is
+    checked against the file's size when opened: a truncated file is a BadFileError."""
 
     def __init__(self, path: Path):
         self.path = path
+        size = os.path.getsize(path)
         with open(path, "rb") as f:
             head = f.read(8)
             if len(head) != 8:
-                raise ValueError(f"{path}: not a safetensors file (too short)")
+                raise BadFileError(f"{path}: not a safetensors file (too short: {size} bytes)",
+                                   path)
             (n,) = struct.unpack("<Q", head)
+            if n > size - 8:
+                raise BadFileError(f"{path}: truncated or not a safetensors file (its header "
+                                   f"claims {n} bytes, the file has {size})", path)
             try:
                 header = json.loads(f.read(n))
             except (ValueError, UnicodeDecodeError) as e:
-                raise ValueError(f"{path}: not a safetensors file ({e})") from None
+                raise BadFileError(f"{path}: not a safetensors file ({e})", path) from None
+        if not isinstance(header, dict):
+            raise BadFileError(f"{path}: not a safetensors file (the header is no JSON object)",
+                               path)
         header.pop("__metadata__", None)
         self.header, self.data_start = header, 8 + n
+        self._check(size - self.data_start)
+
+    def _check(self, data_size: int) -> None:
+        """Every tensor's offsets inside the data block, its byte count its shape's."""
+        for key, info in self.header.items():
+            try:
+                start, end = (int(v) for v in info["data_offsets"])
+                shape = [int(v) for v in info["shape"]]
+                dtype = info["dtype"]
+            except (KeyError, TypeError, ValueError):
+                raise BadFileError(f"{self.path}: corrupt safetensors header (entry {key!r}: "
+                                   f"{info!r})", self.path) from None
+            if not 0 <= start <= end or min(shape, default=0) < 0:
+                raise BadFileError(f"{self.path}: corrupt safetensors header (tensor {key!r}: "
+                                   f"offsets {start}..{end}, shape {shape})", self.path)
+            if end > data_size:
+                raise BadFileError(f"{self.path}: truncated safetensors file (tensor {key!r} "
+                                   f"ends at byte {end} of the data, the file holds "
+                                   f"{max(data_size, 0)})", self.path)
+            np_dtype = _ST_DTYPES.get(dtype)
+            if np_dtype is not None:
+                want = int(np.prod(shape, dtype=np.int64)) * np.dtype(np_dtype).itemsize
+                if end - start != want:
+                    raise BadFileError(f"{self.path}: corrupt safetensors header (tensor {key!r} "
+                                       f"of shape {shape} {dtype} needs {want} bytes, its "
+                                       f"offsets span {end - start})", self.path)
 
     def keys(self):
         return list(self.header)
@@ -122,23 +173,50 @@ class _SafetensorsFile:
                          shape=shape)
 
 
+def _zip_problem(path) -> str | None:
+    """What is wrong with a zip archive (a .pt file): a member whose CRC-32 does not match
+    (torch.load itself does not check them) or an unreadable member; None when it is fine or no
+    zip file (torch's legacy format). Reads the whole file once."""
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
+        return f"its zip archive cannot be read ({type(e).__name__}: {e})"
+    if bad is not None:
+        return (f"CRC-32 mismatch in its member {bad!r}: the file was damaged after it was "
+                "written")
+    return None
+
+
+def _check_zip_crc(path: Path, what: str = "file") -> None:
+    """BadFileError naming the file when `_zip_problem` finds one."""
+    problem = _zip_problem(path)
+    if problem is not None:
+        raise BadFileError(f"{path}: corrupt {what} ({problem})", path)
+
+
 def _open_named(path: Path, ext: str):
     """dict-like {name: array} for .npz / .pt / .safetensors; an array for .npy / a bare tensor."""
     try:
         if ext == ".npy":
             return np.load(path, mmap_mode="r", allow_pickle=False)
         if ext == ".npz":
-            return np.load(path, allow_pickle=False)
+            return _NpzFile(path, np.load(path, allow_pickle=False))
         if ext == ".safetensors":
             return _SafetensorsFile(path)
         import torch
+        _check_zip_crc(path, f"{ext} file")
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except BadFileError:
+        raise
     except ValueError as e:
-        if str(path) in str(e):
-            raise
-        raise ValueError(f"{path}: cannot read {ext} file ({e})") from None
+        raise BadFileError(f"{path}: cannot read {ext} file ({e}); is it truncated or "
+                           "corrupt?", path) from None
     except Exception as e:  # corrupt files, pickles that are not plain tensors, …
-        raise ValueError(f"{path}: cannot read {ext} file ({type(e).__name__}: {e})") from None
+        raise BadFileError(f"{path}: cannot read {ext} file ({type(e).__name__}: {e})",
+                           path) from None
     import torch
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu().numpy()
@@ -146,6 +224,29 @@ def _open_named(path: Path, ext: str):
         return {str(k): (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
                 for k, v in obj.items() if isinstance(v, (torch.Tensor, list, tuple, np.ndarray))}
     raise ValueError(f"{path}: expected a tensor or a dict of tensors, got {type(obj).__name__}")
+
+
+class _NpzFile:
+    """An open .npz (dict-like: keys(), [name]) whose members' read errors — a zip CRC mismatch,
+    a truncated member — are BadFileErrors naming the file."""
+
+    def __init__(self, path: Path, npz):
+        self.path, self.npz = path, npz
+
+    def keys(self):
+        return list(self.npz.files)
+
+    def __contains__(self, key):
+        return key in self.npz.files
+
+    def __getitem__(self, key):
+        try:
+            return self.npz[key]
+        except KeyError:
+            raise
+        except Exception as e:   # BadZipFile (CRC-32), zlib.error, EOFError, ValueError, …
+            raise BadFileError(f"{self.path}: cannot read array {key!r} ({type(e).__name__}: "
+                               f"{e}); the file is truncated or corrupt", self.path) from None
 
 
 def _feature_key(path: Path, keys: Sequence[str], key: str | None, split: str | None) -> str:
@@ -201,8 +302,12 @@ def load_labels(spec: str | os.PathLike, *, key: str | None = None, split: str |
     _check_exists(path, "labels")
     ext = _check_extension(path, LABEL_EXTENSIONS, "labels")
     if ext in (".txt", ".csv"):
-        with open(path, encoding="utf-8") as f:
-            values = [line.strip() for line in f if line.strip()]
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = [line.strip() for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise BadFileError(f"{path}: cannot read the labels ({type(e).__name__}: {e})",
+                               path) from None
         if (values and ext == ".csv" and not _is_int(values[0])
                 and all(_is_int(v) for v in values[1:])):
             values = values[1:]   # a header line
@@ -389,3 +494,72 @@ def take_rows(X, idx):
     if isinstance(X, (list, tuple)):
         return [np.asarray(a[idx]) for a in X]
     return np.asarray(X[idx])
+
+
+# ----------------------------------------------------------------------------------------------
+# Verified model and checkpoint files (written by `writers.save_verified`)
+# ----------------------------------------------------------------------------------------------
+
+def load_verified(path: str | os.PathLike, formats: Sequence[str], *,
+                  legacy: Sequence[str] = (), what: str = "file",
+                  not_ours: str | None = None) -> tuple[str, dict]:
+    """(format, content) of a model/checkpoint file: one written by `writers.save_verified` with a
+    format in `formats`, or a plain dict of an older format in `legacy` (no checksum; the caller
+    checks its content).
+
+    BadFileError naming the file for: a missing or unreadable file, a file torch cannot load
+    (truncated, corrupt, not a torch file), a CRC-32 mismatch of its zip archive, a payload whose
+    size or SHA-256 does not match the header, and — with the message `not_ours` — a file of
+    another format (another tag or version, or no SeA file at all).
+    """
+    import torch
+
+    from .writers import VERIFIED_CONTAINER
+    p = os.fspath(path)
+    not_ours = not_ours or f"{what} {p!r} is not in a known format ({', '.join(formats)})"
+    if not os.path.exists(p):
+        raise BadFileError(f"{what} {p!r} not found", p)
+    if os.path.isdir(p):
+        raise BadFileError(f"{what} {p!r} is a directory, not a file", p)
+    problem = _zip_problem(p)
+    if problem is not None:
+        raise BadFileError(f"{what} {p!r} is corrupt: {problem}", p)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:   # RuntimeError (zip), EOFError, OSError, UnpicklingError, …
+        msg = " ".join(str(e).split()).split(". ")[0][:160]
+        raise BadFileError(f"{what} {p!r} cannot be read: it is truncated, corrupt or not a "
+                           f"torch file ({type(e).__name__}: {msg})", p) from None
+    if not isinstance(obj, dict):
+        raise BadFileError(not_ours, p)
+    fmt = obj.get("format")
+    if "container" not in obj:
+        if fmt in legacy:
+            return fmt, obj
+        raise BadFileError(not_ours, p)
+    if obj.get("container") != VERIFIED_CONTAINER or fmt not in formats:
+        newer = isinstance(fmt, str) and any(fmt.split("/")[0] == f.split("/")[0]
+                                             for f in formats)
+        raise BadFileError(f"{not_ours}" + (f" (format {fmt!r}, container "
+                                            f"{obj.get('container')!r}: written by another "
+                                            "version of sea_kernels?)" if newer else ""), p)
+    payload, size, digest = obj.get("payload"), obj.get("size"), obj.get("sha256")
+    if not (isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8
+            and payload.dim() == 1 and isinstance(size, int) and isinstance(digest, str)):
+        raise BadFileError(f"{what} {p!r} is corrupt: its header lacks the payload, size or "
+                           "checksum", p)
+    data = payload.numpy().tobytes()
+    if len(data) != size:
+        raise BadFileError(f"{what} {p!r} is corrupt: the payload holds {len(data)} bytes, the "
+                           f"header says {size}", p)
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise BadFileError(f"{what} {p!r} is corrupt: the SHA-256 checksum of its content does "
+                           "not match (the file was changed or damaged after it was written)", p)
+    try:
+        content = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise BadFileError(f"{what} {p!r} is corrupt: its content cannot be read "
+                           f"({type(e).__name__}: {e})", p) from None
+    if not isinstance(content, dict) or content.get("format") != fmt:
+        raise BadFileError(f"{what} {p!r} is corrupt: its content is not a {fmt!r} dict", p)
+    return fmt, content

@@ -2,12 +2,16 @@
 
     y = label_array(y, "y", n_rows=len(X))          # 1-D numpy from a list / array / tensor
     classes, idx = encode_labels(y)                  # sorted unique labels, indices 0..C−1
-    y = integer_labels(y, "y", n_rows=len(X))        # SeAClassifier's rule: integer labels only
+    y = sortable_labels(y, "y", n_rows=len(X))       # SeAClassifier's and sweep's rule
+    check_label_kind(y_test, classes, "y_test")       # the same kind of labels as the classes
+    y = integer_labels(y, "y", n_rows=len(X))        # integer labels only
 
-Every caller converts labels through these functions: the estimator (integer labels remapped to
-0..C−1, predictions mapped back through `classes_`), the sweep (any sortable labels, the classes
-of y and y_val together), the sweep engine (class indices), the metrics and the file readers
-(`data.files`: names in a text file mapped to their index in a class list).
+Every caller converts labels through these functions: the estimator and the sweep (labels of any
+sortable type — integers, floats, strings, bools, objects — remapped to 0..C−1 through the
+sorted unique labels `classes_`, predictions mapped back; whole-valued floats count as integers;
+the sweep takes the classes of y and y_val together), the sweep engine (class indices), the
+metrics and the file readers (`data.files`: names in a text file mapped to their index in a class
+list).
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["label_array", "integer_values", "integer_labels", "encode_labels", "class_indices"]
+__all__ = ["label_array", "integer_values", "integer_labels", "sortable_labels", "label_kind",
+           "check_label_kind", "encode_labels", "class_indices"]
 
 
 def label_array(y, name: str = "y", n_rows: int | None = None, *,
@@ -54,6 +59,60 @@ def integer_labels(y, name: str = "y", n_rows: int | None = None) -> np.ndarray:
     if out is None:
         raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
     return label_array(out, name, n_rows)
+
+
+def sortable_labels(y, name: str = "y", n_rows: int | None = None, *,
+                    rows_of: str = "X") -> np.ndarray:
+    """`label_array` restricted to labels a classifier can sort into classes (SeAClassifier's and
+    sweep's rule): integers, bools, strings and bytes are kept as they are; floats with whole
+    values become int64 (as `integer_values`), other finite floats stay floats; an object array
+    is kept when its values sort against each other (strings, numbers, ...).
+
+    ValueError for NaN/Inf labels (no class can hold them); TypeError for complex or structured
+    labels and for objects that do not sort (e.g. strings mixed with numbers, None).
+    """
+    arr = label_array(y, name, n_rows, rows_of=rows_of)
+    kind = arr.dtype.kind
+    if kind == "f":
+        if not np.all(np.isfinite(arr)):
+            bad = int(np.count_nonzero(~np.isfinite(arr)))
+            raise ValueError(f"{name} contains {bad} NaN/Inf label(s); every label must be a "
+                             "class")
+        ints = integer_values(arr)
+        return arr if ints is None else ints
+    if kind in "iubUSmM":
+        return arr
+    if kind == "O":
+        try:
+            np.unique(arr)
+        except TypeError as e:
+            types = sorted({type(v).__name__ for v in arr.tolist()})
+            raise TypeError(f"{name} must hold labels that sort against each other (integers, "
+                            f"strings, ...), got values of types {', '.join(types)} "
+                            f"({e})") from None
+        return arr
+    raise TypeError(f"{name} must hold sortable class labels (integers, floats, strings, bools), "
+                    f"got dtype {arr.dtype}")
+
+
+def label_kind(arr) -> str:
+    """What sort of labels an array holds: "number" (integers, floats), "bool", "string"
+    (str or bytes), "time" (datetime/timedelta) or "object"."""
+    kind = np.asarray(arr).dtype.kind
+    if kind in "iuf":
+        return "number"
+    return {"b": "bool", "U": "string", "S": "string", "m": "time", "M": "time"}.get(kind,
+                                                                                     "object")
+
+
+def check_label_kind(y, classes, name: str = "y") -> None:
+    """TypeError when the labels `y` are of another kind (`label_kind`) than `classes` — strings
+    against integers, say — so that no label could ever equal a class. Object arrays are not
+    checked (their values may be anything sortable)."""
+    got, want = label_kind(y), label_kind(classes)
+    if got != want and "object" not in (got, want) and np.asarray(y).size:
+        raise TypeError(f"{name} holds {got} labels but the classes are {want}s "
+                        f"({np.asarray(classes)[:3].tolist()}…); give labels of the same kind")
 
 
 def encode_labels(y, classes: Sequence | np.ndarray | None = None, name: str = "y", *,

@@ -5,6 +5,18 @@ destination only when writing succeeded — a failed or interrupted run never le
 behind — and which gets the permissions a plain `open()` would give (0666 & ~umask; `mkstemp`
 alone makes 0600). JSON, CSV, text, `.npz` and `torch.save` outputs all go through
 `atomic_write`.
+
+Model and checkpoint files (`save_verified`) are a `torch.save`d dict that
+`torch.load(weights_only=True)` reads:
+
+    {"format": "<tag>/<version>",          # e.g. "sea_kernels.SeAClassifier/2"
+     "container": "sea_kernels.sha256/1",  # VERIFIED_CONTAINER
+     "sha256": "<64 hex digits>",          # SHA-256 of the payload bytes
+     "size": <number of payload bytes>,
+     "payload": <uint8 tensor: the torch.save bytes of the content dict>}
+
+The content dict carries the same "format". `sea_kernels.data.files.load_verified` reads it back
+and checks the container, the tag, the size and the checksum.
 """
 from __future__ import annotations
 
@@ -143,8 +155,35 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def save_torch(obj, path: str | os.PathLike) -> Path:
-    """Atomic `torch.save` (models, checkpoints)."""
+    """Atomic `torch.save`."""
     import torch
     with atomic_write(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+#: The "container" value of a file written by `save_verified`.
+VERIFIED_CONTAINER = "sea_kernels.sha256/1"
+
+
+def verified_container(obj: dict, tag: str) -> dict:
+    """The dict `save_verified` writes for the content `obj` under the format `tag`: the
+    torch.save bytes of obj (which must carry ``"format": tag``), their size and SHA-256."""
+    import hashlib
+    import io
+
+    import torch
+    if not isinstance(obj, dict) or obj.get("format") != tag:
+        raise ValueError(f"the content of a {tag!r} file must be a dict with format={tag!r}")
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    payload = buf.getvalue()
+    return {"format": tag, "container": VERIFIED_CONTAINER,
+            "sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload),
+            "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+
+
+def save_verified(obj: dict, path: str | os.PathLike, *, tag: str) -> Path:
+    """Atomic `torch.save` of `obj` (a dict with ``"format": tag``) wrapped with its format tag,
+    size and SHA-256 checksum (see the module docstring): models and checkpoints."""
+    return save_torch(verified_container(obj, tag), path)

@@ -1,9 +1,17 @@
 """FakeTensor kernel of torch.ops.sea_kernels.sea_fwd_cpu (shapes and dtypes only), so the C++ op
 works under torch.compile and torch.library.opcheck. The dtypes follow the contract of
-docs/design.md §5: float64 if x or weight is float64, else float32."""
+docs/design.md §5: float64 if x or weight is float64, else float32.
+
+op/cpp_backend.py imports this once the op is registered (by the prebuilt sea_kernels._C or by
+the kernel compiled on first use); imported on its own, it has cpp_backend obtain the kernel first.
+"""
 import torch
 
-from .. import _C  # noqa: F401  (defines the op this registers for)
+if not hasattr(torch.ops.sea_kernels, "sea_fwd_cpu"):
+    from . import cpp_backend
+
+    if not cpp_backend.ensure():
+        raise ImportError(f"the C++ kernel is unavailable: {cpp_backend.CPP_ERROR}")
 
 
 @torch.library.register_fake("sea_kernels::sea_fwd_cpu")

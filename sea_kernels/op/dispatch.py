@@ -128,12 +128,13 @@ def _visible_devices() -> list[str]:
 
 def backend_status() -> dict[str, tuple[bool, str]]:
     """{backend: (usable on some device here, what it is / why not)} for every backend of
-    BACKENDS_BY_NAME, from the declarations."""
+    BACKENDS_BY_NAME, from the declarations. For `cpp` it also says how the kernel was obtained:
+    "prebuilt (sea_kernels._C)", "compiled on first use (<cache folder>)" or "unavailable: why"."""
     status = {}
     for name, spec in BACKENDS_BY_NAME.items():
         why = spec.unavailable()
         if why:
-            status[name] = (False, why)
+            status[name] = (False, f"unavailable: {why}" if name == "cpp" else why)
             continue
         usable = [d for d in _visible_devices() if not spec.not_supported_reasons(d, ())]
         dtypes = "/".join(map(_dtype_name, spec.dtypes))
@@ -149,7 +150,11 @@ def backend_status() -> dict[str, tuple[bool, str]]:
             where += f", {torch.cuda.get_device_name()}"
         elif name == "triton":
             where += ": Triton interpreter (TRITON_INTERPRET=1; testing only)"
-        status[name] = (True, f"{spec.summary} [{where}; {dtypes}]")
+        # how the C++ kernel was obtained: "prebuilt (sea_kernels._C)" or "compiled on first
+        # use (<cache folder>)" (op/cpp_backend.py)
+        origin = cpp_backend.CPP_ORIGIN if name == "cpp" else None
+        origin = f"; kernel {origin}" if origin else ""
+        status[name] = (True, f"{spec.summary} [{where}; {dtypes}]{origin}")
     return status
 
 

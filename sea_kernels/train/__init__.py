@@ -3,7 +3,9 @@
 estimator      SeAClassifier: fit / predict / score / save / load (Alg. 1 and the baselines)
 augmentations  one strategy object per `augment` value: batch loss, hooks, own state
 baselines      ISDA and ME-ADA math for a linear head
-checkpoint     training checkpoints and the saved-model format (through data.writers)
+checkpoint     training checkpoints and the saved-model format (tag, version, SHA-256 through
+               data.writers.save_verified; every load verified)
+devices        check_device: is this device usable here (estimator, sweep, train_many, CLI)
 divergence     the one divergence rule, its messages, TrainingDiverged
 grid           sweep configurations: normalize_config, expand_grid (names from params)
 many           train_many: every configuration at once on shared batches; evaluate_many

@@ -10,8 +10,13 @@ it, so it is spelled out exactly:
 
 * Features: `features.prepare_features(X)` — X one n×d array/tensor or a list of blocks (several
   models' features of the same examples); every block L2-normalised per row, concatenated, the
-  result renormalised (Eq. 1). float32 (float64 input stays float64). Labels: `classes_` = sorted
-  unique labels, remapped to 0..C−1; predictions map back to the original labels.
+  result renormalised (Eq. 1). float32 (float64 input stays float64). Labels: any sortable type
+  (integers, floats, strings, bools, objects; `data.labels.sortable_labels` — whole-valued floats
+  count as integers, NaN is refused); `classes_` = the sorted unique labels in their own dtype,
+  remapped to 0..C−1; predictions map back to the original labels.
+* Parameters are checked by `params` (numpy scalars such as np.float32(0.01) are accepted and
+  trained with as Python numbers) and `device` by `train.devices.check_device` (a device this
+  machine does not have is a ValueError naming the available ones), all before any work.
 * Weight: W = zeros(d, C) in the feature dtype, no bias.
 * Shuffling: g = torch.Generator().manual_seed(random_state) (random_state=None: one seed is drawn
   from torch.seed() — without disturbing the global RNG — and stored as `seed_`); every epoch
@@ -53,7 +58,9 @@ them).
 Checkpoints (`train.checkpoint`): fit(..., checkpoint=path) writes the complete training state (W,
 optimizer momentum, generator state, epoch, history, and the augmentation's own state: the
 rand/mixup generator, the ISDA estimator, the ME-ADA rows) every `checkpoint_every` epochs and
-after the last one, atomically (`data.writers.save_torch`). If the file exists, fit resumes from it
+after the last one, atomically (`data.writers.save_verified`: a format tag, a version and a
+SHA-256 checksum; a file that fails verification is a `data.errors.BadFileError` naming it). If
+the file exists, fit resumes from it
 and the result is the same as an uninterrupted run (stop after k epochs by fitting with epochs=k,
 resume with epochs=N). The training hyper-parameters and the data must match the checkpoint
 (ValueError otherwise); `epochs` may grow (note that ISDA's ramp and ME-ADA's schedule depend on
@@ -69,7 +76,7 @@ import torch
 from torch import Tensor
 
 from ..data.features import block_dims, check_block_dims, prepare_features
-from ..data.labels import encode_labels, integer_labels
+from ..data.labels import check_label_kind, encode_labels, label_array, sortable_labels
 from ..op.validation import NonFiniteLoss
 from ..params import (
     AUGMENTS,
@@ -87,6 +94,7 @@ from ..params import (
 )
 from . import checkpoint as ckpt
 from .augmentations import AUGMENTATIONS, Augmentation, make_augmentation
+from .devices import check_device
 from .divergence import (
     TrainingDiverged,
     diverged_message,
@@ -200,17 +208,20 @@ class SeAClassifier:
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k]]
         return f"SeAClassifier({', '.join(changed)})"
 
-    def _validate_params(self) -> None:
+    def _validate_params(self) -> dict:
+        """The parameters, checked (ValueError / ParameterError naming the bad one), with the
+        numeric ones as Python int/float (numpy scalars accepted) and random_state an int or
+        None. `device` must be usable here (`train.devices.check_device`)."""
+        checked = self.get_params()
         check_choice("augment", self.augment, AUGMENTS)
         for name in _NUMERIC_PARAMS:
-            (check_int if name in _INT_PARAMS else check_real)(name, getattr(self, name))
-        AUGMENTATIONS[self.augment].check_params(self.get_params())
-        check_seed(self.random_state)
+            checked[name] = (check_int if name in _INT_PARAMS else check_real)(
+                name, getattr(self, name))
+        AUGMENTATIONS[self.augment].check_params(checked)
+        checked["random_state"] = check_seed(self.random_state)
         check_choice("backend", self.backend, BACKENDS)
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device {self.device!r} is not a torch device: {exc}") from None
+        check_device(self.device)
+        return checked
 
     # ------------------------------------------------------------------ data helpers
     def _prepare_X(self, X) -> Tensor:
@@ -233,20 +244,28 @@ class SeAClassifier:
             Xe, ye = pair
             check_block_dims(Xe, self.feature_dims_, f"eval_set {name!r} X")
             xe = self._prepare_X(Xe)
-            out.append((str(name), xe, integer_labels(ye, f"eval_set {name!r} y", xe.shape[0])))
+            out.append((str(name), xe, self._labels_like_classes(ye, f"eval_set {name!r} y",
+                                                                 xe.shape[0])))
         return out
+
+    def _labels_like_classes(self, y, name: str, n_rows: int | None = None) -> np.ndarray:
+        """Labels to score against: 1-D, one per row, of the same kind as classes_."""
+        arr = label_array(y, name, n_rows)
+        check_label_kind(arr, self.classes_, name)
+        return arr
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y, *, eval_set=None, checkpoint=None, checkpoint_every: int = 1,
             progress: bool = False) -> "SeAClassifier":
-        """Train on features X (n×d array/tensor or list of blocks) and integer labels y.
+        """Train on features X (n×d array/tensor or list of blocks) and labels y (any sortable
+        type: integers, floats, strings, bools, objects; classes_ keeps their dtype).
 
         eval_set: list of (X, y) pairs (or a dict name → (X, y)) scored after every epoch into
         history_. checkpoint: path; saved every `checkpoint_every` epochs and at the end
         (atomically); an existing file is resumed from. progress: tqdm bar over epochs.
         Raises TrainingDiverged when the loss blows up (see the module docstring).
         """
-        self._validate_params()
+        params = self._validate_params()
         check_int("checkpoint_every", checkpoint_every)
         device = torch.device(self.device)
         for attr in ("W_", "history_", "n_iter_", "n_train_rows_"):
@@ -255,7 +274,7 @@ class SeAClassifier:
         dims = block_dims(X)
         x = self._prepare_X(X)
         n, d = x.shape
-        classes, y_idx = encode_labels(integer_labels(y, "y", n), min_classes=2)
+        classes, y_idx = encode_labels(sortable_labels(y, "y", n), min_classes=2)
         self.classes_ = classes
         self.feature_dims_ = dims
         self.n_features_in_ = d
@@ -263,11 +282,10 @@ class SeAClassifier:
         labels = torch.as_tensor(y_idx, dtype=torch.long, device=device)
         C = len(classes)
 
-        params = self.get_params()
-        seed = int(self.random_state) if self.random_state is not None else _draw_seed()
+        seed = params["random_state"] if params["random_state"] is not None else _draw_seed()
         W = torch.zeros(d, C, dtype=x.dtype, device=device, requires_grad=True)
-        opt = torch.optim.SGD([W], lr=self.lr, momentum=self.momentum, dampening=0,
-                              nesterov=False, weight_decay=self.weight_decay)
+        opt = torch.optim.SGD([W], lr=params["lr"], momentum=params["momentum"], dampening=0,
+                              nesterov=False, weight_decay=params["weight_decay"])
         fingerprint = ckpt.fingerprint(x, labels, classes)
         state = None
         if checkpoint is not None and os.path.exists(checkpoint):
@@ -280,28 +298,28 @@ class SeAClassifier:
                                      dtype=x.dtype, device=device, seed=seed)
         self.backend_ = strategy.backend
         if state is not None:
-            gen.set_state(state["generator"])
-            strategy.load_state_dict(state["augmentation"])
+            ckpt.restore_generators(checkpoint, state, gen, strategy)
         self.seed_ = seed
 
         history = list(state["history"]) if state is not None else []
         start = int(state["epoch"]) if state is not None else 0
-        if start > self.epochs:
+        epochs = params["epochs"]
+        if start > epochs:
             raise ValueError(f"checkpoint {checkpoint!r} already holds {start} epochs, more than "
-                             f"epochs={self.epochs}; raise epochs or use another checkpoint path")
+                             f"epochs={epochs}; raise epochs or use another checkpoint path")
         x_train, y_train = strategy.training_set(x, labels)
 
         bar = None
         if progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=self.epochs, initial=start, desc=f"SeA {self.augment}", unit="epoch")
+            bar = tqdm(total=epochs, initial=start, desc=f"SeA {self.augment}", unit="epoch")
         try:
-            for epoch in range(start, self.epochs):
+            for epoch in range(start, epochs):
                 strategy.before_epoch(epoch, x, labels, W)
                 x_train, y_train = strategy.training_set(x, labels)
                 train_loss = self._run_epoch(epoch, x_train, y_train, W, opt, gen, strategy,
-                                             history)
-                record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": float(self.lr),
+                                             history, params)
+                record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": params["lr"],
                           "n_train": int(x_train.shape[0])}
                 with torch.no_grad():
                     for name, xe, ye in evals:
@@ -316,7 +334,7 @@ class SeAClassifier:
                     bar.update(1)
                     bar.set_postfix(loss=f"{train_loss:.4g}")
                 done = epoch + 1
-                if checkpoint is not None and (done % checkpoint_every == 0 or done == self.epochs):
+                if checkpoint is not None and (done % checkpoint_every == 0 or done == epochs):
                     ckpt.save_training_state(
                         checkpoint, params=params, epoch=done, seed=seed, weight=W,
                         optimizer=opt, generator=gen, augmentation=strategy.state_dict(),
@@ -331,7 +349,7 @@ class SeAClassifier:
 
         self.W_ = W.detach()
         self.history_ = history
-        self.n_iter_ = self.epochs
+        self.n_iter_ = epochs
         if strategy.grows_training_set:
             self.n_train_rows_ = int(x_train.shape[0])
         return self
@@ -340,9 +358,10 @@ class SeAClassifier:
         return strategy.loss(epoch, xb, yb, W)
 
     def _run_epoch(self, epoch, x_train, y_train, W, opt, gen, strategy: Augmentation,
-                   history) -> float:
+                   history, params: dict | None = None) -> float:
+        params = params if params is not None else self._validate_params()
         n = x_train.shape[0]
-        bs = self.batch_size
+        bs = params["batch_size"]
         perm = torch.randperm(n, generator=gen).to(x_train.device)
         total = torch.zeros((), dtype=torch.float64, device=x_train.device)
         batches = 0
@@ -353,7 +372,7 @@ class SeAClassifier:
                 loss = self._batch_loss(epoch, xb, yb, W, strategy)
             except NonFiniteLoss as exc:  # fused_sea / sea_augment: a NaN/Inf loss or weight
                 raise TrainingDiverged(self._diverged_msg(epoch, float("nan"), strategy,
-                                                          str(exc))) from exc
+                                                          str(exc), params)) from exc
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -361,17 +380,19 @@ class SeAClassifier:
             batches += 1
         train_loss = float(total / batches)
         first = history[0]["train_loss"] if history else train_loss
-        zero = zero_classifier_loss(self.lam, self.delta, int(W.shape[1]))
+        zero = zero_classifier_loss(params["lam"], params["delta"], int(W.shape[1]))
         reason = divergence_reasons(train_loss, first, zero,
                                     weights_finite=bool(torch.isfinite(W).all())).item()
         if reason:
             raise TrainingDiverged(self._diverged_msg(epoch, train_loss, strategy,
-                                                      explain(reason, first, zero)))
+                                                      explain(reason, first, zero), params))
         return train_loss
 
-    def _diverged_msg(self, epoch, loss, strategy: Augmentation, why=None) -> str:
-        eta = self.eta if strategy.suggests_eta else None
-        return diverged_message(epoch, loss, self.lr, why, eta)
+    def _diverged_msg(self, epoch, loss, strategy: Augmentation, why=None,
+                      params: dict | None = None) -> str:
+        p = params if params is not None else {"lr": float(self.lr), "eta": float(self.eta)}
+        eta = p["eta"] if strategy.suggests_eta else None
+        return diverged_message(epoch, loss, p["lr"], why, eta)
 
     # ------------------------------------------------------------------ inference
     def decision_function(self, X) -> np.ndarray:
@@ -390,15 +411,16 @@ class SeAClassifier:
     def predict_proba(self, X) -> np.ndarray:
         """softmax(XW / λ), n×C, columns in the order of classes_."""
         logits = torch.from_numpy(self.decision_function(X))
-        return torch.softmax(logits.double() / self.lam, dim=1).numpy()
+        return torch.softmax(logits.double() / float(self.lam), dim=1).numpy()
 
     def predict_log_proba(self, X) -> np.ndarray:
         logits = torch.from_numpy(self.decision_function(X))
-        return torch.log_softmax(logits.double() / self.lam, dim=1).numpy()
+        return torch.log_softmax(logits.double() / float(self.lam), dim=1).numpy()
 
     def score(self, X, y) -> float:
-        """Top-1 accuracy on (X, y)."""
-        return top1(self.predict(X), integer_labels(y))
+        """Top-1 accuracy on (X, y) (y: labels of the kind of classes_)."""
+        self._check_fitted()
+        return top1(self.predict(X), self._labels_like_classes(y, "y"))
 
     @property
     def coef_(self) -> np.ndarray:
@@ -408,12 +430,16 @@ class SeAClassifier:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
-        """torch.save a plain dict (loadable with weights_only=True): params, W, classes_,
-        feature dims, history, seed (`train.checkpoint.save_model`)."""
+        """Write the model file (`train.checkpoint.save_model`): params, W, classes_, feature
+        dims, history, seed — a plain dict, stored with a format tag, a version and a SHA-256
+        checksum (loadable with torch.load(weights_only=True))."""
         self._check_fitted()
         ckpt.save_model(self, path)
 
     @classmethod
     def load(cls, path, *, device=None) -> "SeAClassifier":
-        """Rebuild a fitted classifier written by `save` (device: override the saved one)."""
+        """Rebuild a fitted classifier written by `save` (device: override the saved one).
+
+        The file is verified (format tag, checksum, finite weights, expected keys and shapes):
+        a `data.errors.BadFileError` (a ValueError) naming the file and what is wrong."""
         return ckpt.load_model(cls, path, device=device)

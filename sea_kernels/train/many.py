@@ -30,7 +30,8 @@ import torch
 
 from ..data.labels import class_indices
 from ..op.batched import Hyper, Workspace, batched_sea_grad
-from ..params import BATCH_SIZE, EPOCHS, MOMENTUM, check_int
+from ..params import BATCH_SIZE, EPOCHS, MOMENTUM, ParameterError, check_int, check_seed
+from .devices import check_device
 from .divergence import divergence_reasons, zero_classifier_loss
 from .grid import normalize_config
 
@@ -216,11 +217,23 @@ class _Engine:
 
 
 def _resolve_device(device, x):
+    """The training device: `device` checked usable (`devices.check_device`), else the device of
+    a tensor x, else CUDA when available, else the CPU."""
     if device is not None:
-        return torch.device(device)
+        return check_device(device)
     if isinstance(x, torch.Tensor):
         return x.device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_random_state(value, name: str = "random_state") -> int:
+    """A sweep's seed: an int in [0, 2⁶⁴) (`params.check_seed`; None is refused, the engine
+    needs one seed for every configuration)."""
+    seed = check_seed(value, name)
+    if seed is None:
+        raise ParameterError(f"{name} must be an int (the seed every configuration shares), "
+                             "got None")
+    return seed
 
 
 def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOCHS,
@@ -243,9 +256,14 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
     if not configs:
         raise ValueError("configs is empty; give at least one configuration")
     epochs, batch_size = check_int("epochs", epochs), check_int("batch_size", batch_size)
-    for name, v in (("chunk_size", chunk_size), ("max_chunk_bytes", max_chunk_bytes)):
-        if v is not None:
-            check_int(name, v)
+    random_state = check_random_state(random_state)
+    chunk_size, max_chunk_bytes = (None if v is None else check_int(name, v) for name, v in
+                                   (("chunk_size", chunk_size),
+                                    ("max_chunk_bytes", max_chunk_bytes)))
+    if eval_every is not None:
+        eval_every = check_int("eval_every", eval_every, minimum=0)
+    if num_classes is not None:
+        num_classes = check_int("num_classes", num_classes, minimum=1)
     device = _resolve_device(device, X)
     x = _as_tensor(X)
     if x.dim() != 2 or x.shape[0] == 0:
@@ -273,7 +291,7 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
     train_loss = np.full((epochs, k), np.nan)
     history = {name: {"top1": [], "mean_per_class": []} for name in evals}
     eval_epochs = []
-    gen = torch.Generator().manual_seed(int(random_state))
+    gen = torch.Generator().manual_seed(random_state)
     steps_per_epoch = -(-n // batch_size)
     bar = None
     if progress:

@@ -1,4 +1,5 @@
-"""PNG plots (matplotlib, Agg backend; every file written atomically).
+"""PNG plots (matplotlib's object API: a `Figure` on an Agg canvas, never pyplot, so the global
+backend a caller chose is left alone; every file written atomically).
 
     plot_curves({"η=0": clf0.history_, "η=0.8": clf8.history_}, "curves.png")   # paper Fig. 2–3
     plot_heatmap(sweep_result, "heatmap.png", x="lr", y="eta")                  # best val accuracy
@@ -23,24 +24,31 @@ from ..data.writers import atomic_write
 _METRIC_NAMES = {"top1": "top-1 accuracy", "mean_per_class": "mean per-class accuracy"}
 
 
-def _plt():
+def _mpl():
+    """The matplotlib module, without touching its global backend or importing pyplot."""
     try:
         import matplotlib
+        import matplotlib.figure  # noqa: F401
+        import matplotlib.patches  # noqa: F401
+        import matplotlib.ticker  # noqa: F401
+        from matplotlib.backends import backend_agg  # noqa: F401
     except ImportError:
         raise ImportError("plots need matplotlib: pip install matplotlib") from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    return plt
+    return matplotlib
+
+
+def _figure(**kwargs):
+    """A new Figure with its own Agg canvas (not registered with pyplot: nothing to close)."""
+    mpl = _mpl()
+    fig = mpl.figure.Figure(**kwargs)
+    mpl.backends.backend_agg.FigureCanvasAgg(fig)
+    return fig
 
 
 def _save(fig, path) -> Path:
-    plt = _plt()
     path = Path(path)
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    finally:
-        plt.close(fig)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     return path
 
 
@@ -131,11 +139,11 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping]], path: str | os.PathL
         for h in histories.values():
             sets += [s for s in eval_sets_of(h) if s not in sets]
     sets = list(sets)
-    plt = _plt()
+    mpl = _mpl()
     n_panels = max(1, len(sets))
-    fig, axes = plt.subplots(1, n_panels, figsize=(5.2 * n_panels, 4.0), squeeze=False)
-    axes = axes[0]
-    cmap = plt.get_cmap("viridis")
+    fig = _figure(figsize=(5.2 * n_panels, 4.0))
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    cmap = mpl.colormaps["viridis"]
     colors = [cmap(i / max(1, len(histories) - 1) * 0.9) for i in range(len(histories))]
     if not sets:    # nothing evaluated: plot the training loss instead
         ax = axes[0]
@@ -155,7 +163,7 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping]], path: str | os.PathL
                         marker="o" if len(ep) <= 12 else None, ms=3)
         ax.set_title(titles[p] if titles and p < len(titles) else f"{s} {_METRIC_NAMES[metric]}")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(f"{_METRIC_NAMES[metric]} (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
@@ -207,10 +215,11 @@ def plot_heatmap(result, path: str | os.PathLike, x: str = "lr", y: str = "eta",
     """Best validation accuracy over the other hyper-parameters, on the (x, y) grid."""
     xs, ys, m = heatmap_table(result, x, y)
     _, _, metric = _result_arrays(result)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 + 0.9 * len(xs)), max(3.2, 1.4 + 0.5 * len(ys))))
+    mpl = _mpl()
+    fig = _figure(figsize=(max(5.0, 1.6 + 0.9 * len(xs)), max(3.2, 1.4 + 0.5 * len(ys))))
+    ax = fig.subplots()
     shown = np.ma.masked_invalid(100 * m)
-    cmap = plt.get_cmap("viridis").with_extremes(bad="#d0d0d0")
+    cmap = mpl.colormaps["viridis"].with_extremes(bad="#d0d0d0")
     im = ax.imshow(shown, cmap=cmap, aspect="auto", origin="lower")
     fig.colorbar(im, ax=ax, label=f"validation {_METRIC_NAMES.get(metric, metric)} (%)")
     ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs])
@@ -233,8 +242,8 @@ def plot_heatmap(result, path: str | os.PathLike, x: str = "lr", y: str = "eta",
             else:
                 ax.text(j, i, "div.", ha="center", va="center", fontsize=7, color="#606060")
     if best is not None:
-        ax.add_patch(plt.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, ec="red",
-                                   lw=2))
+        ax.add_patch(mpl.patches.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False,
+                                           ec="red", lw=2))
     n_cfg = len(_result_arrays(result)[0])
     ax.set_title(title or f"best over the other parameters ({n_cfg} configurations)", fontsize=9)
     fig.tight_layout()

@@ -28,10 +28,19 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..data.labels import encode_labels, label_array
-from ..params import BATCH_SIZE, EPOCHS, VAL_FRACTION, check_choice, check_real
+from ..data.features import block_dims, check_block_dims
+from ..data.labels import check_label_kind, encode_labels, label_array, sortable_labels
+from ..params import BACKENDS, BATCH_SIZE, EPOCHS, VAL_FRACTION, check_choice, check_int, check_real
 from .grid import ALIASES, DEFAULTS, METRICS, PAPER_GRID, PARAMS, expand_grid, normalize_config
-from .many import ManyResult, _as_tensor, _resolve_device, evaluate_many, prepare, train_many
+from .many import (
+    ManyResult,
+    _as_tensor,
+    _resolve_device,
+    check_random_state,
+    evaluate_many,
+    prepare,
+    train_many,
+)
 from .results import SweepResult
 
 __all__ = ["sweep", "stratified_split", "train_many", "evaluate_many", "ManyResult",
@@ -41,8 +50,11 @@ __all__ = ["sweep", "stratified_split", "train_many", "evaluate_many", "ManyResu
 
 def stratified_split(y, val_fraction: float = VAL_FRACTION, random_state: int = 0):
     """(train_idx, val_idx), both sorted: val_fraction of every class (rounded, at least one row
-    when the class has ≥ 2 rows, never all of them), chosen by a seeded shuffle per class."""
+    when the class has ≥ 2 rows, never all of them), chosen by a seeded shuffle per class.
+    val_fraction in (0, 1) and random_state an int in [0, 2⁶⁴) (ValueError / ParameterError
+    naming them otherwise)."""
     val_fraction = check_real("val_fraction", val_fraction)
+    random_state = check_random_state(random_state)
     y = label_array(y, "y")
     rng = np.random.default_rng(random_state)
     val = []
@@ -89,22 +101,53 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
     with `SeAClassifier(backend=backend)` and scored on (X_test, y_test) when given; without it,
     the test scores are those of the sweep's own (train-only) winner.
     device: where the grid trains (default: the device of X for a tensor, else CUDA when
-    available, else CPU); the retrained model uses it too.
+    available, else CPU; a device this machine lacks is a ValueError), the retrained model too.
+
+    Every argument and every data set — the scalars (numpy scalars accepted), the grid, the
+    device, X/y, X_val/y_val and X_test/y_test (feature widths as X's, one label per row, labels
+    of the kind of y's, test labels among the classes) — is checked before any training.
     """
     t0 = time.perf_counter()
     check_choice("metric", metric, METRICS)
+    check_choice("backend", backend, BACKENDS)
     configs = expand_grid(grid)
+    epochs, batch_size = check_int("epochs", epochs), check_int("batch_size", batch_size)
+    random_state = check_random_state(random_state)
+    val_fraction = check_real("val_fraction", val_fraction)
+    chunk_size, max_chunk_bytes = (None if v is None else check_int(name, v) for name, v in
+                                   (("chunk_size", chunk_size),
+                                    ("max_chunk_bytes", max_chunk_bytes)))
     if (X_val is None) != (y_val is None):
         raise ValueError("give both X_val and y_val, or neither")
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
     device = _resolve_device(device, X[0] if isinstance(X, (list, tuple)) else X)
+    dims = block_dims(X)
+    for name, other in (("X_val", X_val), ("X_test", X_test)):
+        if other is not None:
+            check_block_dims(other, dims, name)
+            if name == "X_val" and isinstance(X, (list, tuple)) != isinstance(other,
+                                                                               (list, tuple)):
+                raise ValueError(f"X and {name} must have the same feature blocks (both one "
+                                 "array, or both a list of arrays)")
     x_all = prepare(X, device)
-    y_raw = label_array(y, "y", x_all.shape[0])
-    yv_raw = None if y_val is None else label_array(y_val, "y_val")
+    y_raw = sortable_labels(y, "y", x_all.shape[0])
     n = len(y_raw)
+    x_va = yv_raw = None
+    if X_val is not None:
+        x_va = prepare(X_val, device)
+        yv_raw = sortable_labels(y_val, "y_val", x_va.shape[0], rows_of="X_val")
+        check_label_kind(yv_raw, y_raw, "y_val")
     classes, idx = encode_labels(y_raw if yv_raw is None else np.concatenate([y_raw, yv_raw]),
                                  min_classes=2)            # the classes of y and y_val together
+    xt = yt = None
+    if X_test is not None:
+        xt = prepare(X_test, device)
+        yt = label_array(y_test, "y_test", xt.shape[0], rows_of="X_test")
+        check_label_kind(yt, classes, "y_test")
+        encode_labels(yt, classes, "y_test")               # every test label is a class
+        if retrain:
+            xt = None                      # the refitted model prepares X_test itself
     y_all = torch.from_numpy(idx[:n])
     if X_val is None:
         tr, va = stratified_split(y_all, val_fraction, random_state)
@@ -113,8 +156,6 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
         x_tr, y_tr, x_va, y_va = x_all[tr], y_all[tr], x_all[va], y_all[va]
     else:
         x_tr, y_tr = x_all, y_all
-        x_va = prepare(X_val, device)
-        label_array(yv_raw, "y_val", x_va.shape[0], rows_of="X_val")
         y_va = torch.from_numpy(idx[n:])
     c = len(classes)
     many = train_many(x_tr, y_tr, configs, epochs=epochs, batch_size=batch_size,
@@ -156,11 +197,9 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
         if X_test is not None:
             pred = model.predict(X_test)
     elif X_test is not None:
-        xt = prepare(X_test, device)
         w = many.weights[best].to(device, xt.dtype)
         pred = classes[(xt @ w).argmax(dim=1).cpu().numpy()]
     if X_test is not None:
-        yt = label_array(y_test, "y_test")
         result.test_top1, result.test_mean_per_class = top1(pred, yt), mean_per_class(pred, yt)
     result.wall_time_s = time.perf_counter() - t0
     return result
