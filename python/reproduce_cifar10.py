@@ -10,18 +10,24 @@ x_test 10,000 × 1280, float16; see its README), or --features PATH.
 1. Table 5 — baseline (linear probe, η = 0), ISDA, ME-ADA, mixup and SeA, each with its
    hyper-parameters picked on a validation split (stratified --val-fraction of the training rows),
    refitted on train + val and scored on the test set; on the full training set and on a
-   stratified 10% subset (--subset-fraction). Baseline and SeA come from one
-   `sea_kernels.train.sweep` pass over lr × η × λ (the whole grid at once); the others are
-   separate `SeAClassifier` fits per candidate
-   (learning rate; mixup also η, ME-ADA also its feature-space ascent step). --methods picks the
-   baselines to run.
+   stratified 10% subset (--subset-fraction, drawn once with --seed). Run by
+   `sea_kernels.train.compare.compare` once per seed (--seeds K: seeds --seed … --seed+K−1; the
+   seed drives the validation split and the training shuffles): baseline and SeA come from one
+   sweep pass over lr × η × λ per seed (the whole grid at once); the others are separate
+   `SeAClassifier` fits per candidate, anchored on that seed's baseline pick (its lr × 0.5/1/2
+   and its λ; mixup also η, ME-ADA also its feature-space ascent step). With K ≥ 2 seeds the
+   table gives mean ± std over the seeds, the 95% Student-t interval and the paired difference to
+   the baseline; with one seed there is no interval (one seed per method is noise: the SeA −
+   baseline gap can change sign from seed to seed). --methods picks the baselines to run.
 2. Fig. 2–3 — the η ablation: train and test top-1 accuracy after every epoch for η ∈ {0, 0.2, 0.4,
    0.6, 0.8, 1.0} at the learning rate and λ SeA selected on the full set (one `train_many` pass on
    the whole training set, scored every epoch).
 
 Writes to --out (default out/cifar10): results.md (the Markdown table), results.json,
-eta_ablation.png (Fig. 2–3), eta_ablation.csv, heatmap_full.png / heatmap_subset.png (sweeps),
-sweep_full.json / sweep_subset.json. All files are written atomically.
+compare_full.json / compare_subset.json and compare_full.png / compare_subset.png (per seed, mean
+± 95% CI, paired differences), eta_ablation.png (Fig. 2–3), eta_ablation.csv, heatmap_full.png /
+heatmap_subset.png and sweep_full.json / sweep_subset.json (the first seed's sweep). All files are
+written atomically.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from experiment import ME_ADA_ASCENT_STEPS, fit, fmt_params, scores, select  # noqa: E402
+from experiment import ME_ADA_ASCENT_STEPS, fit, fmt_params  # noqa: E402
 
 DEFAULT_FEATURES = ROOT.parent / "shared" / "data" / "cifar10-efficientnet-lite0" / "features.npz"
 ABLATION_ETAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
@@ -50,80 +56,92 @@ def fmt(p):
     return fmt_params(p, sep=", ")
 
 
-def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
-    """Table 5 for one training set: returns (rows, sweep result, SeA params)."""
-    from sea_kernels.train.estimator import TrainingDiverged
-    from sea_kernels.train.sweep import stratified_split, sweep
-    epochs, seed = cfg.epochs, cfg.seed
-    tr, va = stratified_split(y_fit, cfg.val_fraction, random_state=seed)
-    x_tr, y_tr, x_va, y_va = x_fit[tr], y_fit[tr], x_fit[va], y_fit[va]
-    log(f"\n== {name}: {len(y_fit)} training rows ({len(tr)} train / {len(va)} validation), "
-        f"{len(y_te)} test, {epochs} epochs")
+LABELS = {"none": "baseline", "isda": "ISDA", "me_ada": "ME-ADA", "mixup": "mixup", "sea": "SeA"}
 
-    grid = {"lr": cfg.lrs, "eta": cfg.etas, "lam": cfg.lams}
+
+def anchored_candidates(cfg):
+    """The baselines' candidates per seed, anchored on that seed's baseline pick (its lr × the
+    --lr factors, its λ): ISDA the lr; ME-ADA also its ascent step; mixup also η."""
+    def lrs(picked):
+        return sorted({picked["none"]["lr"] * f for f in cfg.lr_factors})
+
+    return {
+        "isda": lambda picked: [dict(lr=lr, lam=picked["none"]["lam"]) for lr in lrs(picked)],
+        "me_ada": lambda picked: [dict(lr=lr, lam=picked["none"]["lam"], me_ada_lr=a)
+                                  for lr in lrs(picked) for a in cfg.me_ada_lrs],
+        "mixup": lambda picked: [dict(lr=lr, lam=picked["none"]["lam"], eta=e)
+                                 for lr in lrs(picked) for e in cfg.mixup_etas],
+    }
+
+
+def rows_of(res):
+    """One row per method of a CompareResult: the first seed's pick, the means over the seeds,
+    their spread and intervals, the paired difference to the baseline."""
+    rows = []
+    for m in res.methods:
+        runs = [res.run(m, s) for s in res.seeds]
+        t1, mpc = res.stats(m, "top1"), res.stats(m, "mean_per_class")
+        diff = None if m == res.baseline else res.stats(m, "top1", paired=True)
+        first = runs[0]
+        rows.append({
+            "method": LABELS.get(m, m), "augment": m,
+            "params": {k: first["params"][k] for k in first["varied"]} if first["params"] else None,
+            "params_per_seed": [r["params"] for r in runs],
+            "val_top1": float(np.nanmean([r["val"] for r in runs])) if any(
+                np.isfinite(r["val"]) for r in runs) else float("nan"),
+            "test_top1": t1.mean, "test_top1_per_seed": list(t1.values), "test_top1_std": t1.std,
+            "test_top1_ci95": list(t1.ci95),
+            "test_mean_per_class": mpc.mean, "test_mean_per_class_std": mpc.std,
+            "test_mean_per_class_ci95": list(mpc.ci95),
+            "diff_top1": None if diff is None else diff.mean,
+            "diff_top1_per_seed": None if diff is None else list(diff.values),
+            "diff_top1_ci95": None if diff is None else list(diff.ci95),
+            "fit_s": float(np.mean([r["fit_s"] for r in runs])),
+            "select_s": float(np.mean([r["select_s"] for r in runs])),
+            "selection": first["selection"], "errors": [r["error"] for r in runs if r["error"]]})
+    return rows
+
+
+def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
+    """Table 5 for one training set over the seeds: returns (rows, CompareResult, SeA params of
+    the first seed)."""
+    from sea_kernels.train.compare import compare
+    n_va = int(round(cfg.val_fraction * len(y_fit)))
+    log(f"\n== {name}: {len(y_fit)} training rows (~{n_va} held out for validation per seed), "
+        f"{len(y_te)} test, {cfg.epochs} epochs, seeds {cfg.seeds}")
     n_cfg = len(cfg.lrs) * len(cfg.etas) * len(cfg.lams)
-    log(f"   sweep lr {cfg.lrs} × η {cfg.etas} × λ {cfg.lams} = {n_cfg} configurations")
+    log(f"   sweep lr {cfg.lrs} × η {cfg.etas} × λ {cfg.lams} = {n_cfg} configurations per seed")
+    methods = ["none", *[m for m in ("isda", "me_ada", "mixup") if m in cfg.methods], "sea"]
+    anchored = anchored_candidates(cfg)
+    grid = {"lr": cfg.lrs, "eta": cfg.etas, "lam": cfg.lams,
+            **{m: anchored[m] for m in methods if m in anchored}}
+
+    def line(r):
+        what = fmt(r["params"]) if r["params"] else f"failed ({r['error']})"
+        if r["params"] and r["method"] in ("none", "sea"):
+            what = fmt({k: r["params"][k] for k in ("lr", "eta", "lam")})
+        log(f"   seed {r['seed']} {LABELS[r['method']]:9} {what:34} val {100 * r['val']:6.2f}%  "
+            f"test {100 * r['test_top1']:6.2f}%  (fit {r['fit_s']:.1f} s)")
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = sweep(x_tr, y_tr, grid, X_val=x_va, y_val=y_va, epochs=epochs, random_state=seed,
-                    retrain=False, progress=cfg.progress)
-    log(f"   sweep: {res.wall_time_s:.1f} s, {int(res.diverged.sum())} diverged")
-    keys = ("lr", "eta", "lam")
-    vals = np.where(np.isfinite(res.val_top1), res.val_top1, -np.inf)
-    # baseline: the best η = 0 row; SeA: the best η > 0 row (the grid holds both)
-    base_i = max((i for i, c in enumerate(res.configs) if c["eta"] == 0), key=lambda i: vals[i],
-                 default=None)
-    sea_i = max((i for i, c in enumerate(res.configs) if c["eta"] > 0), key=lambda i: vals[i],
-                default=None)
-    if base_i is None or sea_i is None:
-        raise SystemExit("the sweep grid needs η = 0 and at least one η > 0 (--etas)")
-    if not np.isfinite(vals[base_i]) or not np.isfinite(vals[sea_i]):
-        raise SystemExit(f"{name}: every baseline or every SeA configuration diverged; lower --lrs")
-    base_p = {k: res.configs[base_i][k] for k in keys}
-    sea_p = {k: res.configs[sea_i][k] for k in keys}
-
-    rows = []
-
-    def final(label, augment, params, val, select_s, how):
-        try:
-            clf, secs = fit(augment, params, x_fit, y_fit, epochs=epochs, seed=seed)
-        except TrainingDiverged as e:
-            log(f"   {label}: refit diverged ({e})")
-            return
-        t1, mpc = scores(clf, x_te, y_te)
-        rows.append({"method": label, "augment": augment, "params": params, "val_top1": val,
-                     "test_top1": t1, "test_mean_per_class": mpc, "fit_s": secs,
-                     "select_s": select_s, "selection": how})
-        log(f"   {label:10} {fmt(params):30} val {100 * val:6.2f}%  test {100 * t1:6.2f}%  "
-            f"(fit {secs:.1f} s)")
-
-    final("baseline", "sea", dict(base_p, eta=0.0), float(vals[base_i]), res.wall_time_s,
-          "sweep (η=0 rows)")
-    lr_cands = sorted({base_p["lr"] * f for f in cfg.lr_factors})
-    for label, augment, cands in (
-            ("ISDA", "isda", [dict(lr=lr, lam=base_p["lam"]) for lr in lr_cands]),
-            ("ME-ADA", "me_ada", [dict(lr=lr, lam=base_p["lam"], me_ada_lr=a) for lr in lr_cands
-                                  for a in cfg.me_ada_lrs]),
-            ("mixup", "mixup", [dict(lr=lr, lam=base_p["lam"], eta=e) for lr in lr_cands
-                                for e in cfg.mixup_etas])):
-        if augment not in cfg.methods:
-            continue
-        best, best_val, spent = select(augment, cands, (x_tr, y_tr, x_va, y_va), epochs=epochs,
-                                       seed=seed)
-        if best is None:
-            log(f"   {label}: every candidate diverged")
-            continue
-        final(label, augment, best, best_val, spent, f"{len(cands)} candidates")
-    final("SeA", "sea", sea_p, float(vals[sea_i]), res.wall_time_s, "sweep (η>0 rows)")
-
+        res = compare(x_fit, y_fit, methods=methods, seeds=cfg.seeds, grid=grid,
+                      val_fraction=cfg.val_fraction, X_test=x_te, y_test=y_te,
+                      epochs=cfg.epochs, progress=line)
+    log("   " + "\n   ".join(res.table(params=False).splitlines()))
     tag = "full" if name.startswith("full") else "subset"
     from sea_kernels.data.writers import atomic_write
     from sea_kernels.train.plots import plot_heatmap
+    res.to_json(out / f"compare_{tag}.json")
+    res.plot(out / f"compare_{tag}.png", title=f"CIFAR-10 {name}: test top-1 over "
+                                               f"{len(cfg.seeds)} seed(s), mean ± 95% CI")
+    first = res.sweeps[res.seeds[0]][0]
     with atomic_write(out / f"sweep_{tag}.json") as tmp:
-        res.to_json(tmp)
-    plot_heatmap(res, out / f"heatmap_{tag}.png", x="lr", y="eta",
-                 title=f"CIFAR-10 {name}: validation top-1, best over λ")
-    return rows, res, sea_p
+        first.to_json(tmp)
+    plot_heatmap(first, out / f"heatmap_{tag}.png", x="lr", y="eta",
+                 title=f"CIFAR-10 {name}: validation top-1, best over λ (seed {res.seeds[0]})")
+    sea = res.run("sea", res.seeds[0])["params"]
+    return rows_of(res), res, sea
 
 
 def eta_ablation(x_tr, y_tr, x_te, y_te, params, cfg, out):
@@ -155,7 +173,18 @@ def eta_ablation(x_tr, y_tr, x_te, y_te, params, cfg, out):
     return final, secs
 
 
+def _pm(mean, std):
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if np.isfinite(std) else "")
+
+
+def _ci(ci, sign=False):
+    f = "{:+.2f}" if sign else "{:.2f}"
+    return (f"[{f.format(100 * ci[0])}, {f.format(100 * ci[1])}]" if ci and np.isfinite(ci[0])
+            else "n/a")
+
+
 def markdown(results, ablation, cfg, total):
+    k = len(cfg.seeds)
     lines = ["# SeA on CIFAR-10 EfficientNet-Lite0 features "
              "(reproduction of Table 5, Fig. 2–3)", "",
              f"{cfg.epochs} epochs, batch 256, SGD momentum 0.9, weight decay 1e-6, "
@@ -163,16 +192,27 @@ def markdown(results, ablation, cfg, total):
              f"hyper-parameters selected on a stratified {cfg.val_fraction:.0%} "
              "validation split of "
              "each training set, the winner refitted on train + val. "
-             "Test set: 10,000 images.", ""]
+             f"Test set: {cfg.n_test:,} images.",
+             f"Seeds {', '.join(map(str, cfg.seeds))}: each seed draws the validation split and "
+             "the training shuffles; test accuracy is the mean ± std over the seeds with its 95% "
+             "Student-t interval, Δ the paired difference to the baseline (same seed)."
+             + ("" if k > 1 else " One seed: no interval (run with --seeds 3 or more)."), ""]
     for setting, rows in results.items():
         lines += [f"## {setting}", "",
-                  "| method | selected | val top-1 | test top-1 | test mean per-class | fit (s) "
+                  f"| method | selected (seed {cfg.seeds[0]}) | val top-1 (mean) | test top-1 "
+                  "| 95% CI "
+                  "| test mean per-class | Δ top-1 vs baseline | Δ 95% CI | fit (s) "
                   "| selection (s) |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in rows:
-            lines.append(f"| {r['method']} | {fmt(r['params'])} | {100 * r['val_top1']:.2f} | "
-                         f"{100 * r['test_top1']:.2f} | {100 * r['test_mean_per_class']:.2f} | "
-                         f"{r['fit_s']:.1f} | {r['select_s']:.1f} |")
+            diff = "" if r["diff_top1"] is None else f"{100 * r['diff_top1']:+.2f}"
+            dci = "" if r["diff_top1"] is None else _ci(r["diff_top1_ci95"], sign=True)
+            params = fmt(r["params"]) if r["params"] else "failed"
+            lines.append(f"| {r['method']} | {params} | {100 * r['val_top1']:.2f} | "
+                         f"{_pm(r['test_top1'], r['test_top1_std'])} | "
+                         f"{_ci(r['test_top1_ci95'])} | "
+                         f"{_pm(r['test_mean_per_class'], r['test_mean_per_class_std'])} | "
+                         f"{diff} | {dci} | {r['fit_s']:.1f} | {r['select_s']:.1f} |")
         lines.append("")
     if ablation is not None:
         final, secs = ablation
@@ -193,7 +233,10 @@ def main(argv=None):
                     help="epochs (100; --quick: 3, the fewest ME-ADA allows)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 3 epochs, tiny grids, one candidate per baseline")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the first seed (and the subset's)")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="number of seeds, --seed … --seed+K−1: with K ≥ 2 the tables give mean "
+                         "± std and 95%% intervals over the seeds (1)")
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--subset-fraction", type=float, default=0.1)
     ap.add_argument("--lrs", type=float, nargs="+", default=None,
@@ -209,6 +252,9 @@ def main(argv=None):
                     default=sys.stderr.isatty())
     cfg = ap.parse_args(argv)
     cfg.epochs = cfg.epochs or (3 if cfg.quick else 100)
+    if cfg.seeds < 1:
+        raise SystemExit(f"--seeds must be ≥ 1, got {cfg.seeds}")
+    cfg.seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     cfg.lrs = cfg.lrs or ([0.2, 0.8] if cfg.quick else [0.1, 0.2, 0.4, 0.8, 1.6])
     cfg.etas = cfg.etas or ([0.0, 0.4] if cfg.quick else [0.0, 0.2, 0.4, 0.8])
     cfg.lams = cfg.lams or ([0.1] if cfg.quick else [0.1, 1.0])
@@ -234,6 +280,7 @@ def main(argv=None):
     log(f"\nCIFAR-10 EfficientNet-Lite0 features: {x_tr.shape[0]} train, {x_te.shape[0]} test, "
         f"d={x_tr.shape[1]} ({time.perf_counter() - t_start:.1f} s to load)")
     cfg.out.mkdir(parents=True, exist_ok=True)
+    cfg.n_test = len(yt)
 
     # one epoch, timed: what a configuration costs on the whole training set
     clf, secs = fit("sea", {"lr": cfg.lrs[0], "eta": 0.4}, x_tr, y, epochs=1, seed=cfg.seed)
@@ -242,7 +289,7 @@ def main(argv=None):
     results, sea_full = {}, None
     if "full" not in cfg.skip:
         rows, _, sea_full = run_setting("full training set", x_tr, y, x_te, yt, cfg, cfg.out)
-        results["Full training set (50,000 images)"] = rows
+        results[f"Full training set ({len(y):,} images)"] = rows
     if "subset" not in cfg.skip:
         _, sub = stratified_split(y, cfg.subset_fraction, random_state=cfg.seed)
         rows, _, _ = run_setting(f"{cfg.subset_fraction:.0%} subset", x_tr[sub], y[sub], x_te, yt,
@@ -260,7 +307,8 @@ def main(argv=None):
     with atomic_open(cfg.out / "results.md") as f:
         f.write(md)
     write_json(cfg.out / "results.json", {
-        "epochs": cfg.epochs, "val_fraction": cfg.val_fraction, "results": results,
+        "epochs": cfg.epochs, "val_fraction": cfg.val_fraction, "seeds": cfg.seeds,
+        "results": results,
         "eta_ablation": None if ablation is None else {k: list(v) for k, v in ablation[0].items()},
         "total_wall_s": total})
     log("\n" + md)

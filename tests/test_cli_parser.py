@@ -114,7 +114,7 @@ def test_one_module_per_command_none_over_500_lines():
     for command in main.COMMANDS:
         assert callable(command.add_parser) and callable(command.run), command.__name__
     names = {c.__name__.rsplit(".", 1)[1] for c in main.COMMANDS}
-    assert names == {"train", "sweep", "eval", "extract", "bench", "info"}
+    assert names == {"train", "sweep", "compare", "eval", "extract", "bench", "info"}
     for path in CLI.glob("*.py"):
         n = len(path.read_text(encoding="utf-8").splitlines())
         assert n <= 500, f"{path.name}: {n} lines"

@@ -1,5 +1,5 @@
 """The runnable scripts in python/: the shared selection helper, and the CIFAR-10 reproduction
-end to end (--quick) on a small slice of the real features."""
+end to end (--quick, two seeds) on a small slice of the real features."""
 from __future__ import annotations
 
 import json
@@ -39,16 +39,29 @@ def test_reproduce_cifar10_quick_writes_the_tables(tmp_path):
     np.savez(feats, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, str(SCRIPTS / "reproduce_cifar10.py"), "--quick",
-                           "--features", str(feats), "--out", str(out), "--no-progress"],
-                          capture_output=True, text=True, timeout=600)
+                           "--seeds", "2", "--features", str(feats), "--out", str(out),
+                           "--no-progress"],
+                          capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (out / "results.md").read_text()
     for method in ("baseline", "SeA", "ISDA", "ME-ADA", "mixup"):
         assert method in md, method
+    assert "Seeds 0, 1" in md and "95% CI" in md and "Δ top-1 vs baseline" in md
     res = json.loads((out / "results.json").read_text())
-    assert res["epochs"] == 3
+    assert res["epochs"] == 3 and res["seeds"] == [0, 1]
     for rows in res["results"].values():
+        base = next(r for r in rows if r["method"] == "baseline")
         for r in rows:
             assert 0.3 < r["test_top1"] <= 1.0, r  # 3 epochs, 150-row subset: still 3× chance
+            per_seed = r["test_top1_per_seed"]
+            assert len(per_seed) == 2 and r["test_top1"] == pytest.approx(np.mean(per_seed))
+            assert r["test_top1_std"] == pytest.approx(np.std(per_seed, ddof=1))
+            if r is not base:      # paired: the same seeds' baseline runs
+                assert r["diff_top1_per_seed"] == pytest.approx(
+                    np.subtract(per_seed, base["test_top1_per_seed"]))
+    for tag in ("full", "subset"):
+        cmp = json.loads((out / f"compare_{tag}.json").read_text())
+        assert cmp["seeds"] == [0, 1] and cmp["methods"][0] == "none"
+        assert (out / f"compare_{tag}.png").stat().st_size > 0
     assert set(res["eta_ablation"]) and (out / "eta_ablation.png").stat().st_size > 0
     assert not list(out.glob("*.tmp*"))

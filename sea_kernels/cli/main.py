@@ -51,7 +51,7 @@ import sys
 import warnings
 
 from ..data.errors import BadFileError
-from . import bench, extract, info, sweep, train
+from . import bench, compare, extract, info, sweep, train
 from . import eval as evaluate
 from .common import OutputError, Parser, RunFailed, UsageError
 
@@ -77,7 +77,7 @@ EXIT_CODES = {
     EXIT_INTERRUPTED: "interrupted",
 }
 #: The command modules, in the order `sea --help` lists them.
-COMMANDS = (train, sweep, evaluate, extract, bench, info)
+COMMANDS = (train, sweep, compare, evaluate, extract, bench, info)
 # Harmless warnings of the libraries underneath that are not worth a line on the terminal.
 _QUIET_WARNINGS = (r"The given NumPy array is not writable",)
 # Errors of bad input (exit 2); other exceptions are failures of the run (exit 1).

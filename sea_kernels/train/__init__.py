@@ -11,6 +11,7 @@ grid           sweep configurations: normalize_config, expand_grid (names from p
 many           train_many: every configuration at once on shared batches; evaluate_many
 results        SweepResult: table, ranking, JSON / CSV
 sweep          sweep(): split, grid, pick, retrain; stratified_split (re-exports the above)
+compare        compare(): methods × seeds, each selected on validation; mean ± std, paired 95% CI
 metrics        top-1 and mean per-class accuracy
 plots          training curves and sweep heat maps (PNG)
 """

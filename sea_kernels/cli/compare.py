@@ -1,0 +1,182 @@
+"""`sea compare`: every method selected on validation, refitted and tested once per seed; mean ±
+std, 95% intervals and the paired differences to the baseline (`none`, the linear probe).
+
+    sea compare features.npz --methods none sea mixup --seeds 3 --epochs 30 --out cmp/
+    sea compare train.npz --test test.npz --lr 0.5 1 2 --eta 0 0.2 0.4 --seeds 0 7 11
+
+--seeds K runs seeds 0…K−1; several numbers are those seeds. The seed drives the validation split
+(unless --val is given) and the training shuffles, the same for every method. Candidates: the
+grid axes (--lr, --wd, --alpha, --lam, --delta, --eta, as in `sea sweep`; none and sea from one
+sweep pass, η = 0 rows for none, η > 0 for sea), --adv-eta for adv and --me-ada-lr (ME-ADA's
+ascent step); each other method is one SeAClassifier fit per candidate
+(`sea_kernels.train.compare`). --out DIR gets compare.json and compare.png. Every option, the
+candidates, the device, --out and every data set are checked before any training.
+"""
+from __future__ import annotations
+
+from ..params import (
+    AUGMENTS,
+    BACKENDS,
+    BATCH_SIZE,
+    DEFAULTS,
+    EPOCHS,
+    GRID_PARAMS,
+    METRICS,
+    VAL_FRACTION,
+)
+from . import common
+from .common import RunFailed, UsageError, integer, number
+
+#: Shown in --help; the values are `sea_kernels.train.compare.DEFAULT_METHODS` / DEFAULT_GRID
+#: (read when the command runs, so that building the parser imports no numpy).
+_DEFAULTS_HELP = {"methods": "none sea mixup", "lr": "0.25 0.5 1 2 4", "eta": "0 0.2 0.4 0.8",
+                  "lam": "0.1 1"}
+
+
+def add_parser(sub):
+    """The `compare` subcommand."""
+    s = sub.add_parser("compare", help="compare methods over several seeds: per-method mean ± "
+                                       "std and 95%% interval, paired differences to the "
+                                       "baseline (--out DIR: compare.json, compare.png)")
+    common.add_data_args(s, "train")
+    common.add_set_args(s, "val", "validation")
+    common.add_set_args(s, "test", "test")
+    s.add_argument("--methods", nargs="+", choices=AUGMENTS, default=None, metavar="METHOD",
+                   help=f"methods to compare, 'none' (the baseline) among them; from "
+                        f"{', '.join(AUGMENTS)} (default: {_DEFAULTS_HELP['methods']})")
+    s.add_argument("--seeds", nargs="+", type=integer, default=[3], metavar="N",
+                   help="one number K: seeds 0…K−1; several numbers: those seeds (default: 3)")
+    g = s.add_argument_group("candidates (axes as in `sea sweep`; each replaces that axis)")
+    for name in GRID_PARAMS:
+        flags = ["--wd", "--weight-decay"] if name == "weight_decay" else [f"--{name}"]
+        text = f"default: {_DEFAULTS_HELP.get(name) or format(DEFAULTS[name], 'g')}"
+        if name == "eta":
+            text += "; none takes η = 0, sea, sea_neg, mixup and rand the values > 0"
+        g.add_argument(*flags, dest=name, nargs="+", type=number, default=None, help=text)
+    g.add_argument("--adv-eta", nargs="+", type=number, default=None,
+                   help="η of adv, the raw gradient step (default: 0.2 1)")
+    g.add_argument("--me-ada-lr", nargs="+", type=number, default=None,
+                   help="ME-ADA's feature-space ascent steps (default: 0.003 0.001 0.0003)")
+    s.add_argument("--val-fraction", type=number, default=VAL_FRACTION,
+                   help="stratified validation hold-out per seed when there is no --val")
+    s.add_argument("--epochs", type=integer, default=EPOCHS, help="training epochs")
+    s.add_argument("--batch-size", type=integer, default=BATCH_SIZE, help="mini-batch size")
+    s.add_argument("--metric", default=METRICS[0], choices=METRICS,
+                   help="selection metric on validation")
+    s.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="fused_sea backend of every SeAClassifier fit")
+    common.add_device(s)
+    s.add_argument("--no-plot", action="store_true", help="do not write compare.png")
+    s.add_argument("--out", default=None, help="output folder")
+    common.add_progress(s)
+    s.set_defaults(func=run)
+    return s
+
+
+def grid(args) -> dict:
+    """The candidates of a `sea compare` command line: DEFAULT_GRID with every axis given on the
+    command line replacing its axis; --adv-eta as adv's η, --me-ada-lr as ME-ADA's steps."""
+    from ..train.compare import DEFAULT_GRID
+    out = {k: list(v) for k, v in DEFAULT_GRID.items()}
+    for k in GRID_PARAMS:
+        values = getattr(args, k)
+        if values is not None:
+            out[k] = list(dict.fromkeys(values))      # keep order, drop repeats
+    if args.me_ada_lr is not None:
+        out["me_ada_lr"] = list(dict.fromkeys(args.me_ada_lr))
+    if args.adv_eta is not None:
+        out["adv"] = {"eta": list(dict.fromkeys(args.adv_eta))}
+    return out
+
+
+def seeds(args):
+    """--seeds: one number is a count, several are the seeds."""
+    return args.seeds[0] if len(args.seeds) == 1 else list(args.seeds)
+
+
+def methods(args) -> list:
+    from ..train.compare import DEFAULT_METHODS
+    return list(args.methods or DEFAULT_METHODS)
+
+
+def check_args(args, device: str):
+    """Every option that is not data, checked the way `compare()` checks it (ValueError /
+    ParameterError naming it) before any data is read; returns the `Plan`."""
+    from ..params import check_real
+    from ..train.compare import plan
+    if args.adv_eta is not None and "adv" not in methods(args):
+        raise UsageError("--adv-eta is for the method adv; add it to --methods")
+    if args.me_ada_lr is not None and "me_ada" not in methods(args):
+        raise UsageError("--me-ada-lr is for the method me_ada; add it to --methods")
+    if args.val is None:
+        check_real("val_fraction", args.val_fraction)
+    return plan(methods(args), seeds(args), grid(args), epochs=args.epochs,
+                batch_size=args.batch_size, metric=args.metric, backend=args.backend,
+                device=device)
+
+
+def _announce(args, p, n, val, n_test):
+    """The first line: methods and candidates per seed, seeds, epochs, the data sets."""
+    parts = []
+    for m in p.methods:
+        k = p.n_candidates(m)
+        parts.append(f"{m} {'(anchored)' if k is None else k}")
+    how = ("validation: " + (f"{len(val[1])} given examples" if val is not None else
+                             f"a stratified {args.val_fraction:g} hold-out per seed"))
+    print(f"compare: {len(p.methods)} methods (candidates per seed: {', '.join(parts)}) × "
+          f"{len(p.seeds)} seeds ({', '.join(map(str, p.seeds))}) × {args.epochs} epochs on "
+          f"{n} examples; {how}; test: {n_test} examples", flush=True)
+
+
+def _line(r):
+    """One line per finished run (when there are no progress bars)."""
+    from ..train.compare import fmt_params
+    what = (fmt_params(r["params"], r.get("varied")) if r["params"] is not None
+            else f"failed ({r['error']})")
+    print(f"  seed {r['seed']} {r['method']}: {what}; test top-1 {common.pct(r['test_top1'])} "
+          f"({r['select_s'] + r['fit_s']:.1f} s)", flush=True)
+
+
+def _write(args, out, result):
+    """compare.json and compare.png into the staged --out folder, then moved in."""
+    with out.writing():
+        result.to_json(out.path("compare.json"))
+        if not args.no_plot:
+            result.plot(out.path("compare.png"))
+        written = out.commit()
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
+def run(args) -> int:
+    """Compare the methods over the seeds, print the tables, write the outputs (all or nothing)."""
+    import math
+
+    from ..train.compare import compare
+
+    common.need_matplotlib(args)
+    device = common.device(args.device)
+    p = check_args(args, device)
+    with common.output(args.out) as out:
+        X, y, classes = common.load_main(args)
+        val = common.load_extra(args, "val", classes)
+        test = common.load_extra(args, "test", classes)
+        if test is None:
+            raise UsageError("sea compare needs a test set: --test FEATURES, or a features file "
+                             "holding x_test/y_test")
+        for what, s in (("validation", val), ("test", test)):
+            if s is not None:
+                common.check_same_layout(X, s[0], what)
+        _announce(args, p, len(y), val, len(test[1]))
+        kw = {} if val is None else {"X_val": val[0], "y_val": val[1]}
+        result = compare(X, y, methods=p.methods, seeds=p.seeds, grid=grid(args),
+                         X_test=test[0], y_test=test[1], val_fraction=args.val_fraction,
+                         epochs=args.epochs, batch_size=args.batch_size, metric=args.metric,
+                         backend=args.backend, device=device,
+                         progress=True if common.show_progress(args) else _line, **kw)
+        print()
+        print(result.table())
+        if not any(math.isfinite(r["test_top1"]) for r in result.runs):
+            raise RunFailed("every run diverged; lower the learning rates (--lr)")
+        if out.out is not None:
+            _write(args, out, result)
+    return 0
