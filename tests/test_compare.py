@@ -14,6 +14,7 @@ from data_fixtures import cifar_slice
 from scipy import stats as sstats
 
 from sea_kernels.train import compare as cmp
+from sea_kernels.train import stats as seed_stats
 from sea_kernels.train.compare import CompareResult, compare, summarize, t_quantile
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -165,7 +166,7 @@ def test_t_table_fallback_agrees_with_scipy():
 
 def test_t_quantile_without_scipy(monkeypatch):
     monkeypatch.setitem(sys.modules, "scipy.stats", None)      # import fails: the table is used
-    assert t_quantile(4) == cmp._T975[4]
+    assert t_quantile(4) == seed_stats._T975[4]
     with pytest.raises(ImportError):
         t_quantile(4, use_scipy=True)
 
