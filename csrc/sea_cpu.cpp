@@ -87,6 +87,14 @@ T row_sum(const T* u, int64_t n) {
 }
 
 template <typename T>
+T abs_max(const T* u, int64_t n) {
+  T acc = 0;
+#pragma omp simd reduction(max : acc)
+  for (int64_t k = 0; k < n; ++k) acc = std::abs(u[k]) > acc ? std::abs(u[k]) : acc;
+  return acc;
+}
+
+template <typename T>
 T row_max(const T* u, int64_t n) {
   T acc = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : acc)
@@ -280,12 +288,15 @@ GradNorms<T> grad_norms(const Tensor& a, const Tensor& w) {
 
 // attention: S = A'Lᵀ into q (the rows grad_norms flagged from G Xᵀ), then per row
 // Q_i = softmax_j(S_ij / (α‖g_i‖)) with S_ii = −∞, in place (a zero g_i gives S_i = 0: a uniform
-// q_i); x_iᵀĝ_i = Σ_j Q_ij K_ij into xg, and
-// κ_i = max_{j≠i} |K_ij| into kappa (the scale of the rounding error of ‖ĝ‖², see
-// untrusted_rows), both from the row of K the same loop reads.
+// q_i); and x_iᵀĝ_i = Σ_j Q_ij K_ij into xg. Zero rows of X (K_jj = 0) are masked like the
+// diagonal: they add nothing to ĝ_i = Σ_j Q_ij x_j, and only ĝ_i's direction is used (with the
+// Qᵀ term of grad_rows, r_i Q_ij is invariant to the row's normalisation), so leaving them out is
+// exact; kept in, a zero row with S_ij = 0 above scores ≤ −87 would take all of q_i once e^x
+// flushes the others to 0, and ĝ_i = 0 instead of its tiny but well-defined direction. A row
+// with no non-zero partner gets Q_i = 0 (ĝ_i = 0, as for b = 1).
 template <typename T>
 void attention(const Tensor& a, const Tensor& x, const Tensor& kl, const GradNorms<T>& gn,
-               T alpha, Tensor& q, std::vector<T>& xg, std::vector<T>& kappa) {
+               T alpha, Tensor& q, std::vector<T>& xg) {
   const int64_t b = kl.size(0), ld = kl.size(1), C = ld - b;
   constexpr T tiny = std::numeric_limits<T>::min();
   constexpr T inf = std::numeric_limits<T>::infinity();
@@ -294,6 +305,9 @@ void attention(const Tensor& a, const Tensor& x, const Tensor& kl, const GradNor
   at::mm_out(q, a, kl.narrow(1, b, C).t());
   if (gn.rows.defined()) q.index_copy_(0, gn.rows, at::mm(gn.g, x.t()));  // x_jᵀg_i directly
   const std::vector<T>& g2 = gn.g2;
+  std::vector<int64_t> zero_rows;
+  for (int64_t j = 0; j < b; ++j)
+    if (!(klp[j * ld + j] > 0)) zero_rows.push_back(j);
   at::parallel_for(0, b, grain(2 * b), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       T* qi = qp + i * b;
@@ -301,20 +315,18 @@ void attention(const Tensor& a, const Tensor& x, const Tensor& kl, const GradNor
 #pragma omp simd
       for (int64_t j = 0; j < b; ++j) qi[j] *= scale;
       qi[i] = -inf;
-      exp_shifted(qi, row_max(qi, b), b);
+      for (const int64_t j : zero_rows) qi[j] = -inf;
+      const T qmax = row_max(qi, b);
+      if (qmax == -inf) {  // no non-zero partner
+        std::fill_n(qi, b, T(0));
+        xg[i] = 0;
+        continue;
+      }
+      exp_shifted(qi, qmax, b);
       const T inv_sum = T(1) / row_sum(qi, b);
 #pragma omp simd
       for (int64_t j = 0; j < b; ++j) qi[j] *= inv_sum;
-      const T* ki = klp + i * ld;
-      T acc = 0, kmax = 0;
-#pragma omp simd reduction(+ : acc) reduction(max : kmax)
-      for (int64_t j = 0; j < b; ++j) {
-        acc += qi[j] * ki[j];
-        const T v = j == i ? T(0) : std::abs(ki[j]);
-        kmax = v > kmax ? v : kmax;
-      }
-      xg[i] = acc;
-      kappa[i] = kmax;
+      xg[i] = dot(qi, klp + i * ld, b);
     }
   });
 }
@@ -329,8 +341,8 @@ struct Untrusted {
 // untrusted_rows (part of row_epilogue, docs/design.md §3). ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij formed in
 // Gram space has an absolute rounding error ≲ γ ε B_i with
 //   B_i = Σ_j Q_ij Σ_k Q_ik |K_jk| ≤ Σ_j Q_ij (Q_ij K_jj + κ_j (1 − Q_ij)) ≤ max_j K_jj
-// (κ_j = max_{k≠j} |K_jk|; the middle bound is what `bound` holds), plus the rounding of K's
-// own entries, ≲ ε max_j K_jj at worst. A row is untrusted when
+// (κ_j = max_{k≠j} |K_jk|; the middle bound is bound_i), plus the rounding of K's own entries,
+// ≲ ε max_j K_jj at worst. A row is untrusted when
 //   ‖ĝ_i‖² < τ·max(bound_i, ε max_j K_jj)       (its relative error could exceed ≈ ε/τ), or
 //   n_i² < τ (√K_ii + η)²                          (n_i² = K_ii + 2η r_i x_iᵀĝ_i + η² cancels: ĝ_i
 //                                                  points against x_i and η ≈ ‖x_i‖).
@@ -343,23 +355,53 @@ struct Untrusted {
 // so the scale drops out, and ‖ĝ_i‖² cannot underflow); from them r_i, n_i = ‖x_i + η r_i ĝ_i‖
 // and (QL)_i = Wᵀĝ_i (one m×d by d×C GEMM) overwrite the Gram-space values, and their share of
 // dW is taken from ĝ too (row_epilogue, weight_grad). Nothing is done (no allocation, no GEMM)
-// when no row is flagged; b = 1 (Q = 0 exactly) is never flagged.
+// when no row is flagged; b = 1 (Q = 0 exactly) is never flagged. κ and bound_i are formed only
+// when some row has ‖ĝ_i‖² < τ max_j K_jj (then one pass over K for κ and O(b) per such row).
 template <typename T>
-Untrusted untrusted_rows(const Tensor& x, const Tensor& w, const Tensor& q,
+Untrusted untrusted_rows(const Tensor& x, const Tensor& w, const Tensor& kl, const Tensor& q,
                          const std::vector<T>& kd, const std::vector<T>& gh2,
-                         const std::vector<T>& bound, const std::vector<T>& n2, T eta,
-                         std::vector<T>& r, std::vector<T>& inv_n, Tensor& qkl) {
-  const int64_t b = q.size(0), C = w.size(1);
+                         const std::vector<T>& n2, T eta, std::vector<T>& r, std::vector<T>& inv_n,
+                         Tensor& qkl) {
+  const int64_t b = q.size(0), ld = kl.size(1), C = w.size(1);
   Untrusted u;
   if (b == 1) return u;
   constexpr T tau = untrusted_tau<T>(), eps = std::numeric_limits<T>::epsilon();
-  const T floor = eps * *std::max_element(kd.begin(), kd.end());
-  std::vector<int64_t> rows;
+  const T kmax = *std::max_element(kd.begin(), kd.end()), floor = eps * kmax;
+  std::vector<int64_t> rows, small;  // small: ‖ĝ_i‖² < τ max_j K_jj, bound_i still to check
   for (int64_t i = 0; i < b; ++i) {
     const T n2_scale = (std::sqrt(kd[i]) + eta) * (std::sqrt(kd[i]) + eta);
-    const bool ghat = !(gh2[i] >= tau * std::max(bound[i], floor));  // (NaN: recomputed too)
-    const bool norm = gh2[i] > 0 && !(n2[i] >= tau * n2_scale);
-    if (ghat || norm) rows.push_back(i);
+    if (gh2[i] > 0 && !(n2[i] >= tau * n2_scale))
+      rows.push_back(i);
+    else if (!(gh2[i] >= tau * kmax))  // (NaN: recomputed too)
+      small.push_back(i);
+  }
+  if (!small.empty()) {
+    const T* klp = kl.const_data_ptr<T>();
+    const T* qp = q.const_data_ptr<T>();
+    std::vector<T> kappa(b);  // κ_j = max_{k≠j} |K_jk|
+    at::parallel_for(0, b, grain(b), [&](int64_t r0, int64_t r1) {
+      for (int64_t j = r0; j < r1; ++j) {
+        const T* kj = klp + j * ld;
+        kappa[j] = std::max(abs_max(kj, j), abs_max(kj + j + 1, b - j - 1));
+      }
+    });
+    const T* kap = kappa.data();
+    const T* kdp = kd.data();
+    std::vector<char> keep(small.size());
+    at::parallel_for(0, int64_t(small.size()), grain(b), [&](int64_t r0, int64_t r1) {
+      for (int64_t k = r0; k < r1; ++k) {
+        const int64_t i = small[k];
+        const T* qi = qp + i * b;
+        T bound = 0;
+#pragma omp simd reduction(+ : bound)
+        for (int64_t j = 0; j < b; ++j)
+          bound += qi[j] * (qi[j] * kdp[j] + kap[j] * (T(1) - qi[j]));
+        keep[k] = !(gh2[i] >= tau * std::max(bound, floor));
+      }
+    });
+    for (size_t k = 0; k < small.size(); ++k)
+      if (keep[k]) rows.push_back(small[k]);
+    std::sort(rows.begin(), rows.end());
   }
   if (rows.empty()) return u;
   const int64_t m = static_cast<int64_t>(rows.size());
@@ -390,8 +432,8 @@ struct GradFactors {
   Tensor v_rows;
 };
 
-// row_epilogue: [QK | QL] = Q [K | L] (one GEMM), then per row ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij with
-// its error bound, r_i = 1/‖ĝ_i‖ (0 when ĝ_i = 0) and 1/n_i with n_i² = K_ii + 2η r_i x_iᵀĝ_i + η²
+// row_epilogue: [QK | QL] = Q [K | L] (one GEMM), then per row ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij,
+// r_i = 1/‖ĝ_i‖ (0 when ĝ_i = 0) and 1/n_i with n_i² = K_ii + 2η r_i x_iᵀĝ_i + η²
 // (no η² when ĝ_i = 0), the untrusted rows redone from ĝ_i = q_i X (untrusted_rows); then per row
 // the augmented logits z̃ = (l/n + (ηr/n) ql + δ(1−y))/λ and, exact at every margin
 // (docs/design.md §3): m' = max_{c≠y} z̃_c, s = Σ_{c≠y} e^{z̃_c − m'} ≥ 1,
@@ -400,9 +442,8 @@ struct GradFactors {
 // (σ(t) = 1 − p̃_y = Σ_{c≠y} p̃_c, never formed by cancellation), split into U and V.
 template <typename T>
 GradFactors row_epilogue(const Tensor& x, const Tensor& w, const Tensor& kl, const Tensor& q,
-                         const std::vector<T>& xg, const std::vector<T>& kappa, const int64_t* y,
-                         const T* row_scale, const Hyper<T>& h, bool compute_grad,
-                         const Tensor& losses) {
+                         const std::vector<T>& xg, const int64_t* y, const T* row_scale,
+                         const Hyper<T>& h, bool compute_grad, const Tensor& losses) {
   const int64_t b = kl.size(0), ld = kl.size(1), C = ld - b;
   constexpr T tiny = std::numeric_limits<T>::min();
   constexpr T inf = std::numeric_limits<T>::infinity();
@@ -411,22 +452,13 @@ GradFactors row_epilogue(const Tensor& x, const Tensor& w, const Tensor& kl, con
   const T* qklp = qkl.const_data_ptr<T>();
   const T* klp = kl.const_data_ptr<T>();
   const T* qp = q.const_data_ptr<T>();
-  std::vector<T> kd(b), gh2(b), bound(b), n2(b), r(b), inv_n(b);
+  std::vector<T> kd(b), gh2(b), n2(b), r(b), inv_n(b);
   for (int64_t j = 0; j < b; ++j) kd[j] = klp[j * ld + j];
   const T* kdp = kd.data();
-  const T* kap = kappa.data();
   at::parallel_for(0, b, grain(2 * b), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      const T* qi = qp + i * b;
-      const T* qki = qklp + i * ld;
-      T acc = 0, err = 0;
-#pragma omp simd reduction(+ : acc, err)
-      for (int64_t j = 0; j < b; ++j) {
-        acc += qki[j] * qi[j];
-        err += qi[j] * (qi[j] * kdp[j] + kap[j] * (T(1) - qi[j]));
-      }
+      const T acc = dot(qklp + i * ld, qp + i * b, b);
       gh2[i] = acc;
-      bound[i] = err;
       const bool moved = acc > 0;
       r[i] = moved ? T(1) / std::sqrt(std::max(acc, tiny)) : T(0);
       n2[i] = kdp[i] + 2 * eta * r[i] * xg[i] + (moved ? eta * eta : T(0));
@@ -434,7 +466,7 @@ GradFactors row_epilogue(const Tensor& x, const Tensor& w, const Tensor& kl, con
     }
   });
   GradFactors f;
-  f.untrusted = untrusted_rows<T>(x, w, q, kd, gh2, bound, n2, eta, r, inv_n, qkl);
+  f.untrusted = untrusted_rows<T>(x, w, kl, q, kd, gh2, n2, eta, r, inv_n, qkl);
   T *up = nullptr, *vp = nullptr;
   if (compute_grad) {
     f.u = at::empty({b, C}, kl.options());
@@ -510,15 +542,15 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
   const int64_t b = x.size(0);
   const Tensor kl = logits_and_gram<T>(x, w);
   Tensor q = at::empty({b, b}, x.options());
-  std::vector<T> xg(b, T(0)), kappa(b, T(0));
+  std::vector<T> xg(b, T(0));
   if (b == 1) {
     q.data_ptr<T>()[0] = 0;
   } else {
     const Tensor a = row_prep<T>(kl, y, h);
     const GradNorms<T> gn = grad_norms<T>(a, w);
-    attention<T>(a, x, kl, gn, h.alpha, q, xg, kappa);
+    attention<T>(a, x, kl, gn, h.alpha, q, xg);
   }
-  GradFactors f = row_epilogue<T>(x, w, kl, q, xg, kappa, y, row_scale, h, compute_grad, losses);
+  GradFactors f = row_epilogue<T>(x, w, kl, q, xg, y, row_scale, h, compute_grad, losses);
   if (!compute_grad) return;
   const Untrusted untrusted = f.untrusted;
   const Tensor v_rows = f.v_rows;

@@ -46,11 +46,15 @@ def direct(x, labels, w, s, *, alpha, eta, lam, delta, negative_only=False):
     else:
         a = torch.softmax(z.masked_fill(onehot, -math.inf), 1).masked_fill(onehot, -1.0)
     g = unit(a @ w.T)
+    # Zero rows of X are left out of q as the diagonal is: they add nothing to ĝ_i and only its
+    # direction is used, so this is exact, and keeps ĝ_i's direction when the scores of the other
+    # rows are so low (≤ −709) that their exponentials underflow next to a zero row's e^0.
+    masked = torch.eye(b, dtype=torch.bool) | (x.abs().amax(1) == 0)[None, :]
     if b == 1:
         q = torch.zeros(1, 1, dtype=x.dtype)
     else:
-        scores = (g @ x.T / alpha).masked_fill(torch.eye(b, dtype=torch.bool), -math.inf)
-        q = torch.softmax(scores, 1)
+        scores = (g @ x.T / alpha).masked_fill(masked, -math.inf)
+        q = torch.nan_to_num(torch.softmax(scores, 1), nan=0.0)  # no partner left: q_i = 0
     x_aug = unit(x + eta * unit(q @ x))
     zt = (x_aug @ w + delta * (~onehot).to(x.dtype)) / lam
     others = zt.masked_fill(onehot, -math.inf)
@@ -272,6 +276,30 @@ def test_zero_row_takes_q(spread):
     w = torch.tensor([[0.0, math.sqrt(1 - spread ** 2)], [0.0, -spread]], dtype=torch.float64)
     check_against_direct(x, torch.zeros(3, dtype=torch.long), w, torch.ones(3, dtype=torch.float64),
                          torch.float32, alpha=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_zero_row_beside_flushed_scores(dtype):
+    """ḡ_i = e_1 for every row, α = 1e-3: row 0's scores are 0 for the zero row x_1 and −894,
+    −958 for x_2, x_3, whose exponentials underflow (e^x flushes below −87 / −708 by design), so
+    the zero row took all of q_0 and ĝ_0 came out 0 (x̃_0 = x_0); zero rows are masked like the
+    diagonal, and ĝ_0 keeps its direction ≈ x_2."""
+    x = unit(torch.tensor([[1.0, 0.0], [0.0, 0.0], [-1.0, 0.5], [-1.0, -0.3]],
+                          dtype=torch.float64))
+    w = torch.tensor([[0.0, 0.5], [0.0, 0.0]], dtype=torch.float64)
+    s = torch.tensor([1.0, 0.4, 0.7, 0.2], dtype=torch.float64)
+    check_against_direct(x, torch.zeros(4, dtype=torch.long), w, s, dtype, alpha=1e-3)
+    check_against_direct(x, torch.zeros(4, dtype=torch.long), w, s, dtype, alpha=1e-3,
+                         negative_only=True)
+
+
+def test_only_zero_partners():
+    """Every other row is zero: q_i = 0, ĝ_i = 0 and x̃_i = Π(x_i)."""
+    x = torch.tensor([[0.6, 0.8], [0.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    w = torch.tensor([[1.0, -1.0], [0.5, 2.0]], dtype=torch.float64)
+    for dtype in (torch.float32, torch.float64):
+        check_against_direct(x, torch.tensor([0, 1, 0]), w, torch.ones(3, dtype=torch.float64),
+                             dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])

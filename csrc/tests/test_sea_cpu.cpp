@@ -411,6 +411,18 @@ int main() {
     hz.alpha = 1e-3;
     compare_direct("zero row takes q_0 ≈ 1", xz, at::zeros({3}, at::kLong), wz,
                    at::ones({3}, at::kDouble), hz, at::kFloat, 1e-12, 2e-5, 0.0);
+    // ḡ_i = e_1 for every row, α = 1e-3: row 0 scores 0 on the zero row x_1 and −894, −958 on
+    // x_2, x_3, whose exponentials flush to 0 (float32 and float64): zero rows are masked like the
+    // diagonal, so ĝ_0 keeps its direction ≈ x_2 (the long-double direct form resolves e^{−894};
+    // direct<float> does not, so the float32 bound is tol32 alone).
+    Tensor xf = unit(at::tensor({1.0, 0.0, 0.0, 0.0, -1.0, 0.5, -1.0, -0.3}, at::kDouble)
+                         .reshape({4, 2}));
+    Tensor wf = at::tensor({0.0, 0.5, 0.0, 0.0}, at::kDouble).reshape({2, 2});
+    Hyper hf;
+    hf.alpha = 1e-3;
+    for (const auto dtype : {at::kDouble, at::kFloat})
+      compare_direct("zero row beside flushed scores", xf, at::zeros({4}, at::kLong), wf,
+                     at::tensor({1.0, 0.4, 0.7, 0.2}, at::kDouble), hf, dtype, 1e-12, 2e-5, 0.0);
   }
 
   // The registered op reaches the same kernel through the dispatcher.
