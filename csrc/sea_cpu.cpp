@@ -1,24 +1,29 @@
 // Fused CPU kernel of the SeA loss and its gradient in Gram space (docs/design.md §2), the `cpp`
 // backend of docs/design.md §5: same contract and the same stage names as the Triton and Python
 // backends. With L = XW, K = XXᵀ, Z = (L + δ(1−Y))/λ, P = softmax(Z), A = P − Y (P for
-// negative_only), the stages, in order (numerics: docs/design.md §3):
+// negative_only), the stages, in order (numerics: docs/design.md §3, exact at every margin):
 //   logits_and_gram  [K | L] = [XXᵀ | XW]                one b×(b+C) buffer, K from its lower
 //                                                        block triangle
-//   row_prep         A' = A / max_c|a_ic|                S is invariant to the row scale; ‖g_i‖
-//                                                        cannot underflow (p_y − 1 is rounded
-//                                                        exactly as the reference rounds it)
+//   row_prep         A' = A / (1 − p_y): a'_c =          S is invariant to a positive row
+//                    softmax_{c≠y}(z)_c, a'_y = −1       scale; exact at every margin (p_y − 1
+//                    (negative_only: P / max_c p_ic)     is never formed), max|a'| = 1
 //   grad_norms       ‖g_i‖² = ‖W a'_i‖²                  a'_iᵀ M a'_i, M = WᵀW (C ≤ 2b), else
-//                                                        rows of G = A'Wᵀ
+//                                                        rows of G = A'Wᵀ; rows where W a'_i
+//                                                        cancels: their rows of G (and S)
 //   attention        Q = softmax_j(S), S_ij = (A'Lᵀ)_ij / (α‖g_i‖), S_ii = −∞   (x_jᵀg_i =
 //                    l_jᵀa_i);  x_iᵀĝ_i = Σ_j Q_ij K_ij
 //   row_epilogue     [QK | QL] = Q [K | L]               one GEMM on the [K | L] buffer
-//                    ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij,  r_i = 1/‖ĝ_i‖ (0 when ĝ_i = 0)
-//                    n_i = sqrt(K_ii + 2η r_i x_iᵀĝ_i + η²)              (no η² when ĝ_i = 0)
-//                    L̃ = diag(1/n) L + diag(ηr/n) QL,  ℓ_i = −λ log softmax(Z̃_i)_{y_i}
-//                      = λ log1p(Σ_{c≠y} e^{z̃_c−z̃_y})  (no cancellation at p̃_y ≈ 1)
-//                    D = diag(s)(softmax(Z̃) − Y) split into U = diag(1/n) D, V = diag(ηr/n) D
+//                    ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij, r_i = 1/‖ĝ_i‖ (0 when ĝ_i = 0),
+//                    n_i = sqrt(K_ii + 2η r_i x_iᵀĝ_i + η²) (no η² when ĝ_i = 0); untrusted rows
+//                    (‖ĝ_i‖² or n_i² below τ times its rounding-error scale) get r_i,
+//                    n_i = ‖x_i + ηΠ(ĝ_i)‖, (QL)_i and their dW share from ĝ_i = q_i X (GEMMs
+//                    over those rows only);  L̃ = diag(1/n) L + diag(ηr/n) QL,
+//                    t_i = log Σ_{c≠y} e^{z̃_c−z̃_y},  ℓ_i = λ softplus(t_i),
+//                    D = diag(s)(softmax(Z̃) − Y) = diag(s σ(t)) (U' − Y), U' the softmax over
+//                    c ≠ y (u'_y = 0); split into U = diag(1/n) D, V = diag(ηr/n) D
 //   grad_rows        R = U + QᵀV                         X̃ = diag(1/n) X + diag(ηr/n) QX, so
-//   weight_grad      dW = XᵀR                            X̃ᵀD = XᵀR
+//   weight_grad      dW = XᵀR (+ ĝᵀV over the            X̃ᵀD = XᵀR; the untrusted rows of V
+//                    untrusted rows)                     are zeroed in R and added from ĝ
 // The GEMMs go through ATen (MKL); every elementwise step is one at::parallel_for pass over rows.
 #include "sea_cpu.h"
 
@@ -30,6 +35,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -43,6 +49,21 @@ using at::Tensor;
 // Below this many classes the GEMMs with a C-wide result (L = XW, dW = XᵀR) run several times
 // faster as their transposes (C-tall results) in MKL; the transposed copy back is b×C or d×C.
 constexpr int64_t kNarrow = 64;
+
+// Untrusted rows (docs/design.md §3): ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij is a sum of terms of size up to
+// max_j K_jj, so its relative rounding error grows as 1/‖ĝ_i‖² when the rows q_i mixes nearly
+// cancel, while the vector ĝ_i = q_i X loses only ≈ ε/‖ĝ_i‖. Rows whose ‖ĝ_i‖² is below τ times
+// its error scale (untrusted_rows) are recomputed from the vector. τ per compute type, measured
+// on nearly cancelling rows (tests/test_cpp_margins.py): the Gram-space error of ‖ĝ_i‖² is about
+// 0.1 ε·scale, so the two errors meet near ‖ĝ_i‖² ≈ 1e-2·scale in either type (the ratio, not ε,
+// sets τ; the torch backend's TAU is 1e-2 in both types too). Above it Gram space is as accurate
+// as the vector. The same τ flags the rows whose n_i² or g_i = W a'_i cancel.
+constexpr float kUntrustedTauFloat = 1e-2f;
+constexpr double kUntrustedTauDouble = 1e-2;
+template <typename T>
+constexpr T untrusted_tau() {
+  return std::is_same_v<T, float> ? T(kUntrustedTauFloat) : T(kUntrustedTauDouble);
+}
 
 // parallel_for grain: rows per task such that a task touches at least ~8k elements.
 int64_t grain(int64_t elements_per_row) {
@@ -62,6 +83,14 @@ T row_sum(const T* u, int64_t n) {
   T acc = 0;
 #pragma omp simd reduction(+ : acc)
   for (int64_t k = 0; k < n; ++k) acc += u[k];
+  return acc;
+}
+
+template <typename T>
+T abs_max(const T* u, int64_t n) {
+  T acc = 0;
+#pragma omp simd reduction(max : acc)
+  for (int64_t k = 0; k < n; ++k) acc = std::abs(u[k]) > acc ? std::abs(u[k]) : acc;
   return acc;
 }
 
@@ -135,8 +164,11 @@ Tensor logits_and_gram(const Tensor& x, const Tensor& w) {
   return kl;
 }
 
-// row_prep: per row, z = (l + δ(1−y))/λ, p = softmax(z), a = p − y (p for negative_only), then
-// A' = a / max_c|a_c| (a zero row stays zero) — b×C.
+// row_prep: per row, z = (l + δ(1−y))/λ and the direction of a = p − y exactly (docs/design.md
+// §3): a = (1 − p_y) a' with a'_c = softmax_{c≠y}(z)_c = e^{z_c − m'}/Σ_{c'≠y} e^{z_c' − m'} for
+// c ≠ y (m' = max_{c≠y} z_c, so the sum is ≥ 1) and a'_y = −1; max|a'| = 1 already. p_y − 1 is
+// never formed (it rounds to 0 once 1 − p_y < ulp(1)/2). negative_only: a = p = softmax(z), then
+// A' = a / max_c a_c — b×C.
 template <typename T>
 Tensor row_prep(const Tensor& kl, const int64_t* y, const Hyper<T>& h) {
   const int64_t b = kl.size(0), ld = kl.size(1), C = ld - b;
@@ -152,12 +184,20 @@ Tensor row_prep(const Tensor& kl, const int64_t* y, const Hyper<T>& h) {
       const int64_t yi = y[i];
 #pragma omp simd
       for (int64_t c = 0; c < C; ++c) ai[c] = (li[c] + delta) * inv_lam;
+      if (!negative_only) {
+        ai[yi] = -std::numeric_limits<T>::infinity();  // e^{−∞ − m'} = 0
+        exp_shifted(ai, row_max(ai, C), C);
+        const T inv_sum = T(1) / row_sum(ai, C);  // the sum is ≥ 1 (its largest term is e^0)
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) ai[c] *= inv_sum;
+        ai[yi] = -1;
+        continue;
+      }
       ai[yi] = li[yi] * inv_lam;
       exp_shifted(ai, row_max(ai, C), C);
       const T inv_sum = T(1) / row_sum(ai, C);
 #pragma omp simd
       for (int64_t c = 0; c < C; ++c) ai[c] *= inv_sum;
-      if (!negative_only) ai[yi] -= 1;
       T amax = 0;
 #pragma omp simd reduction(max : amax)
       for (int64_t c = 0; c < C; ++c) amax = std::abs(ai[c]) > amax ? std::abs(ai[c]) : amax;
@@ -171,22 +211,44 @@ Tensor row_prep(const Tensor& kl, const int64_t* y, const Hyper<T>& h) {
   return a;
 }
 
-// grad_norms: ‖g_i‖² = ‖W a'_i‖² = a'_iᵀ (M a'_i) with M = WᵀW (C ≤ 2b), else Σ_k G_ik² over row
-// blocks of G = A'Wᵀ (≥ 64 rows for GEMM efficiency, ≤ ~2^20 elements).
+// The result of grad_norms: ‖g_i‖² per row, and the rows where g_i = W a'_i nearly cancels
+// (indices, and their rows of G = A'Wᵀ, m×d; undefined when there is none).
 template <typename T>
-std::vector<T> grad_norms(const Tensor& a, const Tensor& w) {
+struct GradNorms {
+  std::vector<T> g2;
+  Tensor rows, g;
+};
+
+// grad_norms: ‖g_i‖² = ‖W a'_i‖² = a'_iᵀ (M a'_i) with M = WᵀW (C ≤ 2b), else Σ_k G_ik² over row
+// blocks of G = A'Wᵀ (≥ 64 rows for GEMM efficiency, ≤ ~2^20 elements). When g_i = W a'_i is
+// small against its terms (nearly parallel columns of W), Gram space loses digits twice:
+// a'_iᵀMa'_i is squared-conditioned like ‖ĝ_i‖² (untrusted_rows), its rounding error ≲ γ ε B_i
+// with B_i = Σ_cc' |a'_c||M_cc'||a'_c'| ≤ (Σ_c |a'_ic| ‖w_c‖)², and attention's scores
+// S_i = (A'Lᵀ)_i carry an error ≈ ε √B_i ‖x_j‖ against x_jᵀg_i. So the rows with
+// ‖g_i‖² < τ (Σ_c |a'_ic| ‖w_c‖)² (either route) get their rows of G = A'Wᵀ directly (one m×C
+// by C×d GEMM, none when no row is flagged): ‖g_i‖² from them, and attention takes their scores
+// from G Xᵀ.
+template <typename T>
+GradNorms<T> grad_norms(const Tensor& a, const Tensor& w) {
   const int64_t b = a.size(0), C = a.size(1), d = w.size(0);
   const T* ap = a.const_data_ptr<T>();
-  std::vector<T> g2(b);
+  GradNorms<T> out;
+  std::vector<T>& g2 = out.g2;
+  g2.resize(b);
+  std::vector<T> wn(C);  // ‖w_c‖
   if (C <= 2 * b) {
     Tensor m = at::empty({C, C}, a.options());
     symmetric_gram<T>(w.t(), m);
     const Tensor am = at::mm(a, m);
     const T* amp = am.const_data_ptr<T>();
+    const T* mp = m.const_data_ptr<T>();
+    for (int64_t c = 0; c < C; ++c) wn[c] = std::sqrt(std::max(mp[c * C + c], T(0)));
     at::parallel_for(0, b, grain(C), [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0; i < r1; ++i) g2[i] = dot(amp + i * C, ap + i * C, C);
     });
   } else {
+    const Tensor norms = w.mul(w).sum(0).sqrt().contiguous();
+    std::copy_n(norms.const_data_ptr<T>(), C, wn.data());
     const int64_t rows = std::min(b, std::max<int64_t>(64, (int64_t(1) << 20) / d));
     Tensor gbuf = at::empty({rows, d}, a.options());
     for (int64_t i0 = 0; i0 < b; i0 += rows) {
@@ -199,20 +261,53 @@ std::vector<T> grad_norms(const Tensor& a, const Tensor& w) {
       });
     }
   }
-  return g2;
+  constexpr T tau = untrusted_tau<T>();
+  const T* wnp = wn.data();
+  std::vector<char> flag(b);
+  at::parallel_for(0, b, grain(C), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      const T* ai = ap + i * C;
+      T acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t c = 0; c < C; ++c) acc += std::abs(ai[c]) * wnp[c];
+      flag[i] = !(g2[i] >= tau * acc * acc);  // (NaN: recomputed too)
+    }
+  });
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < b; ++i)
+    if (flag[i]) rows.push_back(i);
+  if (rows.empty()) return out;
+  const int64_t n = static_cast<int64_t>(rows.size());
+  out.rows = at::from_blob(rows.data(), {n}, at::kLong).clone();
+  out.g = at::mm(a.index_select(0, out.rows), w.t());  // their rows of G = A'Wᵀ
+  const Tensor gg = (out.g * out.g).sum(1);
+  const T* ggp = gg.const_data_ptr<T>();
+  for (int64_t k = 0; k < n; ++k) g2[rows[k]] = ggp[k];
+  return out;
 }
 
-// attention: S = A'Lᵀ into q, then per row Q_i = softmax_j(S_ij / (α‖g_i‖)) with S_ii = −∞, in
-// place (a zero g_i gives S_i = 0: a uniform q_i); and x_iᵀĝ_i = Σ_j Q_ij K_ij into xg.
+// attention: S = A'Lᵀ into q (the rows grad_norms flagged from G Xᵀ), then per row
+// Q_i = softmax_j(S_ij / (α‖g_i‖)) with S_ii = −∞, in place (a zero g_i gives S_i = 0: a uniform
+// q_i); and x_iᵀĝ_i = Σ_j Q_ij K_ij into xg. Zero rows of X (K_jj = 0) are masked like the
+// diagonal: they add nothing to ĝ_i = Σ_j Q_ij x_j, and only ĝ_i's direction is used (with the
+// Qᵀ term of grad_rows, r_i Q_ij is invariant to the row's normalisation), so leaving them out is
+// exact; kept in, a zero row with S_ij = 0 above scores ≤ −87 would take all of q_i once e^x
+// flushes the others to 0, and ĝ_i = 0 instead of its tiny but well-defined direction. A row
+// with no non-zero partner gets Q_i = 0 (ĝ_i = 0, as for b = 1).
 template <typename T>
-void attention(const Tensor& a, const Tensor& kl, const std::vector<T>& g2, T alpha,
-               Tensor& q, std::vector<T>& xg) {
+void attention(const Tensor& a, const Tensor& x, const Tensor& kl, const GradNorms<T>& gn,
+               T alpha, Tensor& q, std::vector<T>& xg) {
   const int64_t b = kl.size(0), ld = kl.size(1), C = ld - b;
   constexpr T tiny = std::numeric_limits<T>::min();
   constexpr T inf = std::numeric_limits<T>::infinity();
   const T* klp = kl.const_data_ptr<T>();
   T* qp = q.data_ptr<T>();
   at::mm_out(q, a, kl.narrow(1, b, C).t());
+  if (gn.rows.defined()) q.index_copy_(0, gn.rows, at::mm(gn.g, x.t()));  // x_jᵀg_i directly
+  const std::vector<T>& g2 = gn.g2;
+  std::vector<int64_t> zero_rows;
+  for (int64_t j = 0; j < b; ++j)
+    if (!(klp[j * ld + j] > 0)) zero_rows.push_back(j);
   at::parallel_for(0, b, grain(2 * b), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       T* qi = qp + i * b;
@@ -220,7 +315,14 @@ void attention(const Tensor& a, const Tensor& kl, const std::vector<T>& g2, T al
 #pragma omp simd
       for (int64_t j = 0; j < b; ++j) qi[j] *= scale;
       qi[i] = -inf;
-      exp_shifted(qi, row_max(qi, b), b);
+      for (const int64_t j : zero_rows) qi[j] = -inf;
+      const T qmax = row_max(qi, b);
+      if (qmax == -inf) {  // no non-zero partner
+        std::fill_n(qi, b, T(0));
+        xg[i] = 0;
+        continue;
+      }
+      exp_shifted(qi, qmax, b);
       const T inv_sum = T(1) / row_sum(qi, b);
 #pragma omp simd
       for (int64_t j = 0; j < b; ++j) qi[j] *= inv_sum;
@@ -229,28 +331,142 @@ void attention(const Tensor& a, const Tensor& kl, const std::vector<T>& g2, T al
   });
 }
 
-// The gradient factors of row_epilogue: U = diag(1/n) D (b×C; grad_rows turns it into R in
-// place) and V = diag(ηr/n) D. Undefined tensors without compute_grad.
-struct GradFactors {
-  Tensor u, v;
+// The untrusted rows of docs/design.md §3 (indices, m of them) and their ĝ = Q[rows] X (m×d,
+// each row scaled, see untrusted_rows); undefined tensors when there is none.
+struct Untrusted {
+  Tensor rows, gh;
+  bool any() const { return rows.defined(); }
 };
 
-// row_epilogue: [QK | QL] = Q [K | L] (one GEMM), then per row r = 1/‖ĝ‖ with ‖ĝ‖² = Σ_j (QK)_ij
-// Q_ij, 1/n with n² = K_ii + 2ηr x_iᵀĝ_i + η², the augmented logits
-// z̃ = (l/n + (ηr/n) ql + δ(1−y))/λ, the loss ℓ_i = λ log1p(Σ_{c≠y} e^{z̃_c−z̃_y}) into losses and,
-// with compute_grad, D = s (softmax(z̃) − y) with p̃_y − 1 = −Σ_{c≠y} p̃_c, split into U and V.
+// untrusted_rows (part of row_epilogue, docs/design.md §3). ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij formed in
+// Gram space has an absolute rounding error ≲ γ ε B_i with
+//   B_i = Σ_j Q_ij Σ_k Q_ik |K_jk| ≤ Σ_j Q_ij (Q_ij K_jj + κ_j (1 − Q_ij)) ≤ max_j K_jj
+// (κ_j = max_{k≠j} |K_jk|; the middle bound is bound_i), plus the rounding of K's own entries,
+// ≲ ε max_j K_jj at worst. A row is untrusted when
+//   ‖ĝ_i‖² < τ·max(bound_i, ε max_j K_jj)       (its relative error could exceed ≈ ε/τ), or
+//   n_i² < τ (√K_ii + η)²                          (n_i² = K_ii + 2η r_i x_iᵀĝ_i + η² cancels: ĝ_i
+//                                                  points against x_i and η ≈ ‖x_i‖).
+// Since bound_i ≤ max_j K_jj the first rule flags a subset of the rows ‖ĝ_i‖² < τ max_j K_jj
+// flags, with the same guarantee, and not the rows of nearly orthogonal features (random
+// high-dimensional rows have ‖ĝ_i‖² ~ 1e-2 but κ ~ 1/√d, so their Gram-space value is accurate);
+// the floor ε max_j K_jj keeps every row whose ‖ĝ_i‖² underflowed (q_i concentrated on a zero
+// row: bound_i underflows too). The flagged rows' ĝ_i = q_i X are formed by one m×b by b×d GEMM
+// on their gathered rows of Q and scaled by 1/max_k |ĝ_ik| (only r_i ĝ_i = Π(ĝ_i) is ever used,
+// so the scale drops out, and ‖ĝ_i‖² cannot underflow); from them r_i, n_i = ‖x_i + η r_i ĝ_i‖
+// and (QL)_i = Wᵀĝ_i (one m×d by d×C GEMM) overwrite the Gram-space values, and their share of
+// dW is taken from ĝ too (row_epilogue, weight_grad). Nothing is done (no allocation, no GEMM)
+// when no row is flagged; b = 1 (Q = 0 exactly) is never flagged. κ and bound_i are formed only
+// when some row has ‖ĝ_i‖² < τ max_j K_jj (then one pass over K for κ and O(b) per such row).
 template <typename T>
-GradFactors row_epilogue(const Tensor& kl, const Tensor& q, const std::vector<T>& xg,
-                         const int64_t* y, const T* row_scale, const Hyper<T>& h,
-                         bool compute_grad, const Tensor& losses) {
+Untrusted untrusted_rows(const Tensor& x, const Tensor& w, const Tensor& kl, const Tensor& q,
+                         const std::vector<T>& kd, const std::vector<T>& gh2,
+                         const std::vector<T>& n2, T eta, std::vector<T>& r, std::vector<T>& inv_n,
+                         Tensor& qkl) {
+  const int64_t b = q.size(0), ld = kl.size(1), C = w.size(1);
+  Untrusted u;
+  if (b == 1) return u;
+  constexpr T tau = untrusted_tau<T>(), eps = std::numeric_limits<T>::epsilon();
+  const T kmax = *std::max_element(kd.begin(), kd.end()), floor = eps * kmax;
+  std::vector<int64_t> rows, small;  // small: ‖ĝ_i‖² < τ max_j K_jj, bound_i still to check
+  for (int64_t i = 0; i < b; ++i) {
+    const T n2_scale = (std::sqrt(kd[i]) + eta) * (std::sqrt(kd[i]) + eta);
+    if (gh2[i] > 0 && !(n2[i] >= tau * n2_scale))
+      rows.push_back(i);
+    else if (!(gh2[i] >= tau * kmax))  // (NaN: recomputed too)
+      small.push_back(i);
+  }
+  if (!small.empty()) {
+    const T* klp = kl.const_data_ptr<T>();
+    const T* qp = q.const_data_ptr<T>();
+    std::vector<T> kappa(b);  // κ_j = max_{k≠j} |K_jk|
+    at::parallel_for(0, b, grain(b), [&](int64_t r0, int64_t r1) {
+      for (int64_t j = r0; j < r1; ++j) {
+        const T* kj = klp + j * ld;
+        kappa[j] = std::max(abs_max(kj, j), abs_max(kj + j + 1, b - j - 1));
+      }
+    });
+    const T* kap = kappa.data();
+    const T* kdp = kd.data();
+    std::vector<char> keep(small.size());
+    at::parallel_for(0, int64_t(small.size()), grain(b), [&](int64_t r0, int64_t r1) {
+      for (int64_t k = r0; k < r1; ++k) {
+        const int64_t i = small[k];
+        const T* qi = qp + i * b;
+        T bound = 0;
+#pragma omp simd reduction(+ : bound)
+        for (int64_t j = 0; j < b; ++j)
+          bound += qi[j] * (qi[j] * kdp[j] + kap[j] * (T(1) - qi[j]));
+        keep[k] = !(gh2[i] >= tau * std::max(bound, floor));
+      }
+    });
+    for (size_t k = 0; k < small.size(); ++k)
+      if (keep[k]) rows.push_back(small[k]);
+    std::sort(rows.begin(), rows.end());
+  }
+  if (rows.empty()) return u;
+  const int64_t m = static_cast<int64_t>(rows.size());
+  u.rows = at::from_blob(rows.data(), {m}, at::kLong).clone();
+  Tensor gh = at::mm(q.index_select(0, u.rows), x);  // ĝ of the flagged rows (m×d)
+  const Tensor gmax = gh.abs().amax(1, /*keepdim=*/true);
+  u.gh = at::where(gmax > 0, gh / at::where(gmax > 0, gmax, at::ones_like(gmax)), gh);
+  const Tensor g2 = (u.gh * u.gh).sum(1);
+  const Tensor rf = at::where(g2 > 0, g2.rsqrt(), at::zeros_like(g2));
+  const Tensor uf = x.index_select(0, u.rows) + (eta * rf).unsqueeze(1) * u.gh;  // x_i + ηΠ(ĝ_i)
+  const Tensor inv_nf = (uf * uf).sum(1).clamp_min(std::numeric_limits<T>::min()).rsqrt();
+  const T* rfp = rf.const_data_ptr<T>();
+  const T* inp = inv_nf.const_data_ptr<T>();
+  for (int64_t k = 0; k < m; ++k) {
+    r[rows[k]] = rfp[k];
+    inv_n[rows[k]] = inp[k];
+  }
+  qkl.narrow(1, b, C).index_copy_(0, u.rows, at::mm(u.gh, w));  // (QL)_i = Wᵀĝ_i
+  return u;
+}
+
+// The gradient factors of row_epilogue: U = diag(1/n) D (b×C; grad_rows turns it into R in
+// place) and V = diag(ηr/n) D with the untrusted rows zeroed (their Qᵀ term is taken from ĝ:
+// weight_grad adds ĝᵀ V_rows, V_rows their rows of V). Undefined tensors without compute_grad.
+struct GradFactors {
+  Tensor u, v;
+  Untrusted untrusted;
+  Tensor v_rows;
+};
+
+// row_epilogue: [QK | QL] = Q [K | L] (one GEMM), then per row ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij,
+// r_i = 1/‖ĝ_i‖ (0 when ĝ_i = 0) and 1/n_i with n_i² = K_ii + 2η r_i x_iᵀĝ_i + η²
+// (no η² when ĝ_i = 0), the untrusted rows redone from ĝ_i = q_i X (untrusted_rows); then per row
+// the augmented logits z̃ = (l/n + (ηr/n) ql + δ(1−y))/λ and, exact at every margin
+// (docs/design.md §3): m' = max_{c≠y} z̃_c, s = Σ_{c≠y} e^{z̃_c − m'} ≥ 1,
+// t = m' − z̃_y + log s = log Σ_{c≠y} e^{z̃_c − z̃_y}, the loss ℓ_i = λ softplus(t) into losses
+// and, with compute_grad, D = s_i σ(t) (u − e_y) with u_c = e^{z̃_c − m'}/s (c ≠ y), u_y = 0
+// (σ(t) = 1 − p̃_y = Σ_{c≠y} p̃_c, never formed by cancellation), split into U and V.
+template <typename T>
+GradFactors row_epilogue(const Tensor& x, const Tensor& w, const Tensor& kl, const Tensor& q,
+                         const std::vector<T>& xg, const int64_t* y, const T* row_scale,
+                         const Hyper<T>& h, bool compute_grad, const Tensor& losses) {
   const int64_t b = kl.size(0), ld = kl.size(1), C = ld - b;
   constexpr T tiny = std::numeric_limits<T>::min();
+  constexpr T inf = std::numeric_limits<T>::infinity();
   const T eta = h.eta, lam = h.lam, inv_lam = h.inv_lam, delta = h.delta;
-  const Tensor qkl = at::mm(q, kl);
+  Tensor qkl = at::mm(q, kl);
   const T* qklp = qkl.const_data_ptr<T>();
   const T* klp = kl.const_data_ptr<T>();
   const T* qp = q.const_data_ptr<T>();
+  std::vector<T> kd(b), gh2(b), n2(b), r(b), inv_n(b);
+  for (int64_t j = 0; j < b; ++j) kd[j] = klp[j * ld + j];
+  const T* kdp = kd.data();
+  at::parallel_for(0, b, grain(2 * b), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      const T acc = dot(qklp + i * ld, qp + i * b, b);
+      gh2[i] = acc;
+      const bool moved = acc > 0;
+      r[i] = moved ? T(1) / std::sqrt(std::max(acc, tiny)) : T(0);
+      n2[i] = kdp[i] + 2 * eta * r[i] * xg[i] + (moved ? eta * eta : T(0));
+      inv_n[i] = T(1) / std::sqrt(std::max(n2[i], tiny));
+    }
+  });
   GradFactors f;
+  f.untrusted = untrusted_rows<T>(x, w, kl, q, kd, gh2, n2, eta, r, inv_n, qkl);
   T *up = nullptr, *vp = nullptr;
   if (compute_grad) {
     f.u = at::empty({b, C}, kl.options());
@@ -259,58 +475,63 @@ GradFactors row_epilogue(const Tensor& kl, const Tensor& q, const std::vector<T>
     vp = f.v.data_ptr<T>();
   }
   T* lossp = losses.data_ptr<T>();
-  at::parallel_for(0, b, grain(b + 3 * C), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, b, grain(3 * C), [&](int64_t r0, int64_t r1) {
     std::vector<T> e(C);
     for (int64_t i = r0; i < r1; ++i) {
       const T* qli = qklp + i * ld + b;
       const T* li = klp + i * ld + b;
       const int64_t yi = y[i];
-      const T gh2 = dot(qklp + i * ld, qp + i * b, b);
-      const bool moved = gh2 > 0;
-      const T r = moved ? T(1) / std::sqrt(std::max(gh2, tiny)) : T(0);
-      const T n2 = klp[i * ld + i] + 2 * eta * r * xg[i] + (moved ? eta * eta : T(0));
-      const T inv_n = T(1) / std::sqrt(std::max(n2, tiny));
-      const T c2 = eta * r * inv_n;
+      const T in = inv_n[i], c2 = eta * r[i] * in;
       T* z = e.data();
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) z[c] = (inv_n * li[c] + c2 * qli[c] + delta) * inv_lam;
-      z[yi] = (inv_n * li[yi] + c2 * qli[yi]) * inv_lam;
-      const T m = row_max(z, C), zy = z[yi];
+      for (int64_t c = 0; c < C; ++c) z[c] = (in * li[c] + c2 * qli[c] + delta) * inv_lam;
+      const T zy = (in * li[yi] + c2 * qli[yi]) * inv_lam;
+      z[yi] = -inf;  // e^{−∞ − m'} = 0
+      const T m = row_max(z, C);
       exp_shifted(z, m, C);
-      const T ey = z[yi];
-      z[yi] = 0;
-      const T s = row_sum(z, C);  // Σ_{c≠y} e^{z̃_c − m}
-      // −log p̃_y = log Σ_c e^{z̃_c − z̃_y} = log1p(s e^{m − z̃_y}): exact also when p̃_y ≈ 1
-      const T gap = m - zy;
-      lossp[i] = lam * (gap > T(20) ? gap + std::log(s + ey) : std::log1p(s * std::exp(gap)));
+      const T s = row_sum(z, C);  // Σ_{c≠y} e^{z̃_c − m'} ≥ 1
+      const T t = (m - zy) + std::log(s);
+      const T et = std::exp(-std::abs(t));  // e^{−|t|} ∈ (0, 1]
+      lossp[i] = lam * (std::max(t, T(0)) + std::log1p(et));  // λ softplus(t)
       if (!compute_grad) continue;
-      // D_i = s_i (p̃_i − e_y), p̃_c = e^{z̃_c − m}/(s + e_y), p̃_y − 1 = −s/(s + e_y)
-      const T dscale = row_scale[i] / (s + ey);
+      // σ(t) = 1/(1 + e^{−t}) for t ≥ 0, e^t/(1 + e^t) for t < 0: no overflow, no cancellation
+      const T sigma = (t >= 0 ? T(1) : et) / (T(1) + et);
+      const T dy = -row_scale[i] * sigma;  // D_iy = s_i (p̃_y − 1)
+      const T dscale = row_scale[i] * sigma / s;
       T* ui = up + i * C;
       T* vi = vp + i * C;
-      z[yi] = -s;
 #pragma omp simd
       for (int64_t c = 0; c < C; ++c) {
         const T dic = dscale * z[c];
-        ui[c] = inv_n * dic;
+        ui[c] = in * dic;
         vi[c] = c2 * dic;
       }
+      ui[yi] = in * dy;
+      vi[yi] = c2 * dy;
     }
   });
+  if (compute_grad && f.untrusted.any()) {
+    f.v_rows = f.v.index_select(0, f.untrusted.rows);
+    f.v.index_fill_(0, f.untrusted.rows, 0);
+  }
   return f;
 }
 
 // grad_rows: R = U + QᵀV, in place over U (b×C). Since X̃ = diag(1/n) X + diag(ηr/n) QX, the
 // gradient X̃ᵀD of the augmented batch is XᵀR: row j of R collects D_j/n_j and x_j's share Q_ij
-// of every ĝ_i.
+// of every ĝ_i (but the untrusted rows', whose rows of V are zero: weight_grad adds them).
 Tensor grad_rows(const Tensor& q, GradFactors&& f) {
   f.u.addmm_(q.t(), f.v);
   return std::move(f.u);
 }
 
-// weight_grad: dW = XᵀR (d×C), as (RᵀX)ᵀ for C < kNarrow.
-Tensor weight_grad(const Tensor& x, const Tensor& r) {
-  return r.size(1) < kNarrow ? at::mm(r.t(), x).t().contiguous() : at::mm(x.t(), r);
+// weight_grad: dW = XᵀR (d×C), as (RᵀX)ᵀ for C < kNarrow, plus the untrusted rows' share
+// Σ_i ĝ_i (ηr_i/n_i) D_iᵀ = ĝᵀ V_rows from their ĝ.
+Tensor weight_grad(const Tensor& x, const Tensor& r, const Untrusted& untrusted,
+                   const Tensor& v_rows) {
+  Tensor dw = r.size(1) < kNarrow ? at::mm(r.t(), x).t().contiguous() : at::mm(x.t(), r);
+  if (untrusted.any()) dw.addmm_(untrusted.gh.t(), v_rows);
+  return dw;
 }
 
 // The stages in order. b = 1 has no other example to project on: Q = 0, x_iᵀĝ_i = 0 (ĝ = 0, so
@@ -326,12 +547,14 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
     q.data_ptr<T>()[0] = 0;
   } else {
     const Tensor a = row_prep<T>(kl, y, h);
-    const std::vector<T> g2 = grad_norms<T>(a, w);
-    attention<T>(a, kl, g2, h.alpha, q, xg);
+    const GradNorms<T> gn = grad_norms<T>(a, w);
+    attention<T>(a, x, kl, gn, h.alpha, q, xg);
   }
-  GradFactors f = row_epilogue<T>(kl, q, xg, y, row_scale, h, compute_grad, losses);
+  GradFactors f = row_epilogue<T>(x, w, kl, q, xg, y, row_scale, h, compute_grad, losses);
   if (!compute_grad) return;
-  dw = weight_grad(x, grad_rows(q, std::move(f)));
+  const Untrusted untrusted = f.untrusted;
+  const Tensor v_rows = f.v_rows;
+  dw = weight_grad(x, grad_rows(q, std::move(f)), untrusted, v_rows);
 }
 
 }  // namespace
@@ -347,8 +570,11 @@ std::tuple<Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& labels, co
   const int64_t b = x.size(0), d = x.size(1), C = weight.size(1);
   TORCH_CHECK(b >= 1 && d >= 1, "sea_fwd_cpu: x must have at least one row and one feature, got ",
               x.sizes());
-  TORCH_CHECK(weight.size(0) == d && C >= 1, "sea_fwd_cpu: weight must have shape (", d,
-              ", classes ≥ 1) to match x, got ", weight.sizes());
+  TORCH_CHECK(weight.size(0) == d, "sea_fwd_cpu: weight must have shape (", d,
+              ", classes) to match x, got ", weight.sizes());
+  // The exact direction (row_prep) and the loss (row_epilogue) take a max over the classes c ≠ y.
+  TORCH_CHECK_VALUE(C >= 2, "sea_fwd_cpu: weight needs at least 2 classes (columns), got shape ",
+                    weight.sizes());
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == b, "sea_fwd_cpu: labels must have shape (",
               b, ",), got ", labels.sizes());
   TORCH_CHECK(row_scale.dim() == 1 && row_scale.size(0) == b,

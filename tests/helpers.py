@@ -31,8 +31,9 @@ def reference_rows(x, labels, weight, row_scale, negative_only=False, **kw):
 
 
 def one_hot_problem(b, d, c, *, seed=7):
-    """Features and a weight making p exactly one-hot at class 0 for rows labelled 0 (logit 0 ≥ 100,
-    so A = 0 there at λ = 0.1); row 0 is labelled 1 and keeps a real gradient."""
+    """Features and a weight making p one-hot at class 0 to the last bit for rows labelled 0 (logit
+    0 ≥ 100, a ≥ 1000λ margin at λ = 0.1: p − e_y rounds to 0, the exact direction a' does not,
+    docs/design.md §3); row 0 is labelled 1 and has an O(1) gradient."""
     x, _, _ = make_problem(b, d, c, seed=seed)
     u = reference.unit(torch.ones(1, d, dtype=x.dtype))
     x = reference.unit(x + 3 * u)
@@ -67,3 +68,56 @@ def assert_matches_reference(got_loss, got_grad, x, labels, weight, dtype, **kw)
         err, own = rel_err(got, ref), rel_err(low, ref)
         bound = 2 * own + TOLERANCE[dtype]
         assert err <= bound, f"{name}: rel err {err:.3g} > {bound:.3g} (reference's own {own:.3g})"
+
+
+def margin_problem(b, d, c, margin, *, lam=0.1, seed=0, noise=0.1, dtype=torch.float64):
+    """Confident rows (docs/design.md §3): unit features clustered at class directions,
+    x_i ≈ e_{y_i}, and W = margin·λ·[e_0 … e_{C−1}] + λ·W₀, so that every clean row's target
+    logit leads the others by ≈ 0.8–1 × margin·λ (any b; needs d ≥ C). Every class appears."""
+    assert d >= c
+    g = torch.Generator().manual_seed(seed)
+    labels = (torch.arange(b) % c)[torch.randperm(b, generator=g)]
+    basis = torch.eye(d, c, dtype=torch.float64)
+    x = basis[:, labels].T + noise * torch.randn(b, d, generator=g, dtype=torch.float64)
+    x = torch.nn.functional.normalize(x, dim=1)
+    weight = margin * lam * basis + lam * torch.randn(d, c, generator=g, dtype=torch.float64)
+    return x.to(dtype), labels, weight.to(dtype)
+
+
+def cancelling_problem():
+    """The cancelling reproducer of docs/design.md §3 (float32): x₁ + x₂ nearly cancel, W = 0 (q
+    uniform), so ĝ₀ = (x₁ + x₂)/2 has ‖ĝ₀‖ ≈ 5e-4 and q₀ᵀKq₀ loses all accuracy."""
+    x = torch.nn.functional.normalize(torch.tensor([[.6, .8], [0, 1], [1e-3, -1]]), dim=1)
+    return x, torch.tensor([0, 1, 2]), torch.zeros(2, 3)
+
+
+def assert_rows_close(got, x, labels, weight, row_scale, dtype, rtol=None, negative_only=False,
+                      **kw):
+    """Per-row losses and dW of a backend (`got` = (losses, dW)) against the exact float64
+    reference on the same rounded inputs: every loss to 2 × the float32 reference's own error on
+    that row + rtol·(1 + max_c |z̃_ic|)·|ℓ_i| (the loss's condition number in its logits), and dW
+    normwise as `assert_matches_reference`. No NaN/Inf anywhere."""
+    ct = torch.float64 if dtype == torch.float64 else torch.float32
+    xr, wr = x.to(dtype).double(), weight.to(dtype).double()
+    rs = row_scale.double()
+    ref = reference_rows(xr, labels, wr, rs, negative_only, **kw)
+    low = (ref if ct == torch.float64 else
+           reference_rows(xr.to(ct), labels, wr.to(ct), rs.to(ct), negative_only, **kw))
+    rtol = (1e-13 if ct == torch.float64 else 2e-6) if rtol is None else rtol
+    direction = "sea_neg" if negative_only else "sea"
+    hyper = {k: v for k, v in kw.items() if k in ("alpha", "eta", "lam", "delta")}
+    z = reference.margin_logits(reference.augment(xr, labels, wr, direction=direction, **hyper)
+                                @ wr, labels, hyper.get("lam", 0.1), hyper.get("delta", 0.0))
+    cond = 1 + z.abs().amax(dim=1)
+    losses, grad = (t.detach().cpu().double() for t in got)
+    for name, t in (("loss", losses), ("grad", grad)):
+        assert torch.isfinite(t).all(), f"{name} is not finite"
+    ref_l, low_l = ref[0], low[0].double()
+    err = (losses - ref_l).abs()
+    bound = 2 * (low_l - ref_l).abs() + rtol * cond * ref_l.abs() + torch.finfo(ct).tiny
+    worst = int((err - bound).argmax())
+    assert (err <= bound).all(), (f"loss row {worst}: {losses[worst]:.17g} vs {ref_l[worst]:.17g}"
+                                  f" (err {err[worst]:.3g} > {bound[worst]:.3g})")
+    gerr, own = rel_err(grad, ref[1]), rel_err(low[1], ref[1])
+    gbound = 2 * own + (TOLERANCE[ct] if ct == torch.float32 else 1e-12)
+    assert gerr <= gbound, f"grad: rel err {gerr:.3g} > {gbound:.3g} (reference's own {own:.3g})"

@@ -1,15 +1,22 @@
 // C++ unit test of sea_kernels::sea_fwd_cpu against a paper-literal ATen implementation (float64):
-//   G = (P − Y) Wᵀ, Q = masked softmax over unit(G) Xᵀ / α, ĝ = Q X, x̃ = unit(x + η unit(ĝ)),
-//   ℓ_i = −λ log softmax((x̃W + δ(1−Y))/λ)[y_i],  dW = x̃ᵀ diag(s)(softmax(Z̃) − Y)  (closed form).
+//   G = A' Wᵀ with the exact direction a'_c = softmax_{c≠y}(z)_c, a'_y = −1 (P for negative_only),
+//   Q = masked softmax over unit(G) Xᵀ / α, ĝ = Q X, x̃ = unit(x + η unit(ĝ)),
+//   ℓ_i = −λ log softmax((x̃W + δ(1−Y))/λ)[y_i],  dW = x̃ᵀ diag(s)(softmax(Z̃) − Y)  (closed form);
+// and, exact at every margin (issue #8, docs/design.md §3), against `direct`, the same formulas in
+// plain loops in long double (loss λ·softplus(t), t = log Σ_{c≠y} e^{z̃_c − z̃_y}) on tiny inputs:
+// logit margins 1λ … 1000λ in float32 and float64, and rows whose ĝ nearly cancels.
 // Returns nonzero when a check fails.
 #include "sea_cpu.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace {
 
@@ -37,8 +44,13 @@ std::tuple<Tensor, Tensor> literal(const Tensor& x, const Tensor& labels, const 
   const int64_t b = x.size(0), C = w.size(1);
   Tensor y = at::one_hot(labels, C).to(at::kDouble);
   Tensor margin = h.delta * (1 - y);
-  Tensor p = at::softmax((x.mm(w) + margin) / h.lam, 1);
-  Tensor g = (h.negative_only ? p : p - y).mm(w.t());
+  Tensor z = (x.mm(w) + margin) / h.lam;
+  // The exact direction: a' = softmax over c ≠ y, a'_y = −1 (a = (1 − p_y) a'; only the direction
+  // of g is used). negative_only: p.
+  Tensor a = h.negative_only
+                 ? at::softmax(z, 1)
+                 : at::softmax(z.masked_fill(y > 0, -INFINITY), 1).masked_fill(y > 0, -1.0);
+  Tensor g = a.mm(w.t());
   Tensor q = at::zeros({b, b}, x.options());
   if (b > 1) {
     Tensor eye = at::eye(b, x.options().dtype(at::kBool));
@@ -94,6 +106,227 @@ void compare(const std::string& name, int64_t b, int64_t d, int64_t C, const Hyp
         name + ": float32");
 }
 
+// ---- direct computation in plain loops (no Gram space), in type R ------------------------------
+
+// A b×n row-major matrix.
+template <typename R>
+struct Mat {
+  int64_t rows, cols;
+  std::vector<R> v;
+  Mat(int64_t r, int64_t c) : rows(r), cols(c), v(r * c, R(0)) {}
+  R& operator()(int64_t i, int64_t j) { return v[i * cols + j]; }
+  R operator()(int64_t i, int64_t j) const { return v[i * cols + j]; }
+};
+
+template <typename R>
+Mat<R> to_mat(const Tensor& t) {
+  Tensor c = t.to(at::kDouble).contiguous();
+  Mat<R> m(c.size(0), c.size(1));
+  const double* p = c.const_data_ptr<double>();
+  for (int64_t k = 0; k < c.numel(); ++k) m.v[k] = R(p[k]);
+  return m;
+}
+
+template <typename R>
+void unit_rows(Mat<R>& m) {
+  for (int64_t i = 0; i < m.rows; ++i) {
+    R n = 0;
+    for (int64_t k = 0; k < m.cols; ++k) n += m(i, k) * m(i, k);
+    n = std::sqrt(n);
+    for (int64_t k = 0; k < m.cols; ++k) m(i, k) = n > 0 ? m(i, k) / n : R(0);
+  }
+}
+
+// softmax of u over the entries with keep[c], in place; the others become 0.
+template <typename R>
+void masked_softmax(std::vector<R>& u, const std::vector<bool>& keep) {
+  R m = -std::numeric_limits<R>::infinity(), s = 0;
+  for (size_t c = 0; c < u.size(); ++c)
+    if (keep[c]) m = std::max(m, u[c]);
+  for (size_t c = 0; c < u.size(); ++c) {
+    u[c] = keep[c] ? std::exp(u[c] - m) : R(0);
+    s += u[c];
+  }
+  for (auto& e : u) e /= s;
+}
+
+template <typename R>
+struct Direct {
+  std::vector<R> loss;
+  Mat<R> dw, x_aug;
+};
+
+// Per-row losses, dW = ∂(Σ s_i ℓ_i)/∂W and X̃, paper-literal with the exact formulas.
+template <typename R>
+Direct<R> direct(const Tensor& xt, const Tensor& labels, const Tensor& wt, const Tensor& st,
+                 const Hyper& h) {
+  const Mat<R> x = to_mat<R>(xt), w = to_mat<R>(wt);
+  const int64_t b = x.rows, d = x.cols, C = w.cols;
+  const auto lab = labels.contiguous();
+  const int64_t* y = lab.const_data_ptr<int64_t>();
+  const Tensor sd = st.to(at::kDouble).contiguous();
+  const double* s = sd.const_data_ptr<double>();
+  const R alpha = R(h.alpha), eta = R(h.eta), lam = R(h.lam), delta = R(h.delta);
+  auto logits = [&](const Mat<R>& xx, int64_t i) {  // z = (Wᵀx_i + δ(1 − e_y))/λ
+    std::vector<R> z(C);
+    for (int64_t c = 0; c < C; ++c) {
+      R acc = 0;
+      for (int64_t k = 0; k < d; ++k) acc += xx(i, k) * w(k, c);
+      z[c] = (acc + (c == y[i] ? R(0) : delta)) / lam;
+    }
+    return z;
+  };
+  // g_i = W a'_i, unit
+  Mat<R> g(b, d);
+  for (int64_t i = 0; i < b; ++i) {
+    std::vector<R> a = logits(x, i);
+    std::vector<bool> keep(C, true);
+    if (!h.negative_only) keep[y[i]] = false;
+    masked_softmax(a, keep);
+    if (!h.negative_only) a[y[i]] = -1;
+    for (int64_t k = 0; k < d; ++k)
+      for (int64_t c = 0; c < C; ++c) g(i, k) += w(k, c) * a[c];
+  }
+  unit_rows(g);
+  // q_i = masked softmax_j(x_jᵀḡ_i/α), ĝ_i = q_i X, x̃_i = Π(x_i + η Π(ĝ_i))
+  Mat<R> gh(b, d);
+  for (int64_t i = 0; i < b && b > 1; ++i) {
+    std::vector<R> sc(b);
+    std::vector<bool> keep(b, true);
+    keep[i] = false;
+    for (int64_t j = 0; j < b; ++j)
+      for (int64_t k = 0; k < d; ++k) sc[j] += x(j, k) * g(i, k) / alpha;
+    masked_softmax(sc, keep);
+    for (int64_t j = 0; j < b; ++j)
+      for (int64_t k = 0; k < d; ++k) gh(i, k) += sc[j] * x(j, k);
+  }
+  unit_rows(gh);
+  Mat<R> xa(b, d);
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t k = 0; k < d; ++k) xa(i, k) = x(i, k) + eta * gh(i, k);
+  unit_rows(xa);
+  // ℓ_i = λ softplus(t), t = log Σ_{c≠y} e^{z̃_c − z̃_y};  D_i = s_i σ(t) (u − e_y)
+  Direct<R> out{std::vector<R>(b), Mat<R>(d, C), xa};
+  for (int64_t i = 0; i < b; ++i) {
+    std::vector<R> z = logits(xa, i);
+    const R zy = z[y[i]];
+    R m = -std::numeric_limits<R>::infinity(), sum = 0;
+    for (int64_t c = 0; c < C; ++c)
+      if (c != y[i]) m = std::max(m, z[c]);
+    for (int64_t c = 0; c < C; ++c) sum += c == y[i] ? R(0) : std::exp(z[c] - m);
+    const R t = m - zy + std::log(sum);
+    out.loss[i] = lam * (std::max(t, R(0)) + std::log1p(std::exp(-std::fabs(t))));
+    const R sigma = t >= 0 ? R(1) / (1 + std::exp(-t)) : std::exp(t) / (1 + std::exp(t));
+    for (int64_t c = 0; c < C; ++c) {
+      const R dic = R(s[i]) * sigma * (c == y[i] ? R(-1) : std::exp(z[c] - m) / sum);
+      for (int64_t k = 0; k < d; ++k) out.dw(k, c) += xa(i, k) * dic;
+    }
+  }
+  return out;
+}
+
+template <typename R>
+double rel_err_vec(const Tensor& got, const std::vector<R>& want) {
+  const Tensor g = got.to(at::kDouble).contiguous().reshape({-1});
+  const double* p = g.const_data_ptr<double>();
+  long double num = 0, den = 0;
+  for (size_t k = 0; k < want.size(); ++k) {
+    const long double e = (long double)p[k] - (long double)want[k];
+    num += e * e;
+    den += (long double)want[k] * (long double)want[k];
+  }
+  return double(std::sqrt(num) / std::max(std::sqrt(den), 1e-300L));
+}
+
+// Clustered unit rows x_i ≈ e_{y_i} and a weight whose smallest clean logit margin
+// l_iy − max_{c≠y} l_ic is margin·λ; every fourth row has a wrong label (a large loss).
+std::tuple<Tensor, Tensor, Tensor> margin_problem(double margin, double lam, int64_t b = 12,
+                                                  int64_t d = 7, int64_t C = 4) {
+  at::manual_seed(int64_t(margin));
+  Tensor y = at::arange(b, at::kLong).remainder(C);
+  Tensor x = unit(at::eye(d, at::kDouble).index_select(0, y) +
+                  0.15 * at::randn({b, d}, at::kDouble));
+  Tensor w1 = at::eye(d, C, at::kDouble) + 0.05 * at::randn({d, C}, at::kDouble);
+  Tensor l = x.mm(w1);
+  Tensor onehot = at::one_hot(y, C) > 0;
+  Tensor gaps = l.gather(1, y.unsqueeze(1)).squeeze(1) -
+                std::get<0>(l.masked_fill(onehot, -INFINITY).max(1));
+  Tensor w = w1 * (margin * lam / gaps.min().item<double>());
+  Tensor labels = y.clone();
+  for (int64_t i = 0; i < b; i += 4) labels[i] = (y[i].item<int64_t>() + 1) % C;
+  return {x, labels, w};
+}
+
+// The op in `dtype` against direct<long double> on the same rounded inputs: float64 within tol64;
+// float32 within 2 × direct<float>'s own error (the problem's conditioning in float) + tol32.
+void compare_direct(const std::string& name, const Tensor& x, const Tensor& labels,
+                    const Tensor& w, const Tensor& s, const Hyper& h, at::ScalarType dtype,
+                    double tol64 = 1e-12, double tol32 = 2e-5, double own_factor = 2) {
+  const Tensor xx = x.to(dtype), ww = w.to(dtype), ss = s.to(dtype);
+  auto [loss, dw] = sea_kernels::sea_fwd_cpu(xx, labels, ww, ss, h.alpha, h.eta, h.lam, h.delta,
+                                             h.negative_only, true);
+  const bool finite = at::isfinite(loss).all().item<bool>() && at::isfinite(dw).all().item<bool>();
+  const Direct<long double> ref = direct<long double>(xx, labels, ww, ss, h);
+  const double el = rel_err_vec(loss, ref.loss), eg = rel_err_vec(dw, ref.dw.v);
+  double bl = tol64, bg = tol64;
+  if (dtype == at::kFloat) {
+    const Direct<float> own = direct<float>(xx, labels, ww, ss, h);
+    const Tensor ol = at::from_blob(const_cast<float*>(own.loss.data()),
+                                    {int64_t(own.loss.size())}, at::kFloat);
+    const Tensor og = at::from_blob(const_cast<float*>(own.dw.v.data()),
+                                    {int64_t(own.dw.v.size())}, at::kFloat);
+    bl = own_factor * rel_err_vec(ol, ref.loss) + tol32;
+    bg = own_factor * rel_err_vec(og, ref.dw.v) + tol32;
+  }
+  char buf[320];
+  std::snprintf(buf, sizeof buf, "%s %s: loss err %.2e (bound %.1e), dW err %.2e (bound %.1e)",
+                name.c_str(), dtype == at::kFloat ? "float32" : "float64", el, bl, eg, bg);
+  check(finite && loss.scalar_type() == dtype && el <= bl && eg <= bg, buf);
+}
+
+// x = Π([[.6, .8], [0, 1], [1e-3, −1]]), W = 0: q is uniform, ĝ_0 = (x_1 + x_2)/2 nearly cancels
+// (‖ĝ_0‖² ≈ 2.5e-7 ≪ max K_jj = 1). With C = 2, y_0 = 0 and row weights e_0, D_0 = (−½, ½) and
+// dW = x̃_0 D_0ᵀ, so dW shows x̃_0. Gram space alone was off by 8e-3 in float32; the row is
+// untrusted and taken from ĝ_0 = q_0 X (norms, (QL)_0 and its dW share): as exact as direct.
+void cancelling_reproducer(at::ScalarType dtype, double tol) {
+  Tensor x = unit(at::tensor({0.6, 0.8, 0.0, 1.0, 1e-3, -1.0}, at::kDouble).reshape({3, 2}))
+                 .to(dtype);
+  Tensor w = at::zeros({2, 2}, dtype), labels = at::tensor({0, 1, 0}, at::kLong);
+  Tensor s = at::tensor({1.0, 0.0, 0.0}, at::kDouble).to(dtype);
+  Hyper h;
+  auto [loss, dw] = sea_kernels::sea_fwd_cpu(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta,
+                                             false, true);
+  const Direct<long double> ref = direct<long double>(x, labels, w, s, h);
+  Tensor got = 2 * dw.select(1, 1).to(at::kDouble);
+  double err = 0;
+  for (int64_t k = 0; k < 2; ++k)
+    err = std::max(err, double(std::fabs((long double)got[k].item<double>() - ref.x_aug(0, k))));
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "cancelling reproducer %s: max |x̃_0 − direct| = %.2e (tol %.0e)",
+                dtype == at::kFloat ? "float32" : "float64", err, tol);
+  check(at::isfinite(dw).all().item<bool>() && err <= tol, buf);
+  compare_direct("cancelling reproducer, every row", x, labels, w,
+                 at::tensor({0.3, 0.5, 0.7}, at::kDouble), h, dtype, 1e-14, 1e-6);
+}
+
+// Six rows ≈ v, five ≈ −v and eight pairs p, ≈ −p: the rows sum to ≈ v, so under a uniform q
+// (α = 1e6) each row ≈ v has ‖ĝ_i‖ ≈ spread/5 (at 1e-4, ‖ĝ‖² ≈ 1e-10 is below float32's ε).
+void near_cancelling(double spread, at::ScalarType dtype) {
+  at::manual_seed(int64_t(-std::log10(spread)));
+  const int64_t d = 10, C = 4;
+  Tensor v = unit(at::randn({1, d}, at::kDouble)), p = unit(at::randn({8, d}, at::kDouble));
+  Tensor x = unit(at::cat({v + spread * at::randn({6, d}, at::kDouble),
+                           -v + spread * at::randn({5, d}, at::kDouble), p,
+                           -p + spread * at::randn({8, d}, at::kDouble)}));
+  Tensor w = 0.5 * at::randn({d, C}, at::kDouble);
+  Tensor labels = at::randint(C, {x.size(0)}, at::kLong), s = at::rand({x.size(0)}, at::kDouble);
+  Hyper h;
+  h.alpha = 1e6;
+  char name[64];
+  std::snprintf(name, sizeof name, "near-cancelling rows, spread %.0e", spread);
+  compare_direct(name, x, labels, w, s, h, dtype);
+}
+
 template <typename F>
 void expect_error(const std::string& name, const std::string& fragment, F&& f) {
   try {
@@ -131,6 +364,67 @@ int main() {
   sharp.lam = 0.01;
   compare("lam=0.01 strong weight", 12, 9, 4, sharp, 30.0);
 
+  // Exact at every margin: logit margins 1λ … 1000λ, float64 and float32, finite and matching the
+  // long-double direct computation.
+  for (const double margin : {1.0, 10.0, 20.0, 50.0, 100.0, 300.0, 1000.0}) {
+    for (const auto dtype : {at::kDouble, at::kFloat}) {
+      Hyper h;  // the paper's α, η, λ
+      auto [x, labels, w] = margin_problem(margin, h.lam);
+      char name[64];
+      std::snprintf(name, sizeof name, "margin %gλ", margin);
+      compare_direct(name, x, labels, w, at::rand({x.size(0)}, at::kDouble), h, dtype);
+      Hyper other;
+      other.delta = 1.0;
+      other.lam = 0.05;
+      other.eta = 0.05;
+      std::tie(x, labels, w) = margin_problem(margin, other.lam);
+      std::snprintf(name, sizeof name, "margin %gλ (δ=1, λ=0.05, η=0.05)", margin);
+      compare_direct(name, x, labels, w, at::ones({x.size(0)}, at::kDouble), other, dtype);
+      Hyper neg;
+      neg.negative_only = true;
+      neg.delta = 0.3;
+      std::snprintf(name, sizeof name, "margin %gλ negative_only", margin);
+      compare_direct(name, x, labels, w, at::ones({x.size(0)}, at::kDouble), neg, dtype);
+    }
+  }
+  // Rows where Gram space cannot be trusted are recomputed from ĝ = q X.
+  cancelling_reproducer(at::kFloat, 1e-6);
+  cancelling_reproducer(at::kDouble, 1e-14);
+  for (const double spread : {1e-1, 1e-2, 1e-3, 1e-4})
+    for (const auto dtype : {at::kDouble, at::kFloat}) near_cancelling(spread, dtype);
+  {
+    // x_1 ≈ −x_0, η = 1: n_0² = K_00 + 2ηr x_0ᵀĝ_0 + η² cancels to 1e-4 (n from u directly).
+    Tensor x = unit(at::tensor({1.0, 0.0, -1.0, 0.01}, at::kDouble).reshape({2, 2}));
+    Hyper h;
+    h.eta = 1.0;
+    for (const auto dtype : {at::kDouble, at::kFloat})
+      compare_direct("cancelling n²", x, at::tensor({0, 0}, at::kLong),
+                     at::zeros({2, 2}, at::kDouble), at::tensor({1.0, 0.3}, at::kDouble), h,
+                     dtype);
+    // Rows e_1, e_2, 0 at α = 1e-3 with S_01 = −60: q_0 ≈ 1 on the zero row, ĝ_0 = 8.7e-27·e_2,
+    // whose ‖ĝ_0‖² underflows in float32 (the recomputed ĝ_0 is scaled first). direct<float>
+    // underflows too, so the bound is tol32 alone.
+    Tensor xz = at::tensor({1.0, 0.0, 0.0, 1.0, 0.0, 0.0}, at::kDouble).reshape({3, 2});
+    Tensor wz = at::tensor({0.0, std::sqrt(1 - 0.06 * 0.06), 0.0, -0.06}, at::kDouble)
+                    .reshape({2, 2});
+    Hyper hz;
+    hz.alpha = 1e-3;
+    compare_direct("zero row takes q_0 ≈ 1", xz, at::zeros({3}, at::kLong), wz,
+                   at::ones({3}, at::kDouble), hz, at::kFloat, 1e-12, 2e-5, 0.0);
+    // ḡ_i = e_1 for every row, α = 1e-3: row 0 scores 0 on the zero row x_1 and −894, −958 on
+    // x_2, x_3, whose exponentials flush to 0 (float32 and float64): zero rows are masked like the
+    // diagonal, so ĝ_0 keeps its direction ≈ x_2 (the long-double direct form resolves e^{−894};
+    // direct<float> does not, so the float32 bound is tol32 alone).
+    Tensor xf = unit(at::tensor({1.0, 0.0, 0.0, 0.0, -1.0, 0.5, -1.0, -0.3}, at::kDouble)
+                         .reshape({4, 2}));
+    Tensor wf = at::tensor({0.0, 0.5, 0.0, 0.0}, at::kDouble).reshape({2, 2});
+    Hyper hf;
+    hf.alpha = 1e-3;
+    for (const auto dtype : {at::kDouble, at::kFloat})
+      compare_direct("zero row beside flushed scores", xf, at::zeros({4}, at::kLong), wf,
+                     at::tensor({1.0, 0.4, 0.7, 0.2}, at::kDouble), hf, dtype, 1e-12, 2e-5, 0.0);
+  }
+
   // The registered op reaches the same kernel through the dispatcher.
   auto op = c10::Dispatcher::singleton()
                 .findSchemaOrThrow("sea_kernels::sea_fwd_cpu", "")
@@ -155,6 +449,10 @@ int main() {
     });
     expect_error("weight rows != d", "weight must have shape", [&] {
       sea_kernels::sea_fwd_cpu(x, labels, w.narrow(0, 0, 7), s, 0.01, 0.8, 0.1, 0.0, false, true);
+    });
+    expect_error("one class", "at least 2 classes", [&] {
+      sea_kernels::sea_fwd_cpu(x, labels.zero_(), w.narrow(1, 0, 1), s, 0.01, 0.8, 0.1, 0.0,
+                               false, true);
     });
     expect_error("row_scale length", "row_scale", [&] {
       sea_kernels::sea_fwd_cpu(x, labels, w, s.narrow(0, 0, 4), 0.01, 0.8, 0.1, 0.0, false, true);

@@ -15,6 +15,11 @@ What differs from one classifier at a time:
 * The η = 0 block. Configurations with η = 0 are the exact baseline: every term with Q is
   multiplied by η = 0 and vanishes exactly (n_i² = K_ii), so they skip the b×b work:
   L̃ = L/‖x‖, R = D/‖x‖ — what the torch backend evaluates at η = 0.
+* Exact at every margin (docs/design.md §3): A' from the softmax over c ≠ y, the loss as
+  λ·softplus(t) and D = s·sigmoid(t)(U − Y), as the torch backend. Untrusted rows (‖ĝ_i‖² <
+  τ·max_j K_jj, or n_i² cancelling) get x̃_i = Π(x_i + ηΠ(Q_j[rows] X)) directly per
+  configuration (`_direct_rows`); their share of dW_kᵀ is added after the stacked GEMM. Where
+  a'ᵀMa' cancels, ‖g_i‖ comes from W_k a'_i directly.
 * Chunks. The (k, b, b) tensors dominate memory (1,728 configurations × 256² × 4 B = 450 MB),
   so the η > 0 configurations run chunk_size at a time (auto_chunk_size from a byte budget),
   in reusable Workspace buffers.
@@ -24,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from .torch_backend import TAU, direct_rows, loss_terms, softplus
 
 # Default budget for a chunk's (chunk, b, b) working set: cache-sized is fastest on a CPU; on a
 # GPU larger chunks mean fewer kernel launches.
@@ -97,29 +104,38 @@ def _tiny(dtype):
 
 
 def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, alpha, eta, lam,
-                   delta, x=None, ws: Workspace | None = None):
-    """Rows Rᵀ (k, C, b) with dW_k = X R_k, and per-row losses (k, b), for a chunk of η > 0
-    configurations, in the transposed layout (class axis in the middle: the row-wise softmaxes
-    over C are then contiguous along b, and every bmm has the fast M = C shape on CPU).
+                   delta, x, ws: Workspace | None = None):
+    """Rows Rᵀ (k, C, b) with dW_k = X R_k (+ the direct terms), and per-row losses (k, b), for a
+    chunk of η > 0 configurations, in the transposed layout (class axis in the middle: the
+    row-wise softmaxes over C are then contiguous along b, and every bmm has the fast M = C shape
+    on CPU).
 
     logits_t (k, C, b) = (X W_k)ᵀ; weight_t (k, C, d) = W_kᵀ (rows of the stacked W_allᵀ);
-    y_t (C, b) one-hot; labels (b,); k_gram (b, b) = X Xᵀ; k_diag (b,) = ‖x_i‖²; row_scale (b,);
-    alpha, eta, lam, delta (k, 1); x (b×d), needed only when d < b (then ‖ĝ_i‖² and x_iᵀĝ_i come
-    from ĝ = Q X, 2b²d, instead of Q K, 2b³); ws: scratch buffers (two (k, b, b) ones).
-    Mirrors the stages of op/torch_backend.py (row_prep … grad_rows).
+    y_t (C, b) one-hot; labels (b,); k_gram (b, b) = X Xᵀ, or None when d < b (then ‖ĝ_i‖² and
+    x_iᵀĝ_i come from ĝ = Q X, 2b²d, instead of Q K, 2b³); k_diag (b,) = ‖x_i‖²; row_scale (b,);
+    alpha, eta, lam, delta (k, 1); x (b×d); ws: scratch buffers (two (k, b, b) ones).
+    Mirrors the stages of op/torch_backend.py (row_prep … grad_rows), the untrusted rows of
+    docs/design.md §3 included. Returns (Rᵀ, losses, direct) with direct a list of
+    (configuration in the chunk, (C×d) term to add to its dW_kᵀ).
     """
     kc, c, b = logits_t.shape
     dt = logits_t.dtype
     tiny = _tiny(dt)
-    not_y = 1 - y_t
+    not_y, ymask = 1 - y_t, y_t.bool()
     delta, lam = delta[:, :, None], lam[:, :, None]
-    a = torch.softmax((logits_t + delta * not_y) / lam, dim=1)
-    a = a - y_t
-    amax = a.abs().amax(dim=1, keepdim=True)
-    a = a / torch.where(amax > 0, amax, 1)
+    z = (logits_t + delta * not_y) / lam
+    a = torch.softmax(z.masked_fill(ymask, float("-inf")), dim=1) - y_t   # A' exactly (§3)
+    del z
     if c <= 2 * b:
         m = torch.bmm(weight_t, weight_t.transpose(1, 2))                   # (k, C, C) = W_kᵀW_k
         g_norm2 = (torch.bmm(m, a) * a).sum(dim=1)                          # a_iᵀ M a_i, (k, b)
+        scale = m.diagonal(dim1=1, dim2=2).amax(dim=1, keepdim=True) * a.abs().sum(dim=1) ** 2
+        bad = g_norm2 < TAU[dt] * scale                  # a'ᵀMa' cancels (§3): ‖W_k a'_i‖ direct
+        if bool(bad.any()):
+            for j in torch.nonzero(bad.any(dim=1)).flatten().tolist():
+                idx = torch.nonzero(bad[j]).flatten()
+                g_norm2[j, idx] = (weight_t[j].T @ a[j][:, idx]).square().sum(dim=0)
+        del m
     else:
         g_norm2 = torch.bmm(weight_t.transpose(1, 2), a).square().sum(dim=1)  # ‖W_k a_i‖²
     inv_g = torch.where(g_norm2 > 0, g_norm2.clamp_min(tiny).rsqrt(), 0)
@@ -131,7 +147,7 @@ def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, a
     else:
         s.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
         torch.ops.aten._softmax.out(s, 2, False, out=q)
-    if x is None or x.shape[1] >= b:
+    if k_gram is not None:
         qk = s                                                     # S is dead: reuse its buffer
         torch.mm(q.view(kc * b, b), k_gram, out=qk.view(kc * b, b))  # the 2b³ GEMM, K shared
         x_dot_gh = qk.diagonal(dim1=1, dim2=2).clone()             # (QK)_ii = Σ_j Q_ij K_ij
@@ -146,24 +162,57 @@ def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, a
     moved = gh_norm2 > 0
     r = torch.where(moved, gh_norm2.clamp_min(tiny).rsqrt(), 0)
     n2 = k_diag + 2 * eta * r * x_dot_gh + eta * eta * moved.to(dt)
-    inv_n = n2.clamp_min(tiny).rsqrt()
-    aug = inv_n[:, None, :] * (logits_t + (eta * r)[:, None, :] * ql_t)
-    log_p = torch.log_softmax((aug + delta * not_y) / lam, dim=1)
-    losses = -lam[:, :, 0] * log_p.gather(1, labels.view(1, 1, b).expand(kc, 1, b))[:, 0, :]
-    d = row_scale * (log_p.exp() - y_t)
-    rows = inv_n[:, None, :] * d
-    rows.baddbmm_((eta * r * inv_n)[:, None, :] * d, q)             # + (Qᵀ D')ᵀ = D'ᵀ Q
-    return rows, losses
+    c1 = n2.clamp_min(tiny).rsqrt()                                # 1/n
+    c2 = eta * r * c1                                              # ηr/n
+    untrusted = _direct_rows(x, weight_t, q, gh_norm2, n2, ql_t, k_diag, eta, c1, c2)
+    aug = c1[:, None, :] * logits_t + c2[:, None, :] * ql_t
+    losses, d = _loss_rows((aug + delta * not_y) / lam, ymask, y_t, lam, row_scale)
+    rows = c1[:, None, :] * d
+    direct = []
+    for j, idx, x_aug in untrusted:                                # their share from x̃ directly
+        c2[j, idx] = 0
+        direct.append((j, d[j][:, idx] @ x_aug))
+    rows.baddbmm_(c2[:, None, :] * d, q)                           # + (Qᵀ D')ᵀ = D'ᵀ Q
+    return rows, losses, direct
+
+
+def _direct_rows(x, weight_t, q, gh_norm2, n2, ql_t, k_diag, eta, c1, c2):
+    """The untrusted rows of docs/design.md §3 (‖ĝ_i‖² < τ·max_j K_jj, or n_i² < τ(K_ii + η²) or
+    underflowing, as torch_backend.untrusted_rows):
+    per configuration j with any, x̃_i = Π(x_i + ηΠ(Q_j[rows] X)) directly; they get c1 = 0,
+    c2 = 1 and (QL)_i ← W_jᵀx̃_i (written in place). Returns [(j, rows, x̃)]. One host sync per
+    chunk."""
+    moved = (gh_norm2 > 0).to(gh_norm2.dtype)
+    tau = TAU[gh_norm2.dtype]
+    bad = ((gh_norm2 < tau * k_diag.max()) | (n2 < tau * (k_diag + eta * eta * moved))
+           | (n2 < _tiny(n2.dtype)))
+    out = []
+    if not bool(bad.any()):
+        return out
+    for j in torch.nonzero(bad.any(dim=1)).flatten().tolist():
+        idx = torch.nonzero(bad[j]).flatten()
+        x_aug = direct_rows(x, q[j, idx], idx, eta[j, 0])          # (m, d)
+        ql_t[j][:, idx] = weight_t[j] @ x_aug.T                    # (C, m)
+        c1[j, idx], c2[j, idx] = 0, 1
+        out.append((j, idx, x_aug))
+    return out
+
+
+def _loss_rows(z, ymask, y_t, lam, row_scale):
+    """Per-row losses λ·softplus(t) (k, b) and D = s·sigmoid(t)(U − Y) (k, C, b) from the
+    tempered augmented logits z (k, C, b) — torch_backend.loss_terms along the class axis."""
+    t, u = loss_terms(z, ymask)
+    losses = lam[:, :, 0] * softplus(t)
+    return losses, (row_scale * torch.sigmoid(t))[:, None, :] * (u - y_t)
 
 
 def sea_rows_baseline(logits_t, y_t, labels, k_diag, row_scale, lam, delta):
     """η = 0: x̃_i = x_i/‖x_i‖ exactly; rows Rᵀ (k, C, b) and losses (k, b), no b×b work."""
-    kc, _, b = logits_t.shape
     lam = lam[:, :, None]
     inv_n = k_diag.clamp_min(_tiny(logits_t.dtype)).rsqrt()
-    log_p = torch.log_softmax((inv_n * logits_t + delta[:, :, None] * (1 - y_t)) / lam, dim=1)
-    losses = -lam[:, :, 0] * log_p.gather(1, labels.view(1, 1, b).expand(kc, 1, b))[:, 0, :]
-    return inv_n * (row_scale * (log_p.exp() - y_t)), losses
+    z = (inv_n * logits_t + delta[:, :, None] * (1 - y_t)) / lam
+    losses, d = _loss_rows(z, y_t.bool(), y_t, lam, row_scale)
+    return inv_n * d, losses
 
 
 def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_baseline: int = 0,
@@ -183,6 +232,8 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     """
     b, dim = x.shape
     c = num_classes
+    if c < 2:
+        raise ValueError(f"num_classes must be at least 2 classes (columns of each W_k), got {c}")
     kt = weight_t.shape[0] // c
     dt = x.dtype
     ws = workspace
@@ -194,6 +245,7 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     lg = logits_t.view(kt, c, b)
     rows_all = _empty(ws, "rows", (kt, c, b), x)
     losses = torch.empty(kt, dtype=dt, device=x.device)
+    direct = []
     k_gram = x @ x.T if n_baseline < kt and dim >= b else None  # d < b: chunks use ĝ = Q X
     k_diag = k_gram.diagonal() if k_gram is not None else (x * x).sum(dim=1)
     if n_baseline:
@@ -208,9 +260,13 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
         for lo in range(n_baseline, kt, chunk_size):
             hi = min(kt, lo + chunk_size)
             alpha, eta, lam, delta = hyper.rows(lo, hi)
-            rows_all[lo:hi], loss = sea_rows_chunk(lg[lo:hi], w3[lo:hi], y_t, labels, k_gram,
-                                                   k_diag, row_scale, alpha, eta, lam, delta,
-                                                   x if dim < b else None, ws)
+            rows_all[lo:hi], loss, fixes = sea_rows_chunk(lg[lo:hi], w3[lo:hi], y_t, labels,
+                                                          k_gram, k_diag, row_scale, alpha, eta,
+                                                          lam, delta, x, ws)
             losses[lo:hi] = loss.mean(dim=1)
+            direct += [(lo + j, term) for j, term in fixes]
     grad_t = torch.mm(rows_all.view(kt * c, b), x, out=_empty(ws, "grad", (kt * c, dim), x))
+    g3 = grad_t.view(kt, c, dim)
+    for j, term in direct:                 # untrusted rows' share of dW_jᵀ, from ĝ directly
+        g3[j] += term
     return grad_t, losses

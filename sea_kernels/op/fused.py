@@ -5,6 +5,10 @@ data and the augmentation is a constant of the step (Alg. 1), so ∂loss/∂W is
 forward pass by the chosen backend, saved, and scaled by the incoming gradient in backward
 (as Liger-Kernel does for losses whose input is fixed). With reduction="none" the per-row weights
 are only known in backward, so backward runs the backend once more with those weights.
+
+Double backward (backward with create_graph=True, e.g. Hessian-vector products): backward then
+returns dW built from differentiable torch ops of W with x̃ held fixed (`_weight_grad_graph`), so
+its derivative is the Hessian of W ↦ ℓ(X̃W) with X̃ constant, as Alg. 1 treats it.
 """
 from __future__ import annotations
 
@@ -15,7 +19,13 @@ from ..params import DEFAULTS, DIRECTIONS, FUSED_DIRECTIONS, REDUCTIONS, check_c
 from . import reference, torch_backend
 from .dispatch import forward_of, resolve_backend
 from .torch_backend import compute_dtype
-from .validation import check_finite, check_hyperparameters, check_label_range, check_tensor_args
+from .validation import (
+    check_dtype_range,
+    check_finite,
+    check_hyperparameters,
+    check_label_range,
+    check_tensor_args,
+)
 
 
 def _row_scale(b: int, reduction: str, like: Tensor) -> Tensor:
@@ -71,15 +81,36 @@ def _setup_context(ctx, inputs, output):
     if reduction == "none":
         ctx.save_for_backward(x, labels, weight)
     else:
-        ctx.save_for_backward(output[1])
+        ctx.save_for_backward(x, labels, weight, output[1])
+
+
+def _weight_grad_graph(x, labels, weight, upstream, reduction, alpha, eta, lam, delta,
+                       negative_only):
+    """upstream · ∂(Σ_i s_i ℓ(x̃_i))/∂W as differentiable torch ops of W (and of upstream), with
+    x̃ = sea_augment(x, labels, W.detach()) a constant: X̃ᵀ diag(s·sigmoid(t))(U − Y), the exact
+    first derivative (docs/design.md §3), so its derivative is the Hessian with x̃ fixed."""
+    ct = compute_dtype(x, weight)
+    with torch.no_grad():
+        x_aug = torch_backend.sea_augment(x, labels, weight.detach(), alpha, eta, lam, delta,
+                                          negative_only).to(ct)
+    y = reference.one_hot(labels, weight.shape[1], ct)
+    z = (x_aug @ weight.to(ct) + delta * (1 - y)) / lam
+    t, u = torch_backend.loss_terms(z, y.bool())
+    s = upstream.to(ct) / (x.shape[0] if reduction == "mean" else 1)
+    d = (s * torch.sigmoid(t))[:, None] * (u - y)
+    return (x_aug.T @ d).to(weight.dtype)
 
 
 def _backward(ctx, grad_loss, _grad_of_grad):
-    if ctx.reduction == "none":
-        x, labels, weight = ctx.saved_tensors
+    x, labels, weight, *saved = ctx.saved_tensors
+    if torch.is_grad_enabled():  # backward(create_graph=True): a dW that is differentiable
+        alpha, eta, lam, delta, _, negative_only = ctx.hyper
+        grad_w = _weight_grad_graph(x, labels, weight, grad_loss, ctx.reduction, alpha, eta, lam,
+                                    delta, negative_only)
+    elif ctx.reduction == "none":
         grad_w = weighted_grad_op(x, labels, weight, grad_loss, *ctx.hyper)
     else:
-        (grad,) = ctx.saved_tensors
+        (grad,) = saved
         grad_w = (grad_loss * grad).to(grad.dtype)
     return None, None, grad_w, None, None, None, None, None, None, None, None
 
@@ -98,7 +129,8 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAU
     """Smoothed-hinge loss (Eq. 15) of the SeA-augmented batch x̃ (Eq. 11), differentiable in weight.
 
     x (b×d) fixed features, labels (b,) in [0, C), weight (d×C). The augmentation x̃ is a constant
-    of the step: autograd gives ∂loss/∂W with x̃ held fixed, exactly as Alg. 1 trains. reduction is
+    of the step: autograd gives ∂loss/∂W with x̃ held fixed, exactly as Alg. 1 trains (also to
+    second order: backward with create_graph=True gives a dW differentiable in W). reduction is
     "mean" (Alg. 1), "sum" or "none" (per-row losses). direction "sea_neg" drops the target-class
     term of the gradient (the paper's ablation). backend: "auto" (the first of op.dispatch.PRIORITY
     that takes the inputs: triton for float32/bf16/fp16 CUDA tensors, cpp on the CPU when built,
@@ -108,6 +140,7 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAU
     """
     check_tensor_args(x, labels, weight)
     alpha, eta, lam, delta = check_hyperparameters(alpha, eta, lam, delta)
+    check_dtype_range(compute_dtype(x, weight), alpha, eta, lam, delta)
     check_choice("reduction", reduction, REDUCTIONS)
     check_choice("direction", direction, FUSED_DIRECTIONS)
     backend = resolve_backend(backend, x.device, (x.dtype, weight.dtype))
@@ -118,7 +151,7 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAU
     loss, _ = fused_sea_op(x, labels, weight, float(alpha), float(eta), float(lam), float(delta),
                            reduction, backend, direction == "sea_neg", need_grad)
     if validate and _eager():
-        check_finite(loss, x, weight, lam)
+        check_finite(loss, x, weight, lam, alpha, eta, delta)
     return loss
 
 
@@ -133,6 +166,7 @@ def sea_augment(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEF
     """
     check_tensor_args(x, labels, weight)
     alpha, eta, lam, delta = check_hyperparameters(alpha, eta, lam, delta)
+    check_dtype_range(compute_dtype(x, weight), alpha, eta, lam, delta)
     check_choice("direction", direction, DIRECTIONS)
     labels = labels.long()
     check_label_range(labels, weight.shape[1])
@@ -143,5 +177,5 @@ def sea_augment(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEF
         else:
             out = reference.augment(x, labels, weight.to(x.dtype), direction=direction, alpha=alpha,
                                     eta=eta, lam=lam, delta=delta, generator=generator)
-    check_finite(out, x, weight, lam)
+    check_finite(out, x, weight, lam, alpha, eta, delta)
     return out

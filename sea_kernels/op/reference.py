@@ -13,9 +13,13 @@ is meant to be read next to the paper and run in float64, not to be fast. The fa
 (op/torch_backend.py, the C++ and Triton kernels) compute the same functions in "Gram space"
 without ever forming a b×d intermediate (docs/design.md §2, §5).
 
+Two formulas are written in an equivalent form that stays exact at every logit margin
+(docs/design.md §3): the loss as λ·softplus(t), and the direction of g_i from a' = a/(1 − p_y)
+(`gradient_direction`; Prop. 4 itself is `feature_gradient`).
+
 Conventions for the corner cases (shared by every backend):
 * b = 1: there is no other example to project on, so ĝ = 0 and x̃ = Π(x).
-* a zero gradient g_i (p_i one-hot at the label) stays zero: ḡ_i = 0, S_i = 0, so q_i is uniform
+* a zero gradient direction W a'_i (e.g. W = 0) stays zero: ḡ_i = 0, S_i = 0, so q_i is uniform
   over j ≠ i.
 * a zero direction ĝ_i (b = 1, or the other examples cancel) leaves x_i unmoved: x̃_i = Π(x_i).
 """
@@ -31,9 +35,12 @@ def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch
 
 
 def unit(v: torch.Tensor) -> torch.Tensor:
-    """Π(v): rows scaled to unit length; a zero row stays zero."""
+    """Π(v): rows scaled to unit length; a zero row stays zero. Each row is first divided by the
+    power of two above its largest entry (exact), so that ‖v‖ neither underflows nor overflows."""
+    _, e = torch.frexp(v.abs().amax(dim=1, keepdim=True))
+    v = v / torch.ldexp(torch.ones_like(v[:, :1]), e)
     norm = v.norm(dim=1, keepdim=True)
-    return torch.where(norm > 0, v / torch.where(norm > 0, norm, 1), torch.zeros_like(v))
+    return torch.where(norm == 0, torch.zeros_like(v), v / torch.where(norm == 0, 1, norm))
 
 
 def margin_logits(logits: torch.Tensor, labels: torch.Tensor, lam: float,
@@ -44,9 +51,15 @@ def margin_logits(logits: torch.Tensor, labels: torch.Tensor, lam: float,
 
 
 def smoothed_hinge_loss(logits, labels, lam=0.1, delta=0.0, reduction="mean"):
-    """Eq. 15: ℓ_i = −λ log softmax(Z_i)[y_i]. δ = 0, λ = 1 is cross-entropy."""
+    """Eq. 15: ℓ_i = −λ log softmax(Z_i)[y_i]. δ = 0, λ = 1 is cross-entropy.
+
+    Evaluated as ℓ_i = λ·softplus(t_i), t_i = log Σ_{c≠y} e^{z_c − z_y} (the same number): unlike
+    log_softmax it does not round ℓ_i to 0 nor its gradient's p_y − 1 to 0 when p_y ≈ 1.
+    """
     z = margin_logits(logits, labels, lam, delta)
-    rows = -lam * torch.log_softmax(z, dim=1).gather(1, labels[:, None])[:, 0]
+    others = z.masked_fill(one_hot(labels, z.shape[1], torch.bool), float("-inf"))
+    t = torch.logsumexp(others, dim=1) - z.gather(1, labels[:, None])[:, 0]
+    rows = -lam * torch.nn.functional.logsigmoid(-t)  # λ·softplus(t), gradient λ·sigmoid(t)
     return _reduce(rows, reduction)
 
 
@@ -58,6 +71,20 @@ def feature_gradient(x, labels, weight, lam=0.1, delta=0.0, negative_only=False)
     """
     p = torch.softmax(margin_logits(x @ weight, labels, lam, delta), dim=1)
     a = p if negative_only else p - one_hot(labels, weight.shape[1], p.dtype)
+    return a @ weight.T
+
+
+def gradient_direction(x, labels, weight, lam=0.1, delta=0.0, negative_only=False):
+    """`feature_gradient` divided by 1 − p_y > 0 (only the direction ḡ is used): W a'_i with
+    a'_c = softmax_{c≠y}(z)_c, a'_y = −1; for ``negative_only`` it is W p_i.
+
+    Why: p_y − 1 rounds to 0 beyond a ≈ 16.6λ (float32) / 36.7λ (float64) margin, dropping −w_y.
+    """
+    if negative_only:
+        return feature_gradient(x, labels, weight, lam, delta, negative_only=True)
+    z = margin_logits(x @ weight, labels, lam, delta)
+    y = one_hot(labels, weight.shape[1], z.dtype)
+    a = torch.softmax(z.masked_fill(y.bool(), float("-inf")), dim=1) - y
     return a @ weight.T
 
 
@@ -98,7 +125,8 @@ def augment(x, labels, weight, *, direction="sea", alpha=0.01, eta=0.8, lam=0.1,
             generator=None):
     """The augmented mini-batch X̃ (a constant for training: computed under no_grad).
 
-    sea      Eq. 11: x̃_i = Π(x_i + η Π(ĝ_i)), ĝ_i = Σ_{j≠i} q_ij x_j with q from Eq. 10
+    sea      Eq. 11: x̃_i = Π(x_i + η Π(ĝ_i)), ĝ_i = Σ_{j≠i} q_ij x_j with q from Eq. 10 (ḡ_i from
+             `gradient_direction`)
     sea_neg  as sea, with g_i = Σ_c p_c w_c (target-class term removed)
     rand     as sea, with q_i uniform on the simplex
     mixup    as sea, with q_i one-hot at a random partner: x̃_i = Π(x_i + η Π(x_j))
@@ -114,8 +142,8 @@ def augment(x, labels, weight, *, direction="sea", alpha=0.01, eta=0.8, lam=0.1,
             return x + eta * feature_gradient(x, labels, weight, lam, delta)
         b = x.shape[0]
         if direction in ("sea", "sea_neg"):
-            g = feature_gradient(x, labels, weight, lam, delta,
-                                 negative_only=direction == "sea_neg")
+            g = gradient_direction(x, labels, weight, lam, delta,
+                                   negative_only=direction == "sea_neg")
             q = projection_weights(x, g, alpha)
         elif direction == "rand":
             q = random_simplex_weights(b, x.dtype, x.device, generator)

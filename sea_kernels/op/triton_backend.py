@@ -7,13 +7,21 @@ host module launches the kernels of op/triton_kernels.py stage by stage. What di
   refused (dispatch sends it to `torch`). `tl.dot` runs with input_precision=DOT_PRECISION
   ("ieee", exact fp32: TF32 would put 1e-3 relative errors into S, amplified by 1/α).
 * No b×b matrix is stored. `attention` is an online softmax over key blocks (as flash
-  attention): it keeps QV = Q[K | L] per value tile and lse_i = log Σ_j e^{S_ij}, and
-  `grad_rows` recomputes Q block by block from A', L and lse. ‖ĝ_i‖² and x_iᵀĝ_i come out of
-  `attention` as per-tile partial sums (no atomics), added on the host.
+  attention): it keeps QV = Q[K | L] per value tile, the row max m_i and 1/z_i
+  (z_i = Σ_j e^{S_ij − m_i}), and `grad_rows` recomputes Q = e^{S − m}/z block by block from A',
+  L, m and 1/z (not from one lse = m + log z, whose rounding ε|m| would scale whole rows of Q).
+  ‖ĝ_i‖² and x_iᵀĝ_i come out of `attention` as per-tile partial sums (no atomics), added on the
+  host.
 * Tiles: rows in blocks of Config.row_m / block_m / block_n, the class dimension looped over in
   tiles (any C, no maximum), any b ≥ 1. `logits_and_gram`, `grad_norms` (M = WᵀW for C ≤ 2b,
-  else A'Wᵀ, as the torch backend) and `weight_grad` are torch GEMMs; the other four stages are
-  one kernel launch each.
+  else A'Wᵀ, as the torch backend) and `weight_grad` are torch GEMMs, the row factors
+  c1 = 1/n, c2 = ηr/n are O(b) torch ops on the host (`torch_backend.factors`); the other four
+  stages are one kernel launch each.
+* The untrusted rows of docs/design.md §3 (‖ĝ_i‖² < τ·max_j K_jj, `torch_backend.untrusted_rows`)
+  and those whose n_i² cancels are redone in torch after `attention` (one host sync): their rows
+  of Q from A', L, sc, m and 1/z (`q_rows`), then x̃_i = Π(x_i + ηΠ(q_i X)) directly, with
+  c1 = 0, c2 = 1 and QL_i ← x̃_iᵀW for `_row_epilogue`, c2 = 0 for `_grad_rows`, and their share
+  of dW added from x̃ (`torch_backend.add_direct_grad`).
 * On the CPU the kernels run only in Triton's interpreter, when TRITON_INTERPRET=1 was set before
   the kernels were imported and still is (a testing aid; backend="auto" never picks it).
 """
@@ -24,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .torch_backend import grad_norms, weight_grad
+from .torch_backend import add_direct_grad, factors, grad_norms, weight_grad
 
 try:
     import triton
@@ -95,14 +103,30 @@ def _forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only
     f32 = torch.float32
     x, w = x.detach().to(f32), weight.detach().to(f32)
     labels = labels.to(torch.int64).contiguous()
+    b = x.shape[0]
     logits, v = logits_and_gram(x, w)
     a = row_prep(logits, labels, lam, delta, negative_only, cfg)
-    sc, qv, lse, gh2, xg = attention(a, logits, v, grad_norms(a, w), alpha, cfg)
-    losses, d, c1, c2 = row_epilogue(logits, labels, qv, v, gh2, xg, row_scale, eta, lam, delta,
-                                     compute_grad, cfg)
+    sc, qv, mz, gh2, xg = attention(a, logits, v, grad_norms(a, w), alpha, cfg)
+    c1, c2, rows, x_aug = factors(x, w, lambda r: q_rows(a, logits, sc, mz, r), qv[:, b:], gh2,
+                                  xg, v[:, :b].diagonal(), eta)
+    c1, c2 = c1.contiguous(), c2.contiguous()
+    losses, d = row_epilogue(logits, labels, qv, c1, c2, row_scale, lam, delta, compute_grad,
+                             cfg)
     if not compute_grad:
         return losses, x.new_empty(0)
-    return losses, weight_grad(x, grad_rows(a, logits, sc, lse, d, c1, c2, cfg))
+    if x_aug is not None:  # their share comes from x̃ directly (c1 = 0 already)
+        c2 = c2.index_fill(0, rows, 0)
+    dw = weight_grad(x, grad_rows(a, logits, sc, mz, d, c1, c2, cfg))
+    return losses, dw if x_aug is None else add_direct_grad(dw, x_aug, d[rows])
+
+
+def q_rows(a, logits, sc, mz, rows):
+    """Rows `rows` of Q = e^{S − m}/z (S_ij = sc_i a'_i·l_j, S_ii = −∞; mz = (m, 1/z) of
+    `attention`), recomputed in torch as `_grad_rows` recomputes them (Q is never stored)."""
+    m, inv_z = mz
+    s = (a[rows] @ logits.T) * sc[rows, None]
+    s[torch.arange(rows.numel(), device=rows.device), rows] = float("-inf")
+    return torch.exp(s - m[rows, None]) * inv_z[rows, None]
 
 
 def logits_and_gram(x, w):
@@ -112,7 +136,8 @@ def logits_and_gram(x, w):
 
 
 def row_prep(logits, labels, lam, delta, negative_only, cfg: Config):
-    """A' (b×C) by _row_prep: (softmax(Z) − Y)/max|·| row-wise (−Y dropped for negative_only)."""
+    """A' (b×C) by _row_prep: (softmax(Z) − Y)/(1 − p_y) formed exactly (softmax over c ≠ y, −1 at
+    y); negative_only: softmax(Z)/max row-wise."""
     b, c = logits.shape
     a = torch.empty_like(logits)
     kernels._row_prep[(triton.cdiv(b, cfg.row_m),)](
@@ -123,8 +148,9 @@ def row_prep(logits, labels, lam, delta, negative_only, cfg: Config):
 
 
 def attention(a, logits, v, g_norm2, alpha, cfg: Config):
-    """_attention: (sc, QV, lse, ‖ĝ‖², xᵀĝ) with S_ij = sc_i a'_i·l_j, sc_i = 1/(α‖g_i‖) (0 for a
-    zero g_i), QV = Q[K | L] (b×(b+C)) and lse_i = log Σ_{j≠i} e^{S_ij} (+inf when b = 1)."""
+    """_attention: (sc, QV, (m, 1/z), ‖ĝ‖², xᵀĝ) with S_ij = sc_i a'_i·l_j, sc_i = 1/(α‖g_i‖) (0
+    for a zero g_i), QV = Q[K | L] (b×(b+C)), m_i = max_{j≠i} S_ij and z_i = Σ_{j≠i} e^{S_ij − m_i}
+    (m = 1/z = 0 when b = 1)."""
     b, c = logits.shape
     f32, dev = torch.float32, logits.device
     inv_g = torch.where(g_norm2 > 0, g_norm2.clamp_min(torch.finfo(f32).tiny).rsqrt(), 0)
@@ -132,42 +158,39 @@ def attention(a, logits, v, g_norm2, alpha, cfg: Config):
     nv = b + c
     n_tiles, n_ktiles = triton.cdiv(nv, cfg.block_v), triton.cdiv(b, cfg.block_v)
     qv = torch.empty(b, nv, dtype=f32, device=dev)
-    lse = torch.empty(b, dtype=f32, device=dev)
+    m = torch.empty(b, dtype=f32, device=dev)
+    inv_z = torch.empty(b, dtype=f32, device=dev)
     p1 = torch.empty(b, n_ktiles, dtype=f32, device=dev)
     p2 = torch.empty_like(p1)
     kernels._attention[(triton.cdiv(b, cfg.block_m), n_tiles)](
-        a, logits, v, sc, qv, lse, p1, p2, b, c, nv,
+        a, logits, v, sc, qv, m, inv_z, p1, p2, b, c, nv,
         a.stride(0), logits.stride(0), v.stride(0), qv.stride(0), p1.stride(0),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c, BLOCK_V=cfg.block_v,
         PREC=DOT_PRECISION, num_warps=cfg.num_warps)
-    return sc, qv, lse, p1.sum(dim=1), p2.sum(dim=1)
+    return sc, qv, (m, inv_z), p1.sum(dim=1), p2.sum(dim=1)
 
 
-def row_epilogue(logits, labels, qv, v, gh2, xg, row_scale, eta, lam, delta, compute_grad,
-                 cfg: Config):
-    """_row_epilogue: per-row losses and, with compute_grad, D = s(P̃ − Y) and the row factors
-    c1 = 1/n, c2 = ηr/n of `grad_rows` (the losses tensor stands in for them otherwise)."""
+def row_epilogue(logits, labels, qv, c1, c2, row_scale, lam, delta, compute_grad, cfg: Config):
+    """_row_epilogue: per-row losses and, with compute_grad, D = s(P̃ − Y) (the losses tensor
+    stands in for it otherwise), from L̃ = c1 L + c2 QL."""
     b, c = logits.shape
     f32, dev = torch.float32, logits.device
     losses = torch.empty(b, dtype=f32, device=dev)
     d = torch.empty_like(logits) if compute_grad else losses
-    c1 = torch.empty(b, dtype=f32, device=dev) if compute_grad else losses
-    c2 = torch.empty_like(c1) if compute_grad else losses
     rs = row_scale.detach().to(device=dev, dtype=f32).contiguous() if compute_grad else losses
     kernels._row_epilogue[(triton.cdiv(b, cfg.row_m),)](
-        logits, labels, qv, v, gh2, xg, rs, losses, d, c1, c2, b, c,
-        logits.stride(0), qv.stride(0), v.stride(0), d.stride(0),
-        float(eta), float(delta), float(lam), 1.0 / lam,
+        logits, labels, qv, c1, c2, rs, losses, d, b, c,
+        logits.stride(0), qv.stride(0), d.stride(0), float(delta), float(lam), 1.0 / lam,
         GRAD=bool(compute_grad), BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c, num_warps=cfg.row_warps)
-    return losses, d, c1, c2
+    return losses, d if compute_grad else None
 
 
-def grad_rows(a, logits, sc, lse, d, c1, c2, cfg: Config):
-    """_grad_rows: R = diag(c1) D + Qᵀ diag(c2) D (b×C), Q recomputed from A', L, sc and lse."""
+def grad_rows(a, logits, sc, mz, d, c1, c2, cfg: Config):
+    """_grad_rows: R = diag(c1) D + Qᵀ diag(c2) D (b×C), Q recomputed from A', L, sc, m, 1/z."""
     b, c = logits.shape
     r_mat = torch.empty_like(logits)
     kernels._grad_rows[(triton.cdiv(b, cfg.block_n), triton.cdiv(c, cfg.block_d))](
-        a, logits, sc, lse, d, c1, c2, r_mat, b, c,
+        a, logits, sc, *mz, d, c1, c2, r_mat, b, c,
         a.stride(0), logits.stride(0), d.stride(0), r_mat.stride(0),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c, BLOCK_D=cfg.block_d,
         PREC=DOT_PRECISION, num_warps=cfg.num_warps)

@@ -1,8 +1,10 @@
 """Argument checks for the public ops: bad input fails here, with the argument named and the fix.
 
-Shape, dtype and device checks are static and always run (also under torch.compile). Checks that
-read tensor values (label range; NaN/Inf, diagnosed only when a result comes out non-finite) run in
-eager mode, where they cost one O(b) reduction per call.
+Shape, dtype and device checks, and whether the scalar arguments fit the compute dtype (α not
+rounding to 0 or a subnormal; η², 1/λ, δ/λ finite), are static and always run (also under
+torch.compile). Checks that read tensor values (label range; NaN/Inf, diagnosed only when a result
+comes out non-finite, naming the argument whose scale overflowed before blaming the weights) run
+in eager mode, where they cost one O(b) reduction per call.
 """
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from ..params import check_real
 
 #: The floating dtypes the op takes (every backend declares a subset, op/dispatch.py).
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-__all__ = ["check_tensor_args", "check_hyperparameters", "check_label_range", "check_finite",
-           "diagnose_nonfinite", "NonFiniteLoss", "FLOAT_DTYPES"]
+__all__ = ["check_tensor_args", "check_hyperparameters", "check_dtype_range", "check_label_range",
+           "check_finite", "diagnose_nonfinite", "NonFiniteLoss", "FLOAT_DTYPES"]
 
 
 class NonFiniteLoss(ValueError):
@@ -46,9 +48,13 @@ def check_tensor_args(x, labels, weight):
         raise ValueError(f"x must have at least one row and one feature, got shape {(b, d)}")
     if labels.shape[0] != b:
         raise ValueError(f"labels has {labels.shape[0]} entries but x has {b} rows")
-    if weight.shape[0] != d or weight.shape[1] == 0:
-        raise ValueError(f"weight must have shape (features={d}, classes ≥ 1) to match x, got "
+    if weight.shape[0] != d:
+        raise ValueError(f"weight must have shape (features={d}, classes ≥ 2) to match x, got "
                          f"{tuple(weight.shape)}")
+    if weight.shape[1] < 2:
+        raise ValueError(f"weight needs at least 2 classes (columns), got shape "
+                         f"{tuple(weight.shape)}: with one class the loss is 0 and the SeA "
+                         "direction is undefined")
     if not (x.device == labels.device == weight.device):
         raise ValueError(f"x, labels and weight must be on one device, got x on {x.device}, "
                          f"labels on {labels.device}, weight on {weight.device}")
@@ -58,9 +64,33 @@ def check_tensor_args(x, labels, weight):
 
 
 def check_hyperparameters(alpha, eta, lam, delta):
-    """α > 0, λ > 0, η ≥ 0, δ: finite real numbers (params.RULES). Returns them as floats."""
+    """α > 0, λ > 0, η ≥ 0, δ: finite real numbers (params.RULES; Python and numpy scalars).
+    Returns them as floats."""
     return tuple(check_real(name, v) for name, v in
                  (("alpha", alpha), ("eta", eta), ("lam", lam), ("delta", delta)))
+
+
+def check_dtype_range(dtype, alpha, eta, lam, delta):
+    """The hyper-parameters (floats) are usable in the compute dtype: α does not round to 0 or a
+    subnormal, and η², 1/λ and δ/λ do not overflow — each named when it fails."""
+    fi = torch.finfo(dtype)
+    name = str(dtype).replace("torch.", "")
+    rounded = float(torch.tensor(alpha, dtype=dtype)) if alpha < 2 * fi.tiny else alpha
+    if rounded < fi.tiny:
+        to = "0" if rounded == 0 else "a subnormal number"
+        raise ValueError(f"alpha = {alpha:g} rounds to {to} in {name} (smallest normal "
+                         f"{fi.tiny:g}), so 1/alpha overflows; use a larger alpha (the "
+                         "projection temperature; the paper uses 0.01–0.05)")
+    if eta * eta >= fi.max:
+        raise ValueError(f"eta = {eta:g} is too large for {name}: eta² overflows in "
+                         f"‖x_i + eta·ĝ_i/‖ĝ_i‖‖² (max {fi.max:g}); use a smaller eta (the "
+                         "augmentation step; the paper uses η ≤ 0.8)")
+    if 1.0 / lam >= fi.max:
+        raise ValueError(f"lam = {lam:g} is too small for {name}: 1/lam overflows (max "
+                         f"{fi.max:g}); use a larger lam (the loss temperature)")
+    if abs(delta) / lam >= fi.max:
+        raise ValueError(f"delta = {delta:g} with lam = {lam:g} overflows {name}: the tempered "
+                         f"margin delta/lam must stay below {fi.max:g}; lower |delta| or raise lam")
 
 
 def check_label_range(labels, num_classes):
@@ -72,18 +102,48 @@ def check_label_range(labels, num_classes):
                          f"columns), found label {bad}")
 
 
-def check_finite(result, x, weight, lam):
+def check_finite(result, x, weight, lam, alpha=None, eta=None, delta=0.0):
     """Eager only: a NaN/Inf anywhere in `result` raises NonFiniteLoss naming the input at fault."""
     if not torch.isfinite(result).all():
-        diagnose_nonfinite(x, weight, lam)
+        diagnose_nonfinite(x, weight, lam, alpha=alpha, eta=eta, delta=delta)
 
 
-def diagnose_nonfinite(x, weight, lam):
-    """Called when a loss came out NaN/Inf: name the input that caused it."""
+def diagnose_nonfinite(x, weight, lam, alpha=None, eta=None, delta=0.0):
+    """Called when a loss came out NaN/Inf: name the input that caused it. Checked in order: NaN/Inf
+    inputs, the scalar arguments alone (η², 1/λ, δ/λ, α), then with the data (‖x_i‖², ‖x_i‖/α,
+    (|x·w| + |δ|)/λ, all evaluated in float64 against the compute dtype's maximum); only a
+    logit x·w that itself overflows blames the weights."""
     for name, t in (("x", x), ("weight", weight)):
         if not torch.isfinite(t).all():
             raise NonFiniteLoss(f"{name} contains NaN or Inf; clean the input (a diverged "
                                 "training run shows up here first: lower the learning rate)")
-    raise NonFiniteLoss(f"the SeA loss overflowed to NaN/Inf (max |weight| = "
-                        f"{weight.abs().max().item():.3g}, lam = {lam}); the weights are too "
-                        "large for this λ: lower the learning rate or raise lam")
+    dtype = torch.float64 if torch.float64 in (x.dtype, weight.dtype) else torch.float32
+    big, name = torch.finfo(dtype).max, str(dtype).replace("torch.", "")
+    head = "the SeA loss overflowed to NaN/Inf: "
+    try:
+        check_dtype_range(dtype, alpha if alpha is not None else 1.0,
+                          eta if eta is not None else 0.0, lam, delta)
+    except ValueError as exc:
+        raise NonFiniteLoss(head + str(exc)) from None
+    with torch.no_grad():
+        xd, wd = x.detach().double(), weight.detach().double()
+        x_norm = xd.norm(dim=1).max().item()
+        logit = (xd @ wd).abs().max().item()
+        w_norm = wd.norm(dim=0).max().item()
+    if x_norm * x_norm >= big:
+        raise NonFiniteLoss(f"{head}x has rows of norm up to {x_norm:.3g}, whose squares overflow "
+                            f"{name}; normalise the features (SeA expects unit-length rows)")
+    if alpha is not None and x_norm / alpha >= big:
+        raise NonFiniteLoss(f"{head}the projection scores x·ḡ/alpha reach {x_norm / alpha:.3g} "
+                            f"(max |x| = {x_norm:.3g}, alpha = {alpha:g}), beyond {name}'s "
+                            f"{big:.3g}; raise alpha or normalise the features")
+    if logit < big:
+        tempered = (max(logit, w_norm) + abs(delta)) / lam
+        if tempered >= big:
+            raise NonFiniteLoss(f"{head}the tempered logits (x·w + delta)/lam reach "
+                                f"{tempered:.3g}, beyond {name}'s {big:.3g} (max |x·w| = "
+                                f"{logit:.3g}, delta = {delta:g}, lam = {lam:g}): raise lam, or "
+                                "lower the learning rate if the weights grew during training")
+    raise NonFiniteLoss(f"{head}max |weight| = {weight.abs().max().item():.3g}, lam = {lam} (max "
+                        f"|x·w| = {logit:.3g}); the weights are too large for this λ: lower the "
+                        "learning rate or raise lam")
