@@ -1,30 +1,35 @@
 // Fused CPU kernel of the SeA loss and its gradient in Gram space (docs/design.md §2), the `cpp`
 // backend of docs/design.md §5: same contract and the same stage names as the Triton and Python
-// backends. With L = XW, K = XXᵀ, Z = (L + δ(1−Y))/λ, P = softmax(Z), A = P − Y (P for
-// negative_only), the stages, in order (numerics: docs/design.md §3, exact at every margin):
-//   logits_and_gram  [K | L] = [XXᵀ | XW]                one b×(b+C) buffer, K from its lower
-//                                                        block triangle
+// backends. With L = XW, K = XXᵀ, Z = (L + 1bᵀ + δ(1−Y))/λ (b: the optional bias), P = softmax(Z),
+// A = P − Y (P for negative_only), the stages, in order (numerics: docs/design.md §3, exact at
+// every margin). With groups of G consecutive rows (group_size; 0: the whole batch) K, Q and the
+// Gram-space products are block diagonal: only the G×G blocks K_g, Q_g exist (no b×b buffer), the
+// stages marked [g] run group by group (in parallel over groups when there are enough), the
+// others once over the whole batch:
+//   logits_and_gram  [K | L] = [XXᵀ | XW]                one b×(G+C) buffer, L in one GEMM, K_g
+//                                                        [g] from its lower block triangle
 //   row_prep         A' = A / (1 − p_y): a'_c =          S is invariant to a positive row
 //                    softmax_{c≠y}(z)_c, a'_y = −1       scale; exact at every margin (p_y − 1
 //                    (negative_only: P / max_c p_ic)     is never formed), max|a'| = 1
 //   grad_norms       ‖g_i‖² = ‖W a'_i‖²                  a'_iᵀ M a'_i, M = WᵀW (C ≤ 2b), else
 //                                                        rows of G = A'Wᵀ; rows where W a'_i
 //                                                        cancels: their rows of G (and S)
-//   attention        Q = softmax_j(S), S_ij = (A'Lᵀ)_ij / (α‖g_i‖), S_ii = −∞   (x_jᵀg_i =
-//                    l_jᵀa_i);  x_iᵀĝ_i = Σ_j Q_ij K_ij
-//   row_epilogue     [QK | QL] = Q [K | L]               one GEMM on the [K | L] buffer
+//   attention [g]    Q = softmax_j(S), S_ij = (A'Lᵀ)_ij / (α‖g_i‖), S_ii = −∞   (x_jᵀg_i =
+//                    l_jᵀa_i: no bias);  x_iᵀĝ_i = Σ_j Q_ij K_ij;  zero rows masked like S_ii
+//   row_epilogue [g] [QK | QL] = Q [K | L]               one GEMM on the [K | L] buffer
 //                    ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij, r_i = 1/‖ĝ_i‖ (0 when ĝ_i = 0),
 //                    n_i = sqrt(K_ii + 2η r_i x_iᵀĝ_i + η²) (no η² when ĝ_i = 0); untrusted rows
 //                    (‖ĝ_i‖² or n_i² below τ times its rounding-error scale) get r_i,
 //                    n_i = ‖x_i + ηΠ(ĝ_i)‖, (QL)_i and their dW share from ĝ_i = q_i X (GEMMs
-//                    over those rows only);  L̃ = diag(1/n) L + diag(ηr/n) QL,
+//                    over those rows only);  L̃ = diag(1/n) L + diag(ηr/n) QL + 1bᵀ,
 //                    t_i = log Σ_{c≠y} e^{z̃_c−z̃_y},  ℓ_i = λ softplus(t_i),
 //                    D = diag(s)(softmax(Z̃) − Y) = diag(s σ(t)) (U' − Y), U' the softmax over
 //                    c ≠ y (u'_y = 0); split into U = diag(1/n) D, V = diag(ηr/n) D
-//   grad_rows        R = U + QᵀV                         X̃ = diag(1/n) X + diag(ηr/n) QX, so
+//   grad_rows [g]    R = U + QᵀV                         X̃ = diag(1/n) X + diag(ηr/n) QX, so
 //   weight_grad      dW = XᵀR (+ ĝᵀV over the            X̃ᵀD = XᵀR; the untrusted rows of V
-//                    untrusted rows)                     are zeroed in R and added from ĝ
-// The GEMMs go through ATen (MKL); every elementwise step is one at::parallel_for pass over rows.
+//                    untrusted rows), db = Σ_i D_i       are zeroed in R and added from ĝ
+// The GEMMs go through ATen (MKL); every elementwise step is one at::parallel_for pass over rows
+// (run inline, on its group's thread, when the groups run in parallel).
 #include "sea_cpu.h"
 
 #include <ATen/Dispatch.h>
@@ -137,20 +142,27 @@ void symmetric_gram(const Tensor& v, const Tensor& out) {
 }
 
 
-// The scalar hyperparameters of one call, in the compute type.
+// The scalar hyperparameters of one call, in the compute type; bias: the (C,) bias b of the
+// logits L + 1bᵀ of row_prep and row_epilogue (nullptr: none).
 template <typename T>
 struct Hyper {
   T alpha, eta, lam, inv_lam, delta;
   bool negative_only;
+  const T* bias;
 };
 
-// logits_and_gram: [K | L] = [XXᵀ | XW] in one b×(b+C) buffer, the "values" that Q multiplies.
-// L = XW runs as Lᵀ = WᵀXᵀ for C < kNarrow; K = XXᵀ from its lower block triangle.
+// The batch's buffers for groups of `width` = G rows (docs/design.md §2; G = b: the whole batch,
+// the layout of the paper's case): kl (b×(G+C)) holds in row i K_i over the rows of i's group
+// (columns [0, n_g), n_g ≤ G its size) and L_i (columns [G, G+C)); q (b×G) holds q_i over the
+// same rows. A group's [K_g | L_g] is its rows of kl, Q_g its rows and first n_g columns of q,
+// so every stage below sees one group (the whole batch is one group) and no b×b buffer exists.
+
+// logits (part of logits_and_gram): L = XW into the columns [width, width+C) of kl, as
+// Lᵀ = WᵀXᵀ for C < kNarrow; the whole batch in one GEMM.
 template <typename T>
-Tensor logits_and_gram(const Tensor& x, const Tensor& w) {
-  const int64_t b = x.size(0), C = w.size(1), ld = b + C;
-  Tensor kl = at::empty({b, ld}, x.options());
-  Tensor l = kl.narrow(1, b, C);
+void logits(const Tensor& x, const Tensor& w, const Tensor& kl, int64_t width) {
+  const int64_t b = x.size(0), C = w.size(1), ld = kl.size(1);
+  Tensor l = kl.narrow(1, width, C);
   if (C < kNarrow) {
     const Tensor lt = at::mm(w.t(), x.t());  // Lᵀ (C×b)
     const T* ltp = lt.const_data_ptr<T>();
@@ -160,30 +172,34 @@ Tensor logits_and_gram(const Tensor& x, const Tensor& w) {
   } else {
     at::mm_out(l, x, w);
   }
-  symmetric_gram<T>(x, kl.narrow(1, 0, b));
-  return kl;
 }
 
-// row_prep: per row, z = (l + δ(1−y))/λ and the direction of a = p − y exactly (docs/design.md
-// §3): a = (1 − p_y) a' with a'_c = softmax_{c≠y}(z)_c = e^{z_c − m'}/Σ_{c'≠y} e^{z_c' − m'} for
-// c ≠ y (m' = max_{c≠y} z_c, so the sum is ≥ 1) and a'_y = −1; max|a'| = 1 already. p_y − 1 is
-// never formed (it rounds to 0 once 1 − p_y < ulp(1)/2). negative_only: a = p = softmax(z), then
-// A' = a / max_c a_c — b×C.
+// row_prep: per row, z = (l + b + δ(1−y))/λ (b: the bias, if any) and the direction of a = p − y
+// exactly (docs/design.md §3): a = (1 − p_y) a' with a'_c = softmax_{c≠y}(z)_c =
+// e^{z_c − m'}/Σ_{c'≠y} e^{z_c' − m'} for c ≠ y (m' = max_{c≠y} z_c, so the sum is ≥ 1) and
+// a'_y = −1; max|a'| = 1 already. p_y − 1 is never formed (it rounds to 0 once 1 − p_y < ulp(1)/2).
+// negative_only: a = p = softmax(z), then A' = a / max_c a_c — b×C, the whole batch.
 template <typename T>
-Tensor row_prep(const Tensor& kl, const int64_t* y, const Hyper<T>& h) {
-  const int64_t b = kl.size(0), ld = kl.size(1), C = ld - b;
+Tensor row_prep(const Tensor& kl, int64_t width, const int64_t* y, const Hyper<T>& h) {
+  const int64_t b = kl.size(0), ld = kl.size(1), C = ld - width;
   const T* klp = kl.const_data_ptr<T>();
   const T delta = h.delta, inv_lam = h.inv_lam;
+  const T* bias = h.bias;
   const bool negative_only = h.negative_only;
   Tensor a = at::empty({b, C}, kl.options());
   T* ap = a.data_ptr<T>();
   at::parallel_for(0, b, grain(2 * C), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      const T* li = klp + i * ld + b;
+      const T* li = klp + i * ld + width;
       T* ai = ap + i * C;
       const int64_t yi = y[i];
+      if (bias) {
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) ai[c] = (li[c] + delta) * inv_lam;
+        for (int64_t c = 0; c < C; ++c) ai[c] = (li[c] + bias[c] + delta) * inv_lam;
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) ai[c] = (li[c] + delta) * inv_lam;
+      }
       if (!negative_only) {
         ai[yi] = -std::numeric_limits<T>::infinity();  // e^{−∞ − m'} = 0
         exp_shifted(ai, row_max(ai, C), C);
@@ -193,7 +209,7 @@ Tensor row_prep(const Tensor& kl, const int64_t* y, const Hyper<T>& h) {
         ai[yi] = -1;
         continue;
       }
-      ai[yi] = li[yi] * inv_lam;
+      ai[yi] = (li[yi] + (bias ? bias[yi] : T(0))) * inv_lam;
       exp_shifted(ai, row_max(ai, C), C);
       const T inv_sum = T(1) / row_sum(ai, C);
 #pragma omp simd
@@ -212,22 +228,24 @@ Tensor row_prep(const Tensor& kl, const int64_t* y, const Hyper<T>& h) {
 }
 
 // The result of grad_norms: ‖g_i‖² per row, and the rows where g_i = W a'_i nearly cancels
-// (indices, and their rows of G = A'Wᵀ, m×d; undefined when there is none).
+// (indices ascending, as a vector and a tensor, and their rows of G = A'Wᵀ, m×d; undefined
+// tensors when there is none).
 template <typename T>
 struct GradNorms {
   std::vector<T> g2;
+  std::vector<int64_t> row_list;
   Tensor rows, g;
 };
 
 // grad_norms: ‖g_i‖² = ‖W a'_i‖² = a'_iᵀ (M a'_i) with M = WᵀW (C ≤ 2b), else Σ_k G_ik² over row
-// blocks of G = A'Wᵀ (≥ 64 rows for GEMM efficiency, ≤ ~2^20 elements). When g_i = W a'_i is
-// small against its terms (nearly parallel columns of W), Gram space loses digits twice:
-// a'_iᵀMa'_i is squared-conditioned like ‖ĝ_i‖² (untrusted_rows), its rounding error ≲ γ ε B_i
-// with B_i = Σ_cc' |a'_c||M_cc'||a'_c'| ≤ (Σ_c |a'_ic| ‖w_c‖)², and attention's scores
-// S_i = (A'Lᵀ)_i carry an error ≈ ε √B_i ‖x_j‖ against x_jᵀg_i. So the rows with
-// ‖g_i‖² < τ (Σ_c |a'_ic| ‖w_c‖)² (either route) get their rows of G = A'Wᵀ directly (one m×C
-// by C×d GEMM, none when no row is flagged): ‖g_i‖² from them, and attention takes their scores
-// from G Xᵀ.
+// blocks of G = A'Wᵀ (≥ 64 rows for GEMM efficiency, ≤ ~2^20 elements); per row, so over the
+// whole batch whatever the groups. When g_i = W a'_i is small against its terms (nearly parallel
+// columns of W), Gram space loses digits twice: a'_iᵀMa'_i is squared-conditioned like ‖ĝ_i‖²
+// (untrusted_rows), its rounding error ≲ γ ε B_i with B_i = Σ_cc' |a'_c||M_cc'||a'_c'| ≤
+// (Σ_c |a'_ic| ‖w_c‖)², and attention's scores S_i = (A'Lᵀ)_i carry an error ≈ ε √B_i ‖x_j‖
+// against x_jᵀg_i. So the rows with ‖g_i‖² < τ (Σ_c |a'_ic| ‖w_c‖)² (either route) get their rows
+// of G = A'Wᵀ directly (one m×C by C×d GEMM, none when no row is flagged): ‖g_i‖² from them, and
+// attention takes their scores from G Xᵀ.
 template <typename T>
 GradNorms<T> grad_norms(const Tensor& a, const Tensor& w) {
   const int64_t b = a.size(0), C = a.size(1), d = w.size(0);
@@ -273,7 +291,7 @@ GradNorms<T> grad_norms(const Tensor& a, const Tensor& w) {
       flag[i] = !(g2[i] >= tau * acc * acc);  // (NaN: recomputed too)
     }
   });
-  std::vector<int64_t> rows;
+  std::vector<int64_t>& rows = out.row_list;
   for (int64_t i = 0; i < b; ++i)
     if (flag[i]) rows.push_back(i);
   if (rows.empty()) return out;
@@ -286,60 +304,72 @@ GradNorms<T> grad_norms(const Tensor& a, const Tensor& w) {
   return out;
 }
 
-// attention: S = A'Lᵀ into q (the rows grad_norms flagged from G Xᵀ), then per row
-// Q_i = softmax_j(S_ij / (α‖g_i‖)) with S_ii = −∞, in place (a zero g_i gives S_i = 0: a uniform
-// q_i); and x_iᵀĝ_i = Σ_j Q_ij K_ij into xg. Zero rows of X (K_jj = 0) are masked like the
-// diagonal: they add nothing to ĝ_i = Σ_j Q_ij x_j, and only ĝ_i's direction is used (with the
-// Qᵀ term of grad_rows, r_i Q_ij is invariant to the row's normalisation), so leaving them out is
-// exact; kept in, a zero row with S_ij = 0 above scores ≤ −87 would take all of q_i once e^x
-// flushes the others to 0, and ĝ_i = 0 instead of its tiny but well-defined direction. A row
-// with no non-zero partner gets Q_i = 0 (ĝ_i = 0, as for b = 1).
+// One group: its rows [begin, begin + n) of the batch, and its views of the batch's buffers
+// (x n×d, kl n×(width+C) with K_g in the columns [0, n), q n×n with row stride width).
+struct Group {
+  int64_t begin, n, width;
+  Tensor x, kl, q;
+};
+
+// attention (one group): S = A'_g L_gᵀ into q (the rows grad_norms flagged from G_g X_gᵀ), then
+// per row Q_i = softmax_j(S_ij / (α‖g_i‖)) over the group's rows, S_ii = −∞, in place (a zero
+// g_i gives S_i = 0: a uniform q_i); and x_iᵀĝ_i = Σ_j Q_ij K_ij into xg. Zero rows of X
+// (x_j = 0) are masked like the diagonal: they add nothing to ĝ_i = Σ_j Q_ij x_j, and only ĝ_i's
+// direction is used (with the Qᵀ term of grad_rows, r_i Q_ij is invariant to the row's
+// normalisation), so leaving them out is exact; kept in, a zero row with S_ij = 0 above scores
+// ≤ −87 would take all of q_i once e^x flushes the others to 0, and ĝ_i = 0 instead of its tiny
+// but well-defined direction. A row with no non-zero partner in its group gets Q_i = 0 (ĝ_i = 0,
+// as for a group of one row). g2, xg: the group's entries; flagged/g: the group's flagged rows
+// (local indices) and their rows of G (undefined: none).
 template <typename T>
-void attention(const Tensor& a, const Tensor& x, const Tensor& kl, const GradNorms<T>& gn,
-               T alpha, Tensor& q, std::vector<T>& xg) {
-  const int64_t b = kl.size(0), ld = kl.size(1), C = ld - b;
+void attention(const Tensor& a, const Group& grp, const T* g2, const Tensor& flagged,
+               const Tensor& g, T alpha, T* xg) {
+  const int64_t n = grp.n, ld = grp.kl.size(1), ldq = grp.width;
   constexpr T tiny = std::numeric_limits<T>::min();
   constexpr T inf = std::numeric_limits<T>::infinity();
-  const T* klp = kl.const_data_ptr<T>();
+  const T* klp = grp.kl.const_data_ptr<T>();
+  Tensor q = grp.q;
   T* qp = q.data_ptr<T>();
-  at::mm_out(q, a, kl.narrow(1, b, C).t());
-  if (gn.rows.defined()) q.index_copy_(0, gn.rows, at::mm(gn.g, x.t()));  // x_jᵀg_i directly
-  const std::vector<T>& g2 = gn.g2;
+  at::mm_out(q, a, grp.kl.narrow(1, grp.width, ld - grp.width).t());
+  if (flagged.defined()) q.index_copy_(0, flagged, at::mm(g, grp.x.t()));  // x_jᵀg_i directly
+  // Exactly zero rows (x_j = 0), as the other backends test it: K_jj = 0 also when ‖x_j‖²
+  // underflows (entries below ≈ 1e-19 in float32), but such a row still has a direction.
   std::vector<int64_t> zero_rows;
-  for (int64_t j = 0; j < b; ++j)
-    if (!(klp[j * ld + j] > 0)) zero_rows.push_back(j);
-  at::parallel_for(0, b, grain(2 * b), [&](int64_t r0, int64_t r1) {
+  for (int64_t j = 0; j < n; ++j)
+    if (!(klp[j * ld + j] > 0) && !grp.x.select(0, j).ne(0).any().item<bool>())
+      zero_rows.push_back(j);
+  at::parallel_for(0, n, grain(2 * n), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      T* qi = qp + i * b;
+      T* qi = qp + i * ldq;
       const T scale = (g2[i] > 0 ? T(1) / std::sqrt(std::max(g2[i], tiny)) : T(0)) / alpha;
 #pragma omp simd
-      for (int64_t j = 0; j < b; ++j) qi[j] *= scale;
+      for (int64_t j = 0; j < n; ++j) qi[j] *= scale;
       qi[i] = -inf;
       for (const int64_t j : zero_rows) qi[j] = -inf;
-      const T qmax = row_max(qi, b);
+      const T qmax = row_max(qi, n);
       if (qmax == -inf) {  // no non-zero partner
-        std::fill_n(qi, b, T(0));
+        std::fill_n(qi, n, T(0));
         xg[i] = 0;
         continue;
       }
-      exp_shifted(qi, qmax, b);
-      const T inv_sum = T(1) / row_sum(qi, b);
+      exp_shifted(qi, qmax, n);
+      const T inv_sum = T(1) / row_sum(qi, n);
 #pragma omp simd
-      for (int64_t j = 0; j < b; ++j) qi[j] *= inv_sum;
-      xg[i] = dot(qi, klp + i * ld, b);
+      for (int64_t j = 0; j < n; ++j) qi[j] *= inv_sum;
+      xg[i] = dot(qi, klp + i * ld, n);
     }
   });
 }
 
-// The untrusted rows of docs/design.md §3 (indices, m of them) and their ĝ = Q[rows] X (m×d,
-// each row scaled, see untrusted_rows); undefined tensors when there is none.
+// The untrusted rows of docs/design.md §3 (local indices in their group, m of them) and their
+// ĝ = Q[rows] X (m×d, each row scaled, see untrusted_rows); undefined tensors when there is none.
 struct Untrusted {
   Tensor rows, gh;
   bool any() const { return rows.defined(); }
 };
 
-// untrusted_rows (part of row_epilogue, docs/design.md §3). ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij formed in
-// Gram space has an absolute rounding error ≲ γ ε B_i with
+// untrusted_rows (part of row_epilogue, docs/design.md §3; one group, j over its rows).
+// ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij formed in Gram space has an absolute rounding error ≲ γ ε B_i with
 //   B_i = Σ_j Q_ij Σ_k Q_ik |K_jk| ≤ Σ_j Q_ij (Q_ij K_jj + κ_j (1 − Q_ij)) ≤ max_j K_jj
 // (κ_j = max_{k≠j} |K_jk|; the middle bound is bound_i), plus the rounding of K's own entries,
 // ≲ ε max_j K_jj at worst. A row is untrusted when
@@ -350,25 +380,25 @@ struct Untrusted {
 // flags, with the same guarantee, and not the rows of nearly orthogonal features (random
 // high-dimensional rows have ‖ĝ_i‖² ~ 1e-2 but κ ~ 1/√d, so their Gram-space value is accurate);
 // the floor ε max_j K_jj keeps every row whose ‖ĝ_i‖² underflowed (q_i concentrated on a zero
-// row: bound_i underflows too). The flagged rows' ĝ_i = q_i X are formed by one m×b by b×d GEMM
+// row: bound_i underflows too). The flagged rows' ĝ_i = q_i X are formed by one m×n by n×d GEMM
 // on their gathered rows of Q and scaled by 1/max_k |ĝ_ik| (only r_i ĝ_i = Π(ĝ_i) is ever used,
 // so the scale drops out, and ‖ĝ_i‖² cannot underflow); from them r_i, n_i = ‖x_i + η r_i ĝ_i‖
 // and (QL)_i = Wᵀĝ_i (one m×d by d×C GEMM) overwrite the Gram-space values, and their share of
 // dW is taken from ĝ too (row_epilogue, weight_grad). Nothing is done (no allocation, no GEMM)
-// when no row is flagged; b = 1 (Q = 0 exactly) is never flagged. κ and bound_i are formed only
-// when some row has ‖ĝ_i‖² < τ max_j K_jj (then one pass over K for κ and O(b) per such row).
+// when no row is flagged; a group of one row (Q = 0 exactly) is never flagged. κ and bound_i are
+// formed only when some row has ‖ĝ_i‖² < τ max_j K_jj (then one pass over K for κ and O(n) per
+// such row).
 template <typename T>
-Untrusted untrusted_rows(const Tensor& x, const Tensor& w, const Tensor& kl, const Tensor& q,
-                         const std::vector<T>& kd, const std::vector<T>& gh2,
-                         const std::vector<T>& n2, T eta, std::vector<T>& r, std::vector<T>& inv_n,
-                         Tensor& qkl) {
-  const int64_t b = q.size(0), ld = kl.size(1), C = w.size(1);
+Untrusted untrusted_rows(const Group& grp, const Tensor& w, const std::vector<T>& kd,
+                         const std::vector<T>& gh2, const std::vector<T>& n2, T eta,
+                         std::vector<T>& r, std::vector<T>& inv_n, Tensor& qkl) {
+  const int64_t n = grp.n, ld = grp.kl.size(1), ldq = grp.width, C = w.size(1);
   Untrusted u;
-  if (b == 1) return u;
+  if (n == 1) return u;
   constexpr T tau = untrusted_tau<T>(), eps = std::numeric_limits<T>::epsilon();
   const T kmax = *std::max_element(kd.begin(), kd.end()), floor = eps * kmax;
   std::vector<int64_t> rows, small;  // small: ‖ĝ_i‖² < τ max_j K_jj, bound_i still to check
-  for (int64_t i = 0; i < b; ++i) {
+  for (int64_t i = 0; i < n; ++i) {
     const T n2_scale = (std::sqrt(kd[i]) + eta) * (std::sqrt(kd[i]) + eta);
     if (gh2[i] > 0 && !(n2[i] >= tau * n2_scale))
       rows.push_back(i);
@@ -376,25 +406,25 @@ Untrusted untrusted_rows(const Tensor& x, const Tensor& w, const Tensor& kl, con
       small.push_back(i);
   }
   if (!small.empty()) {
-    const T* klp = kl.const_data_ptr<T>();
-    const T* qp = q.const_data_ptr<T>();
-    std::vector<T> kappa(b);  // κ_j = max_{k≠j} |K_jk|
-    at::parallel_for(0, b, grain(b), [&](int64_t r0, int64_t r1) {
+    const T* klp = grp.kl.const_data_ptr<T>();
+    const T* qp = grp.q.const_data_ptr<T>();
+    std::vector<T> kappa(n);  // κ_j = max_{k≠j} |K_jk|
+    at::parallel_for(0, n, grain(n), [&](int64_t r0, int64_t r1) {
       for (int64_t j = r0; j < r1; ++j) {
         const T* kj = klp + j * ld;
-        kappa[j] = std::max(abs_max(kj, j), abs_max(kj + j + 1, b - j - 1));
+        kappa[j] = std::max(abs_max(kj, j), abs_max(kj + j + 1, n - j - 1));
       }
     });
     const T* kap = kappa.data();
     const T* kdp = kd.data();
     std::vector<char> keep(small.size());
-    at::parallel_for(0, int64_t(small.size()), grain(b), [&](int64_t r0, int64_t r1) {
+    at::parallel_for(0, int64_t(small.size()), grain(n), [&](int64_t r0, int64_t r1) {
       for (int64_t k = r0; k < r1; ++k) {
         const int64_t i = small[k];
-        const T* qi = qp + i * b;
+        const T* qi = qp + i * ldq;
         T bound = 0;
 #pragma omp simd reduction(+ : bound)
-        for (int64_t j = 0; j < b; ++j)
+        for (int64_t j = 0; j < n; ++j)
           bound += qi[j] * (qi[j] * kdp[j] + kap[j] * (T(1) - qi[j]));
         keep[k] = !(gh2[i] >= tau * std::max(bound, floor));
       }
@@ -406,12 +436,12 @@ Untrusted untrusted_rows(const Tensor& x, const Tensor& w, const Tensor& kl, con
   if (rows.empty()) return u;
   const int64_t m = static_cast<int64_t>(rows.size());
   u.rows = at::from_blob(rows.data(), {m}, at::kLong).clone();
-  Tensor gh = at::mm(q.index_select(0, u.rows), x);  // ĝ of the flagged rows (m×d)
+  Tensor gh = at::mm(grp.q.index_select(0, u.rows), grp.x);  // ĝ of the flagged rows (m×d)
   const Tensor gmax = gh.abs().amax(1, /*keepdim=*/true);
   u.gh = at::where(gmax > 0, gh / at::where(gmax > 0, gmax, at::ones_like(gmax)), gh);
   const Tensor g2 = (u.gh * u.gh).sum(1);
   const Tensor rf = at::where(g2 > 0, g2.rsqrt(), at::zeros_like(g2));
-  const Tensor uf = x.index_select(0, u.rows) + (eta * rf).unsqueeze(1) * u.gh;  // x_i + ηΠ(ĝ_i)
+  const Tensor uf = grp.x.index_select(0, u.rows) + (eta * rf).unsqueeze(1) * u.gh;  // x + ηΠ(ĝ)
   const Tensor inv_nf = (uf * uf).sum(1).clamp_min(std::numeric_limits<T>::min()).rsqrt();
   const T* rfp = rf.const_data_ptr<T>();
   const T* inp = inv_nf.const_data_ptr<T>();
@@ -419,45 +449,53 @@ Untrusted untrusted_rows(const Tensor& x, const Tensor& w, const Tensor& kl, con
     r[rows[k]] = rfp[k];
     inv_n[rows[k]] = inp[k];
   }
-  qkl.narrow(1, b, C).index_copy_(0, u.rows, at::mm(u.gh, w));  // (QL)_i = Wᵀĝ_i
+  qkl.narrow(1, grp.width, C).index_copy_(0, u.rows, at::mm(u.gh, w));  // (QL)_i = Wᵀĝ_i
   return u;
 }
 
-// The gradient factors of row_epilogue: U = diag(1/n) D (b×C; grad_rows turns it into R in
-// place) and V = diag(ηr/n) D with the untrusted rows zeroed (their Qᵀ term is taken from ĝ:
-// weight_grad adds ĝᵀ V_rows, V_rows their rows of V). Undefined tensors without compute_grad.
+// The gradient buffers of one group, views of the batch's (undefined without compute_grad):
+// U = diag(1/n) D (n×C; grad_rows turns it into R in place), V = diag(ηr/n) D with the untrusted
+// rows zeroed (their Qᵀ term is taken from ĝ: weight_grad adds ĝᵀ V_rows, V_rows their rows of
+// V), and D itself only with a bias (db = Σ_i D_i).
 struct GradFactors {
-  Tensor u, v;
+  Tensor u, v, d;
+};
+
+// The group's share of dW that Gram space leaves out: its untrusted rows' ĝ and V rows.
+struct GroupResult {
   Untrusted untrusted;
   Tensor v_rows;
 };
 
-// row_epilogue: [QK | QL] = Q [K | L] (one GEMM), then per row ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij,
-// r_i = 1/‖ĝ_i‖ (0 when ĝ_i = 0) and 1/n_i with n_i² = K_ii + 2η r_i x_iᵀĝ_i + η²
+// row_epilogue (one group): [QK | QL] = Q [K | L] (one GEMM), then per row ‖ĝ_i‖² =
+// Σ_j (QK)_ij Q_ij, r_i = 1/‖ĝ_i‖ (0 when ĝ_i = 0) and 1/n_i with n_i² = K_ii + 2η r_i x_iᵀĝ_i + η²
 // (no η² when ĝ_i = 0), the untrusted rows redone from ĝ_i = q_i X (untrusted_rows); then per row
-// the augmented logits z̃ = (l/n + (ηr/n) ql + δ(1−y))/λ and, exact at every margin
+// the augmented logits z̃ = (l/n + (ηr/n) ql + b + δ(1−y))/λ (L̃ = diag(1/n) L + diag(ηr/n) QL is
+// X̃W; the bias b is added to it, never to the scores of attention) and, exact at every margin
 // (docs/design.md §3): m' = max_{c≠y} z̃_c, s = Σ_{c≠y} e^{z̃_c − m'} ≥ 1,
 // t = m' − z̃_y + log s = log Σ_{c≠y} e^{z̃_c − z̃_y}, the loss ℓ_i = λ softplus(t) into losses
 // and, with compute_grad, D = s_i σ(t) (u − e_y) with u_c = e^{z̃_c − m'}/s (c ≠ y), u_y = 0
-// (σ(t) = 1 − p̃_y = Σ_{c≠y} p̃_c, never formed by cancellation), split into U and V.
+// (σ(t) = 1 − p̃_y = Σ_{c≠y} p̃_c, never formed by cancellation), into U and V (and D).
 template <typename T>
-GradFactors row_epilogue(const Tensor& x, const Tensor& w, const Tensor& kl, const Tensor& q,
-                         const std::vector<T>& xg, const int64_t* y, const T* row_scale,
-                         const Hyper<T>& h, bool compute_grad, const Tensor& losses) {
-  const int64_t b = kl.size(0), ld = kl.size(1), C = ld - b;
+GroupResult row_epilogue(const Group& grp, const Tensor& w, const T* xg, const int64_t* y,
+                         const T* row_scale, const Hyper<T>& h, const GradFactors& f,
+                         T* lossp) {
+  const int64_t n = grp.n, ld = grp.kl.size(1), ldq = grp.width, C = w.size(1);
+  const int64_t lo = grp.width;  // the column of L in kl (and of QL in qkl)
   constexpr T tiny = std::numeric_limits<T>::min();
   constexpr T inf = std::numeric_limits<T>::infinity();
   const T eta = h.eta, lam = h.lam, inv_lam = h.inv_lam, delta = h.delta;
-  Tensor qkl = at::mm(q, kl);
+  const T* bias = h.bias;
+  Tensor qkl = at::mm(grp.q, grp.kl);
   const T* qklp = qkl.const_data_ptr<T>();
-  const T* klp = kl.const_data_ptr<T>();
-  const T* qp = q.const_data_ptr<T>();
-  std::vector<T> kd(b), gh2(b), n2(b), r(b), inv_n(b);
-  for (int64_t j = 0; j < b; ++j) kd[j] = klp[j * ld + j];
+  const T* klp = grp.kl.const_data_ptr<T>();
+  const T* qp = grp.q.const_data_ptr<T>();
+  std::vector<T> kd(n), gh2(n), n2(n), r(n), inv_n(n);
+  for (int64_t j = 0; j < n; ++j) kd[j] = klp[j * ld + j];
   const T* kdp = kd.data();
-  at::parallel_for(0, b, grain(2 * b), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, n, grain(2 * n), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      const T acc = dot(qklp + i * ld, qp + i * b, b);
+      const T acc = dot(qklp + i * ld, qp + i * ldq, n);
       gh2[i] = acc;
       const bool moved = acc > 0;
       r[i] = moved ? T(1) / std::sqrt(std::max(acc, tiny)) : T(0);
@@ -465,27 +503,31 @@ GradFactors row_epilogue(const Tensor& x, const Tensor& w, const Tensor& kl, con
       inv_n[i] = T(1) / std::sqrt(std::max(n2[i], tiny));
     }
   });
-  GradFactors f;
-  f.untrusted = untrusted_rows<T>(x, w, kl, q, kd, gh2, n2, eta, r, inv_n, qkl);
-  T *up = nullptr, *vp = nullptr;
-  if (compute_grad) {
-    f.u = at::empty({b, C}, kl.options());
-    f.v = at::empty({b, C}, kl.options());
-    up = f.u.data_ptr<T>();
-    vp = f.v.data_ptr<T>();
-  }
-  T* lossp = losses.data_ptr<T>();
-  at::parallel_for(0, b, grain(3 * C), [&](int64_t r0, int64_t r1) {
+  GroupResult out;
+  out.untrusted = untrusted_rows<T>(grp, w, kd, gh2, n2, eta, r, inv_n, qkl);
+  const bool grad = f.u.defined();
+  T* up = grad ? f.u.data_ptr<T>() : nullptr;
+  T* vp = grad ? f.v.data_ptr<T>() : nullptr;
+  T* dp = f.d.defined() ? f.d.data_ptr<T>() : nullptr;
+  at::parallel_for(0, n, grain(3 * C), [&](int64_t r0, int64_t r1) {
     std::vector<T> e(C);
     for (int64_t i = r0; i < r1; ++i) {
-      const T* qli = qklp + i * ld + b;
-      const T* li = klp + i * ld + b;
+      const T* qli = qklp + i * ld + lo;
+      const T* li = klp + i * ld + lo;
       const int64_t yi = y[i];
       const T in = inv_n[i], c2 = eta * r[i] * in;
       T* z = e.data();
+      T zy;
+      if (bias) {
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) z[c] = (in * li[c] + c2 * qli[c] + delta) * inv_lam;
-      const T zy = (in * li[yi] + c2 * qli[yi]) * inv_lam;
+        for (int64_t c = 0; c < C; ++c)
+          z[c] = (in * li[c] + c2 * qli[c] + bias[c] + delta) * inv_lam;
+        zy = (in * li[yi] + c2 * qli[yi] + bias[yi]) * inv_lam;
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) z[c] = (in * li[c] + c2 * qli[c] + delta) * inv_lam;
+        zy = (in * li[yi] + c2 * qli[yi]) * inv_lam;
+      }
       z[yi] = -inf;  // e^{−∞ − m'} = 0
       const T m = row_max(z, C);
       exp_shifted(z, m, C);
@@ -493,7 +535,7 @@ GradFactors row_epilogue(const Tensor& x, const Tensor& w, const Tensor& kl, con
       const T t = (m - zy) + std::log(s);
       const T et = std::exp(-std::abs(t));  // e^{−|t|} ∈ (0, 1]
       lossp[i] = lam * (std::max(t, T(0)) + std::log1p(et));  // λ softplus(t)
-      if (!compute_grad) continue;
+      if (!grad) continue;
       // σ(t) = 1/(1 + e^{−t}) for t ≥ 0, e^t/(1 + e^t) for t < 0: no overflow, no cancellation
       const T sigma = (t >= 0 ? T(1) : et) / (T(1) + et);
       const T dy = -row_scale[i] * sigma;  // D_iy = s_i (p̃_y − 1)
@@ -508,61 +550,132 @@ GradFactors row_epilogue(const Tensor& x, const Tensor& w, const Tensor& kl, con
       }
       ui[yi] = in * dy;
       vi[yi] = c2 * dy;
+      if (dp) {
+        T* di = dp + i * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) di[c] = dscale * z[c];
+        di[yi] = dy;
+      }
     }
   });
-  if (compute_grad && f.untrusted.any()) {
-    f.v_rows = f.v.index_select(0, f.untrusted.rows);
-    f.v.index_fill_(0, f.untrusted.rows, 0);
+  if (grad && out.untrusted.any()) {
+    out.v_rows = f.v.index_select(0, out.untrusted.rows);
+    f.v.index_fill_(0, out.untrusted.rows, 0);
   }
-  return f;
+  return out;
 }
 
-// grad_rows: R = U + QᵀV, in place over U (b×C). Since X̃ = diag(1/n) X + diag(ηr/n) QX, the
-// gradient X̃ᵀD of the augmented batch is XᵀR: row j of R collects D_j/n_j and x_j's share Q_ij
-// of every ĝ_i (but the untrusted rows', whose rows of V are zero: weight_grad adds them).
-Tensor grad_rows(const Tensor& q, GradFactors&& f) {
-  f.u.addmm_(q.t(), f.v);
-  return std::move(f.u);
-}
+// grad_rows (one group): R_g = U_g + Q_gᵀV_g, in place over U_g (n×C). Since X̃ = diag(1/n) X +
+// diag(ηr/n) QX, the gradient X̃ᵀD of the augmented batch is XᵀR: row j of R collects D_j/n_j and
+// x_j's share Q_ij of every ĝ_i of its group (but the untrusted rows', whose rows of V are zero:
+// weight_grad adds them).
+void grad_rows(const Tensor& q, const GradFactors& f) { f.u.addmm_(q.t(), f.v); }
 
-// weight_grad: dW = XᵀR (d×C), as (RᵀX)ᵀ for C < kNarrow, plus the untrusted rows' share
-// Σ_i ĝ_i (ηr_i/n_i) D_iᵀ = ĝᵀ V_rows from their ĝ.
-Tensor weight_grad(const Tensor& x, const Tensor& r, const Untrusted& untrusted,
-                   const Tensor& v_rows) {
+// weight_grad: dW = XᵀR (d×C, the whole batch in one GEMM), as (RᵀX)ᵀ for C < kNarrow, plus the
+// untrusted rows' share Σ_i ĝ_i (ηr_i/n_i) D_iᵀ = ĝᵀ V_rows from their ĝ (every group's at once).
+Tensor weight_grad(const Tensor& x, const Tensor& r, const std::vector<GroupResult>& groups) {
   Tensor dw = r.size(1) < kNarrow ? at::mm(r.t(), x).t().contiguous() : at::mm(x.t(), r);
-  if (untrusted.any()) dw.addmm_(untrusted.gh.t(), v_rows);
+  std::vector<Tensor> gh, v_rows;
+  for (const GroupResult& g : groups)
+    if (g.untrusted.any()) {
+      gh.push_back(g.untrusted.gh);
+      v_rows.push_back(g.v_rows);
+    }
+  if (gh.size() == 1) dw.addmm_(gh[0].t(), v_rows[0]);
+  if (gh.size() > 1) dw.addmm_(at::cat(gh).t(), at::cat(v_rows));
   return dw;
 }
 
-// The stages in order. b = 1 has no other example to project on: Q = 0, x_iᵀĝ_i = 0 (ĝ = 0, so
-// x̃ = unit(x)), and row_prep, grad_norms, attention are skipped.
+// Whether the groups run in parallel (each on one thread, its GEMMs single-threaded) rather than
+// in turn (each stage threaded inside): when there are enough of them to keep every thread busy,
+// at most 25% idle (at::parallel_for gives each thread ⌈k/threads⌉ groups).
+bool groups_in_parallel(int64_t groups) {
+  const int64_t threads = at::get_num_threads();
+  return threads > 1 && groups >= threads && (groups % threads == 0 || groups >= 4 * threads);
+}
+
+// The stages in order (docs/design.md §2). Over the whole batch: logits (L = XW), row_prep,
+// grad_norms; then per group of `group` consecutive rows (0 or ≥ b: one group, the whole batch):
+// K_g = X_g X_gᵀ (the rest of logits_and_gram), attention, row_epilogue, grad_rows; then
+// weight_grad over the whole batch, and db = Σ_i D_i. A group of one row has no other example to
+// project on: Q_g = 0, x_iᵀĝ_i = 0 (ĝ = 0, so x̃ = unit(x)), and attention is skipped (row_prep
+// and grad_norms too when every group has one row).
 template <typename T>
 void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_scale,
-              const Hyper<T>& h, bool compute_grad, const Tensor& losses, Tensor& dw) {
-  const int64_t b = x.size(0);
-  const Tensor kl = logits_and_gram<T>(x, w);
-  Tensor q = at::empty({b, b}, x.options());
+              const Hyper<T>& h, int64_t group, bool compute_grad, const Tensor& losses,
+              Tensor& dw, Tensor& db) {
+  const int64_t b = x.size(0), C = w.size(1);
+  const int64_t width = group <= 0 || group >= b ? b : group;
+  const int64_t groups = (b + width - 1) / width;
+  const Tensor kl = at::empty({b, width + C}, x.options());
+  logits<T>(x, w, kl, width);
+  const Tensor q = at::empty({b, width}, x.options());
   std::vector<T> xg(b, T(0));
-  if (b == 1) {
-    q.data_ptr<T>()[0] = 0;
-  } else {
-    const Tensor a = row_prep<T>(kl, y, h);
-    const GradNorms<T> gn = grad_norms<T>(a, w);
-    attention<T>(a, x, kl, gn, h.alpha, q, xg);
+  Tensor a;
+  GradNorms<T> gn;
+  if (width > 1) {
+    a = row_prep<T>(kl, width, y, h);
+    gn = grad_norms<T>(a, w);
   }
-  GradFactors f = row_epilogue<T>(x, w, kl, q, xg, y, row_scale, h, compute_grad, losses);
+  GradFactors f;
+  if (compute_grad) {
+    f.u = at::empty({b, C}, x.options());
+    f.v = at::empty({b, C}, x.options());
+    if (h.bias) f.d = at::empty({b, C}, x.options());
+  }
+  std::vector<GroupResult> results(groups);
+  T* lossp = losses.data_ptr<T>();
+  auto run_group = [&](int64_t k) {
+    at::AutoDispatchBelowADInplaceOrView guard;  // (thread-local: again on each worker thread)
+    const int64_t s = k * width, n = std::min(width, b - s);
+    const Group grp{s, n, width, x.narrow(0, s, n), kl.narrow(0, s, n),
+                    q.narrow(0, s, n).narrow(1, 0, n)};
+    symmetric_gram<T>(grp.x, grp.kl.narrow(1, 0, n));
+    if (n < width) grp.kl.narrow(1, n, width - n).zero_();  // the short last group's gap
+    if (n == 1) {
+      grp.q.zero_();
+    } else {
+      Tensor flagged, g;  // grad_norms' flagged rows of this group (ascending)
+      const auto& rows = gn.row_list;
+      const int64_t k0 = std::lower_bound(rows.begin(), rows.end(), s) - rows.begin();
+      const int64_t k1 = std::lower_bound(rows.begin(), rows.end(), s + n) - rows.begin();
+      if (k1 > k0) {
+        flagged = gn.rows.narrow(0, k0, k1 - k0) - s;
+        g = gn.g.narrow(0, k0, k1 - k0);
+      }
+      attention<T>(a.narrow(0, s, n), grp, gn.g2.data() + s, flagged, g, h.alpha, xg.data() + s);
+    }
+    GradFactors fg;
+    if (compute_grad) {
+      fg.u = f.u.narrow(0, s, n);
+      fg.v = f.v.narrow(0, s, n);
+      if (f.d.defined()) fg.d = f.d.narrow(0, s, n);
+    }
+    results[k] = row_epilogue<T>(grp, w, xg.data() + s, y + s, row_scale + s, h, fg, lossp + s);
+    if (compute_grad) grad_rows(grp.q, fg);
+  };
+  if (groups == 1) {
+    run_group(0);
+  } else if (groups_in_parallel(groups)) {
+    at::parallel_for(0, groups, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) run_group(k);
+    });
+  } else {
+    for (int64_t k = 0; k < groups; ++k) run_group(k);
+  }
   if (!compute_grad) return;
-  const Untrusted untrusted = f.untrusted;
-  const Tensor v_rows = f.v_rows;
-  dw = weight_grad(x, grad_rows(q, std::move(f)), untrusted, v_rows);
+  dw = weight_grad(x, f.u, results);
+  if (f.d.defined()) db = f.d.sum(0);
 }
 
 }  // namespace
 
-std::tuple<Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& labels, const Tensor& weight,
-                                       const Tensor& row_scale, double alpha, double eta,
-                                       double lam, double delta, bool negative_only,
-                                       bool compute_grad) {
+std::tuple<Tensor, Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& labels,
+                                               const Tensor& weight, const Tensor& row_scale,
+                                               double alpha, double eta, double lam, double delta,
+                                               bool negative_only, bool compute_grad,
+                                               int64_t group_size,
+                                               const std::optional<Tensor>& bias) {
   TORCH_CHECK(x.dim() == 2, "sea_fwd_cpu: x must be 2-D (batch × features), got shape ",
               x.sizes());
   TORCH_CHECK(weight.dim() == 2,
@@ -579,20 +692,31 @@ std::tuple<Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& labels, co
               b, ",), got ", labels.sizes());
   TORCH_CHECK(row_scale.dim() == 1 && row_scale.size(0) == b,
               "sea_fwd_cpu: row_scale must have shape (", b, ",), got ", row_scale.sizes());
-  for (const Tensor* t : {&x, &labels, &weight, &row_scale})
+  TORCH_CHECK_VALUE(group_size >= 0, "sea_fwd_cpu: group_size must be ≥ 0 (0: the whole batch), "
+                    "got ", group_size);
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias)
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == C, "sea_fwd_cpu: bias must have shape (", C,
+                ",) to match weight, got ", bias->sizes());
+  std::vector<const Tensor*> tensors{&x, &labels, &weight, &row_scale};
+  if (has_bias) tensors.push_back(&*bias);
+  for (const Tensor* t : tensors)
     TORCH_CHECK(t->device().is_cpu(), "sea_fwd_cpu: all tensors must be on the CPU, got one on ",
                 t->device());
   TORCH_CHECK(at::isFloatingType(x.scalar_type()) && at::isFloatingType(weight.scalar_type()) &&
-                  at::isFloatingType(row_scale.scalar_type()),
-              "sea_fwd_cpu: x, weight and row_scale must be floating point, got ", x.scalar_type(),
-              ", ", weight.scalar_type(), ", ", row_scale.scalar_type());
+                  at::isFloatingType(row_scale.scalar_type()) &&
+                  (!has_bias || at::isFloatingType(bias->scalar_type())),
+              "sea_fwd_cpu: x, weight, row_scale and bias must be floating point, got ",
+              x.scalar_type(), ", ", weight.scalar_type(), ", ", row_scale.scalar_type(),
+              has_bias ? ", " : "", has_bias ? c10::toString(bias->scalar_type()) : "");
   TORCH_CHECK(at::isIntegralType(labels.scalar_type(), /*includeBool=*/false),
               "sea_fwd_cpu: labels must be an integer tensor, got ", labels.scalar_type());
   TORCH_CHECK(alpha > 0 && lam > 0, "sea_fwd_cpu: alpha and lam must be > 0, got alpha=", alpha,
               ", lam=", lam);
 
   at::AutoDispatchBelowADInplaceOrView guard;  // the internal ops record no autograd graph
-  const auto ct = (x.scalar_type() == at::kDouble || weight.scalar_type() == at::kDouble)
+  const auto ct = (x.scalar_type() == at::kDouble || weight.scalar_type() == at::kDouble ||
+                   (has_bias && bias->scalar_type() == at::kDouble))
                       ? at::kDouble
                       : at::kFloat;
   // Row- or column-major operands go to BLAS as they are; any other layout is copied once here
@@ -604,6 +728,9 @@ std::tuple<Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& labels, co
   const Tensor xc = operand(x), wc = operand(weight);
   const Tensor y = labels.to(at::kLong).contiguous();
   const Tensor s = row_scale.to(ct).contiguous();
+  const Tensor bc = has_bias ? bias->to(ct).contiguous() : Tensor();
+  if (has_bias)
+    TORCH_CHECK_VALUE(at::isfinite(bc).all().item<bool>(), "sea_fwd_cpu: bias must be finite");
   const int64_t* yp = y.const_data_ptr<int64_t>();
   for (int64_t i = 0; i < b; ++i)
     TORCH_CHECK(yp[i] >= 0 && yp[i] < C, "sea_fwd_cpu: labels[", i, "] = ", yp[i],
@@ -611,13 +738,14 @@ std::tuple<Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& labels, co
                 " classes");
 
   Tensor losses = at::empty({b}, xc.options());
-  Tensor dw = at::empty({0}, xc.options());
+  Tensor dw = at::empty({0}, xc.options()), db = at::empty({0}, xc.options());
   AT_DISPATCH_FLOATING_TYPES(ct, "sea_fwd_cpu", [&] {
     using T = scalar_t;
-    const Hyper<T> h{T(alpha), T(eta), T(lam), T(1) / T(lam), T(delta), negative_only};
-    sea_impl<T>(xc, wc, yp, s.const_data_ptr<T>(), h, compute_grad, losses, dw);
+    const Hyper<T> h{T(alpha), T(eta), T(lam), T(1) / T(lam), T(delta), negative_only,
+                     has_bias ? bc.const_data_ptr<T>() : nullptr};
+    sea_impl<T>(xc, wc, yp, s.const_data_ptr<T>(), h, group_size, compute_grad, losses, dw, db);
   });
-  return {losses, dw};
+  return {losses, dw, db};
 }
 
 }  // namespace sea_kernels
@@ -625,8 +753,8 @@ std::tuple<Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& labels, co
 TORCH_LIBRARY(sea_kernels, m) {
   m.def(
       "sea_fwd_cpu(Tensor x, Tensor labels, Tensor weight, Tensor row_scale, float alpha, "
-      "float eta, float lam, float delta, bool negative_only, bool compute_grad) -> (Tensor, "
-      "Tensor)");
+      "float eta, float lam, float delta, bool negative_only, bool compute_grad, "
+      "int group_size=0, Tensor? bias=None) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(sea_kernels, CPU, m) { m.impl("sea_fwd_cpu", &sea_kernels::sea_fwd_cpu); }

@@ -109,7 +109,9 @@ def check_real(name: str, value, where: str | None = None, rule: Rule | None = N
         raise ParameterError(f"{_prefix(where)}{name} must be a real number, got "
                              f"{type(value).__name__} {value!r}")
     v = float(value)
-    if not math.isfinite(v):
+    # = math.isfinite(v) (NaN compares False), but also traceable when torch.compile(dynamic=True)
+    # traces a Python float argument as a SymFloat, which math.isfinite cannot take.
+    if not -math.inf < v < math.inf:
         raise ValueError(f"{_prefix(where)}{name} must be finite, got {v}")
     bad = None
     if rule.lo is not None and (v <= rule.lo if rule.lo_open else v < rule.lo):

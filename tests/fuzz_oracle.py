@@ -100,7 +100,8 @@ def direction_rows(x, labels, w, lam, delta, direction="sea", dtype=np.float64):
 
 
 def projection(x, labels, w, alpha, lam, delta, direction="sea", dtype=np.float64):
-    """Q (b×b): q_ij = softmax_{j≠i}(x_jᵀḡ_i/α), q_ii = 0; b = 1 gives Q = 0."""
+    """Q (b×b): q_ij = softmax_{j≠i, x_j≠0}(x_jᵀḡ_i/α), q_ii = 0 and zero rows masked like the
+    diagonal (exact: only Π(ĝ_i) is used); a row with no allowed j (b = 1) is q_i = 0."""
     a = direction_rows(x, labels, w, lam, delta, direction, dtype)
     x, _, w, _ = _prepare(x, labels, w, dtype)
     b = x.shape[0]
@@ -109,8 +110,14 @@ def projection(x, labels, w, alpha, lam, delta, direction="sea", dtype=np.float6
     gbar = _unit((a @ w.T).astype(dtype))
     s = (gbar @ x.T).astype(dtype) / dtype(alpha)
     np.fill_diagonal(s, -np.inf)
-    e = np.exp(s - s.max(axis=1, keepdims=True))
-    return (e / e.sum(axis=1, keepdims=True)).astype(dtype)
+    s[:, ~(x != 0).any(axis=1)] = -np.inf
+    mx = s.max(axis=1, keepdims=True)
+    none = ~np.isfinite(mx[:, 0])
+    e = np.exp(s - np.where(np.isfinite(mx), mx, 0))
+    tot = e.sum(axis=1, keepdims=True)
+    q = e / np.where(tot > 0, tot, 1)
+    q[none] = 0
+    return q.astype(dtype)
 
 
 def augment(x, labels, w, alpha, eta, lam, delta, direction="sea", dtype=np.float64):

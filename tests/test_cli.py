@@ -113,11 +113,17 @@ def test_sweep_tiny_grid_writes_json_csv_png(tmp_path, cifar_npz, capsys):
     assert [p.name for p in out.iterdir() if ".tmp" in p.name] == []
 
 
-def test_sweep_grid_defaults_to_the_paper_values(cifar_npz):
-    args = cli.build_parser().parse_args(["sweep", str(cifar_npz), "--eta", "0", "0.8"])
-    grid = sweep_cmd.grid(args)
+def test_sweep_grid_is_the_paper_grid_without_axes_else_the_defaults(cifar_npz):
+    from sea_kernels.params import DEFAULTS
     from sea_kernels.train.sweep import PAPER_GRID
-    assert grid["eta"] == [0.0, 0.8] and grid["lr"] == PAPER_GRID["lr"]
+    args = cli.build_parser().parse_args(["sweep", str(cifar_npz)])
+    assert sweep_cmd.grid(args) == PAPER_GRID
+    args = cli.build_parser().parse_args(["sweep", str(cifar_npz), "--eta", "0", "0.8"])
+    grid = sweep_cmd.grid(args)          # the other axes at their one default, not the paper's
+    assert grid["eta"] == [0.0, 0.8] and grid["lr"] == [DEFAULTS["lr"]]
+    args = cli.build_parser().parse_args(["sweep", str(cifar_npz), "--eta", "0", "0.8", "--grid",
+                                          "paper"])
+    assert sweep_cmd.grid(args) == {**PAPER_GRID, "eta": [0.0, 0.8]}
     args = cli.build_parser().parse_args(["sweep", str(cifar_npz), "--grid", "defaults"])
     assert all(len(v) == 1 for v in sweep_cmd.grid(args).values())
 

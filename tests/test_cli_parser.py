@@ -83,7 +83,8 @@ def test_sweep_help_shows_the_defaults(capsys):
     text = capsys.readouterr().out
     assert f"(default: {params.VAL_FRACTION})" in _option_help(text, "--val-fraction")
     assert f"(default: {params.EPOCHS})" in _option_help(text, "--epochs")
-    assert "1,728 configurations (default)" in _option_help(text, "--grid")
+    assert "paper (the paper's 1,728 configurations; default when no axis is given)" in \
+        _option_help(text, "--grid")
 
 
 def _action(parser, command: str, dest: str):

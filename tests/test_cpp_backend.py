@@ -38,7 +38,8 @@ SHAPES = [(1, 3, 2), (1, 1280, 151), (2, 3, 10), (2, 130, 2), (2, 1280, 151), (7
 
 def run(x, y, w, s, negative_only=False, compute_grad=True, **hyper):
     h = {**PAPER, **hyper}
-    return OP(x, y, w, s, h["alpha"], h["eta"], h["lam"], h["delta"], negative_only, compute_grad)
+    return OP(x, y, w, s, h["alpha"], h["eta"], h["lam"], h["delta"], negative_only,
+              compute_grad)[:2]  # (the third output, db, is empty without a bias)
 
 
 def rel_err(got, want):
@@ -250,12 +251,12 @@ def test_fake_kernel_shapes_and_dtypes():
     from torch._subclasses.fake_tensor import FakeTensorMode
     with FakeTensorMode():
         x, w = torch.empty(6, 11, dtype=torch.bfloat16), torch.empty(11, 4, dtype=torch.float64)
-        loss, grad = OP(x, torch.zeros(6, dtype=torch.long), w, torch.ones(6), 0.01, 0.8, 0.1, 0.0,
-                        False, True)
+        loss, grad, _ = OP(x, torch.zeros(6, dtype=torch.long), w, torch.ones(6), 0.01, 0.8, 0.1,
+                           0.0, False, True)
         assert loss.shape == (6,) and grad.shape == (11, 4)
         assert loss.dtype == grad.dtype == torch.float64
-        _, grad = OP(x, torch.zeros(6, dtype=torch.long), w.float(), torch.ones(6), 0.01, 0.8,
-                     0.1, 0.0, False, False)
+        _, grad, _ = OP(x, torch.zeros(6, dtype=torch.long), w.float(), torch.ones(6), 0.01, 0.8,
+                        0.1, 0.0, False, False)
         assert grad.shape == (0,) and grad.dtype == torch.float32
 
 

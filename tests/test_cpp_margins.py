@@ -68,7 +68,7 @@ def direct(x, labels, w, s, *, alpha, eta, lam, delta, negative_only=False):
 def run(x, labels, w, s, negative_only=False, compute_grad=True, **hyper):
     h = {**PAPER, **hyper}
     return OP(x, labels, w, s, h["alpha"], h["eta"], h["lam"], h["delta"], negative_only,
-              compute_grad)
+              compute_grad)[:2]  # (the third output, db, is empty without a bias)
 
 
 def rel_err(got, want):

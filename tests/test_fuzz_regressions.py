@@ -166,6 +166,19 @@ FOUND = [
     # it; the direct ‖x_i + ηΠ(ĝ_i)‖ loses only ε/‖u‖).
     fo.Case(b=23, d=1, c=8, alpha=0.4849, eta=1.012, lam=0.02149, delta=0.812, wscale=0.1233,
             duplicates=23, layout="strided", dtype="float32", seed=1931692919),
+    # 10k campaign: row 0's only non-zero partner scores ≈ −752 below the zero row's 0 at
+    # α = 1e-3; kept in the softmax the zero row took all of q₀ (e^−752 underflows, in the float64
+    # oracle too) and ĝ₀ = 0, while ĝ₀ ∝ x₁ exactly: cpp (which masked zero rows) "failed" by 70%
+    # against an oracle that did not. Zero rows are now masked like the diagonal everywhere.
+    fo.Case(b=3, d=6, c=4, alpha=0.001, eta=1.125, lam=0.08666, delta=1.444, wscale=150.8,
+            kind="clustered", margin=1000, one_class=True, zero_rows=1, reduction="none",
+            dtype="float32", seed=1041177725),
+    # 10k campaign: W's columns nearly parallel (κ = ‖W‖‖a'‖/‖g‖ large): the scores
+    # S = A'Lᵀ/(α‖g‖) lose ε·κ/α against x_jᵀg_i; sea_augment's x̃ was off by 25× the
+    # paper-literal error (4.5e-4) until the cancelling rows took S_i from g_i Xᵀ directly.
+    fo.Case(b=10, d=60, c=6, alpha=0.009343, eta=0.5178, lam=0.01, delta=0.6525, wscale=1000,
+            kind="parallel_w", layout="strided", reduction="sum", dtype="float32",
+            seed=1826642007),
 ]
 
 
@@ -197,3 +210,26 @@ def test_n2_cancels(backend):
     x = unit_rows([[1.0, 0.0], [-1.0, 0.01]])
     case = fo.Case(b=2, d=2, c=2, eta=1.0, dtype="float32")
     check(case, backend, (x, np.array([0, 1]), np.zeros((2, 2)), np.ones(2)))
+
+
+# the parallel-W case above through the sweep engine (one configuration, mean reduction): the
+# same cancelling-row rule for ‖g_i‖² and S_i (op/batched.sea_rows_chunk) as the torch backend.
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batched_engine_parallel_w(dtype):
+    from sea_kernels.op.batched import Hyper, batched_sea_grad
+
+    case = fo.replace(FOUND[-1], reduction="mean", dtype=dtype)
+    x, y, w, _ = fo.build(case)
+    tr = fo.truths(case, (x, y, w, np.ones(case.b)))
+    td = getattr(torch, dtype)
+    hyper = Hyper(*(torch.tensor([v], dtype=td) for v in
+                    (case.alpha, case.eta, case.lam, case.delta)))
+    grad_t, losses = batched_sea_grad(torch.from_numpy(tr.inp.x_r).to(td), torch.from_numpy(y),
+                                      torch.from_numpy(tr.inp.w_r).to(td).T.contiguous(), hyper,
+                                      case.c)
+    m = fo.metric("dW", grad_t.T.double().numpy(), tr.truth[1], [low[1] for low in tr.lows],
+                  dtype, 1.0, scale=tr.dw_scale)
+    assert m.ok, str(m)
+    m = fo.metric("loss", losses[0].double().numpy(), tr.truth[0], [low[0] for low in tr.lows],
+                  dtype, case.lam, fo.compute_dtype_name(dtype))
+    assert m.ok, str(m)

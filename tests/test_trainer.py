@@ -223,7 +223,7 @@ def test_get_params_set_params(small):
     assert set(params) == {"augment", "epochs", "batch_size", "lr", "momentum", "weight_decay",
                            "alpha", "eta", "lam", "delta", "backend", "random_state", "device",
                            "isda_strength", "me_ada_steps", "me_ada_gamma", "me_ada_beta",
-                           "me_ada_lr", "me_ada_rounds", "verbose"}
+                           "me_ada_lr", "me_ada_rounds", "verbose", "group_size"}
     assert clf.set_params(eta=0.2, epochs=3) is clf
     assert clf.eta == 0.2 and clf.epochs == 3
     with pytest.raises(ValueError, match="Invalid parameter 'etaa'"):
@@ -365,11 +365,13 @@ def test_bad_data_is_named():
         SeAClassifier(epochs=1).fit(X, np.where(np.arange(60) == 7, np.nan, y + 0.5))
     with pytest.raises(TypeError, match="y must hold labels that sort against each other"):
         SeAClassifier(epochs=1).fit(X, np.array(["a", 1, None] * 20, dtype=object))
-    with pytest.raises(ValueError, match="1-D"):
-        SeAClassifier(epochs=1).fit(X, y[:, None])
+    with pytest.warns(UserWarning, match="column-vector y"):   # n×1 is raveled (scikit-learn)
+        SeAClassifier(epochs=1, lr=0.4).fit(X, y[:, None])
+    with pytest.raises(ValueError, match="1d array"):
+        SeAClassifier(epochs=1).fit(X, np.stack([y, y], 1))
     with pytest.raises(ValueError, match="all-zero row"):
         SeAClassifier(epochs=1).fit(np.vstack([X[:-1], np.zeros((1, 8), np.float32)]), y)
-    with pytest.raises(ValueError, match=r"eval_set 'eval0' X has feature blocks of widths \[5\]"):
+    with pytest.raises(ValueError, match=r"eval_set 'eval0' X has 5 features, but SeAClassifier"):
         SeAClassifier(epochs=1).fit(X, y, eval_set=[(X[:, :5], y)])
     with pytest.raises(TypeError, match=r"\(X, y\) pair"):
         SeAClassifier(epochs=1).fit(X, y, eval_set=[X])

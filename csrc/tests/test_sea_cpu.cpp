@@ -39,12 +39,16 @@ struct Hyper {
   bool negative_only = false;
 };
 
-std::tuple<Tensor, Tensor> literal(const Tensor& x, const Tensor& labels, const Tensor& w,
-                                   const Tensor& s, const Hyper& h) {
+// With group > 0 the rows attend only to the other rows of their group of `group` consecutive
+// rows (none: q_i = 0); with a bias the logits are XW + 1bᵀ (not the scores); db = Σ_i D_i.
+std::tuple<Tensor, Tensor, Tensor> literal(const Tensor& x, const Tensor& labels, const Tensor& w,
+                                           const Tensor& s, const Hyper& h, int64_t group = 0,
+                                           const Tensor& bias = Tensor()) {
   const int64_t b = x.size(0), C = w.size(1);
   Tensor y = at::one_hot(labels, C).to(at::kDouble);
   Tensor margin = h.delta * (1 - y);
-  Tensor z = (x.mm(w) + margin) / h.lam;
+  auto logits = [&](const Tensor& xx) { return bias.defined() ? xx.mm(w) + bias : xx.mm(w); };
+  Tensor z = (logits(x) + margin) / h.lam;
   // The exact direction: a' = softmax over c ≠ y, a'_y = −1 (a = (1 − p_y) a'; only the direction
   // of g is used). negative_only: p.
   Tensor a = h.negative_only
@@ -53,13 +57,26 @@ std::tuple<Tensor, Tensor> literal(const Tensor& x, const Tensor& labels, const 
   Tensor g = a.mm(w.t());
   Tensor q = at::zeros({b, b}, x.options());
   if (b > 1) {
-    Tensor eye = at::eye(b, x.options().dtype(at::kBool));
-    q = at::softmax((unit(g).mm(x.t()) / h.alpha).masked_fill(eye, -INFINITY), 1);
+    const Tensor gid = at::floor_divide(at::arange(b, at::kLong), group > 0 ? group : b);
+    const Tensor masked = at::eye(b, x.options().dtype(at::kBool)) |
+                          gid.unsqueeze(1).ne(gid.unsqueeze(0));
+    q = at::softmax((unit(g).mm(x.t()) / h.alpha).masked_fill(masked, -INFINITY), 1)
+            .masked_fill(masked.all(1, /*keepdim=*/true), 0.0);
   }
   Tensor x_aug = unit(x + h.eta * unit(q.mm(x)));
-  Tensor log_p = at::log_softmax((x_aug.mm(w) + margin) / h.lam, 1);
+  Tensor log_p = at::log_softmax((logits(x_aug) + margin) / h.lam, 1);
   Tensor loss = -h.lam * log_p.gather(1, labels.unsqueeze(1)).squeeze(1);
-  Tensor dw = x_aug.t().mm(s.unsqueeze(1) * (log_p.exp() - y));
+  Tensor dmat = s.unsqueeze(1) * (log_p.exp() - y);
+  return {loss, x_aug.t().mm(dmat), dmat.sum(0)};
+}
+
+// The kernel without groups or bias: (losses, dW); its db must be empty.
+std::tuple<Tensor, Tensor> sea2(const Tensor& x, const Tensor& labels, const Tensor& w,
+                                const Tensor& s, double alpha, double eta, double lam,
+                                double delta, bool negative_only, bool compute_grad) {
+  auto [loss, dw, db] = sea_kernels::sea_fwd_cpu(x, labels, w, s, alpha, eta, lam, delta,
+                                                 negative_only, compute_grad);
+  if (db.numel() != 0) check(false, "db is not empty without a bias");
   return {loss, dw};
 }
 
@@ -75,9 +92,8 @@ void compare(const std::string& name, int64_t b, int64_t d, int64_t C, const Hyp
   Tensor labels = at::randint(C, {b}, at::kLong);
   Tensor w = at::randn({d, C}, at::kDouble) * (weight_scale / std::sqrt(double(d)));
   Tensor s = at::rand({b}, at::kDouble);
-  auto [ref_loss, ref_dw] = literal(x, labels, w, s, h);
-  auto [loss, dw] = sea_kernels::sea_fwd_cpu(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta,
-                                             h.negative_only, true);
+  auto [ref_loss, ref_dw, ref_db] = literal(x, labels, w, s, h);
+  auto [loss, dw] = sea2(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta, h.negative_only, true);
   const double el = rel_err(loss, ref_loss), eg = rel_err(dw, ref_dw);
   char buf[256];
   std::snprintf(buf, sizeof buf, "%s b=%ld d=%ld C=%ld: loss err %.2e, dW err %.2e", name.c_str(),
@@ -86,21 +102,20 @@ void compare(const std::string& name, int64_t b, int64_t d, int64_t C, const Hyp
         buf);
 
   // compute_grad = false: same losses, empty dW.
-  auto [loss2, dw2] = sea_kernels::sea_fwd_cpu(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta,
-                                               h.negative_only, false);
+  auto [loss2, dw2] =
+      sea2(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta, h.negative_only, false);
   check(dw2.numel() == 0 && at::equal(loss2, loss), name + ": compute_grad=false");
 
   // Non-contiguous inputs (transposed storage) give the same result.
   Tensor xt = x.t().contiguous().t(), wt = w.t().contiguous().t();
-  auto [loss3, dw3] = sea_kernels::sea_fwd_cpu(xt, labels, wt, s, h.alpha, h.eta, h.lam, h.delta,
-                                               h.negative_only, true);
+  auto [loss3, dw3] =
+      sea2(xt, labels, wt, s, h.alpha, h.eta, h.lam, h.delta, h.negative_only, true);
   check(rel_err(loss3, ref_loss) < 1e-10 && rel_err(dw3, ref_dw) < 1e-10,
         name + ": non-contiguous x and weight");
 
   // float32 inputs compute in float32, close to the float64 result.
-  auto [loss4, dw4] = sea_kernels::sea_fwd_cpu(x.to(at::kFloat), labels, w.to(at::kFloat),
-                                               s.to(at::kFloat), h.alpha, h.eta, h.lam, h.delta,
-                                               h.negative_only, true);
+  auto [loss4, dw4] = sea2(x.to(at::kFloat), labels, w.to(at::kFloat), s.to(at::kFloat), h.alpha,
+                           h.eta, h.lam, h.delta, h.negative_only, true);
   check(loss4.scalar_type() == at::kFloat && dw4.scalar_type() == at::kFloat &&
             rel_err(loss4, ref_loss) < 1e-3 && rel_err(dw4, ref_dw) < 1e-3,
         name + ": float32");
@@ -263,8 +278,8 @@ void compare_direct(const std::string& name, const Tensor& x, const Tensor& labe
                     const Tensor& w, const Tensor& s, const Hyper& h, at::ScalarType dtype,
                     double tol64 = 1e-12, double tol32 = 2e-5, double own_factor = 2) {
   const Tensor xx = x.to(dtype), ww = w.to(dtype), ss = s.to(dtype);
-  auto [loss, dw] = sea_kernels::sea_fwd_cpu(xx, labels, ww, ss, h.alpha, h.eta, h.lam, h.delta,
-                                             h.negative_only, true);
+  auto [loss, dw] =
+      sea2(xx, labels, ww, ss, h.alpha, h.eta, h.lam, h.delta, h.negative_only, true);
   const bool finite = at::isfinite(loss).all().item<bool>() && at::isfinite(dw).all().item<bool>();
   const Direct<long double> ref = direct<long double>(xx, labels, ww, ss, h);
   const double el = rel_err_vec(loss, ref.loss), eg = rel_err_vec(dw, ref.dw.v);
@@ -294,8 +309,7 @@ void cancelling_reproducer(at::ScalarType dtype, double tol) {
   Tensor w = at::zeros({2, 2}, dtype), labels = at::tensor({0, 1, 0}, at::kLong);
   Tensor s = at::tensor({1.0, 0.0, 0.0}, at::kDouble).to(dtype);
   Hyper h;
-  auto [loss, dw] = sea_kernels::sea_fwd_cpu(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta,
-                                             false, true);
+  auto [loss, dw] = sea2(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta, false, true);
   const Direct<long double> ref = direct<long double>(x, labels, w, s, h);
   Tensor got = 2 * dw.select(1, 1).to(at::kDouble);
   double err = 0;
@@ -325,6 +339,63 @@ void near_cancelling(double spread, at::ScalarType dtype) {
   char name[64];
   std::snprintf(name, sizeof name, "near-cancelling rows, spread %.0e", spread);
   compare_direct(name, x, labels, w, s, h, dtype);
+}
+
+// group_size G and a bias: the op against the literal implementation (Q block diagonal, logits
+// XW + 1bᵀ, db = Σ_i D_i) and against itself run on each group's rows alone (row_scale sliced
+// alike: the losses concatenate, dW and db add up); float64, and float32 close to it. zero_rows:
+// the rows i ≡ 1 (mod 3) are zero (every row of a group of ≤ 2 rows may have no partner).
+void grouped(const std::string& name, int64_t b, int64_t d, int64_t C, int64_t G, const Hyper& h,
+             bool with_bias, bool zero_rows = false) {
+  at::manual_seed(b * 7 + d * 3 + C + G);
+  Tensor x = unit(at::randn({b, d}, at::kDouble));
+  if (zero_rows) x.index_fill_(0, at::arange(1, b, 3, at::kLong), 0.0);
+  Tensor labels = at::randint(C, {b}, at::kLong);
+  Tensor w = at::randn({d, C}, at::kDouble) * (3.0 / std::sqrt(double(d)));
+  Tensor s = at::rand({b}, at::kDouble);
+  Tensor bias = with_bias ? 0.5 * at::randn({C}, at::kDouble) : Tensor();
+  std::optional<Tensor> ob = with_bias ? std::optional<Tensor>(bias) : std::nullopt;
+  auto [ref_loss, ref_dw, ref_db] = literal(x, labels, w, s, h, G, bias);
+  auto [loss, dw, db] = sea_kernels::sea_fwd_cpu(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta,
+                                                 h.negative_only, true, G, ob);
+  const double el = rel_err(loss, ref_loss), eg = rel_err(dw, ref_dw);
+  const double eb = with_bias ? rel_err(db, ref_db) : 0.0;
+  char buf[320];
+  std::snprintf(buf, sizeof buf, "%s b=%ld d=%ld C=%ld G=%ld bias=%d: loss err %.2e, dW err %.2e, "
+                "db err %.2e", name.c_str(), long(b), long(d), long(C), long(G), int(with_bias),
+                el, eg, eb);
+  check(el < 1e-10 && eg < 1e-10 && eb < 1e-10 && db.numel() == (with_bias ? C : 0), buf);
+  // Each group alone.
+  Tensor sum_dw = at::zeros_like(dw), sum_db = at::zeros({C}, at::kDouble);
+  std::vector<Tensor> losses;
+  const int64_t step = G > 0 ? G : b;
+  for (int64_t lo = 0; lo < b; lo += step) {
+    const int64_t n = std::min(step, b - lo);
+    auto [l, g, gb] = sea_kernels::sea_fwd_cpu(x.narrow(0, lo, n), labels.narrow(0, lo, n), w,
+                                               s.narrow(0, lo, n), h.alpha, h.eta, h.lam,
+                                               h.delta, h.negative_only, true, 0, ob);
+    losses.push_back(l);
+    sum_dw += g;
+    if (with_bias) sum_db += gb;
+  }
+  const double al = rel_err(loss, at::cat(losses)), ag = rel_err(dw, sum_dw);
+  const double ab = with_bias ? rel_err(db, sum_db) : 0.0;
+  std::snprintf(buf, sizeof buf, "%s G=%ld: vs each group alone: loss %.1e, dW %.1e, db %.1e",
+                name.c_str(), long(G), al, ag, ab);
+  check(al < 1e-12 && ag < 1e-12 && ab < 1e-12, buf);
+  // float32; compute_grad = false: same losses, empty dW and db.
+  std::optional<Tensor> ob32 = with_bias ? std::optional<Tensor>(bias.to(at::kFloat))
+                                         : std::nullopt;
+  auto [l32, g32, b32] = sea_kernels::sea_fwd_cpu(x.to(at::kFloat), labels, w.to(at::kFloat),
+                                                  s.to(at::kFloat), h.alpha, h.eta, h.lam,
+                                                  h.delta, h.negative_only, true, G, ob32);
+  check(l32.scalar_type() == at::kFloat && rel_err(l32, ref_loss) < 1e-3 &&
+            rel_err(g32, ref_dw) < 1e-3 && (!with_bias || rel_err(b32, ref_db) < 1e-3),
+        name + ": float32");
+  auto [l0, g0, b0] = sea_kernels::sea_fwd_cpu(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta,
+                                               h.negative_only, false, G, ob);
+  check(at::equal(l0, loss) && g0.numel() == 0 && b0.numel() == 0,
+        name + ": compute_grad=false with groups");
 }
 
 template <typename F>
@@ -363,6 +434,20 @@ int main() {
   Hyper sharp;
   sharp.lam = 0.01;
   compare("lam=0.01 strong weight", 12, 9, 4, sharp, 30.0);
+
+  // Groups (group_size) and the bias: odd sizes, G = 1, G = b − 1, G ≥ b, zero rows in a group.
+  for (const bool with_bias : {false, true}) {
+    grouped("groups", 10, 13, 5, 4, paper, with_bias);
+    grouped("groups G=1", 7, 13, 5, 1, paper, with_bias);
+    grouped("groups G=b-1", 9, 13, 5, 8, paper, with_bias);
+    grouped("groups G>=b", 9, 13, 5, 9, paper, with_bias);
+    grouped("groups G>b", 9, 13, 5, 50, paper, with_bias);
+    grouped("groups, zero rows", 11, 13, 5, 3, paper, with_bias, true);
+    grouped("groups C>2G (A'Wᵀ norms)", 23, 40, 70, 5, paper, with_bias);
+    grouped("groups negative_only", 17, 13, 5, 6, neg, with_bias);
+    grouped("groups, many (in parallel)", 300, 33, 7, 16, paper, with_bias);
+  }
+  grouped("bias, whole batch", 12, 13, 5, 0, paper, true);
 
   // Exact at every margin: logit margins 1λ … 1000λ, float64 and float32, finite and matching the
   // long-double direct computation.
@@ -425,18 +510,26 @@ int main() {
                      at::tensor({1.0, 0.4, 0.7, 0.2}, at::kDouble), hf, dtype, 1e-12, 2e-5, 0.0);
   }
 
-  // The registered op reaches the same kernel through the dispatcher.
+  // The registered op reaches the same kernel through the dispatcher (its schema's defaults:
+  // group_size = 0, bias = None).
   auto op = c10::Dispatcher::singleton()
                 .findSchemaOrThrow("sea_kernels::sea_fwd_cpu", "")
-                .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
-                                                  const Tensor&, double, double, double, double,
-                                                  bool, bool)>();
+                .typed<std::tuple<Tensor, Tensor, Tensor>(
+                    const Tensor&, const Tensor&, const Tensor&, const Tensor&, double, double,
+                    double, double, bool, bool, int64_t, const std::optional<Tensor>&)>();
   {
     Tensor x = unit(at::randn({5, 8}, at::kDouble)), w = at::randn({8, 3}, at::kDouble);
     Tensor labels = at::randint(3, {5}, at::kLong), s = at::ones({5}, at::kDouble);
-    auto [l1, g1] = op.call(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true);
-    auto [l2, g2] = sea_kernels::sea_fwd_cpu(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true);
-    check(at::equal(l1, l2) && at::equal(g1, g2), "dispatcher call matches the direct call");
+    auto [l1, g1, b1] = op.call(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true, 0, {});
+    auto [l2, g2] = sea2(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true);
+    check(at::equal(l1, l2) && at::equal(g1, g2) && b1.numel() == 0,
+          "dispatcher call matches the direct call");
+    Tensor bias = at::randn({3}, at::kDouble);
+    auto [l3, g3, b3] = op.call(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true, 2, bias);
+    auto [l4, g4, b4] = sea_kernels::sea_fwd_cpu(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false,
+                                                 true, 2, bias);
+    check(at::equal(l3, l4) && at::equal(g3, g4) && at::equal(b3, b4),
+          "dispatcher call with group_size and bias matches the direct call");
 
     Tensor bad = labels.clone();
     bad[2] = 3;
@@ -445,7 +538,7 @@ int main() {
     });
     bad[2] = -1;
     expect_error("label < 0", "out of range", [&] {
-      op.call(x, bad, w, s, 0.01, 0.8, 0.1, 0.0, false, true);
+      op.call(x, bad, w, s, 0.01, 0.8, 0.1, 0.0, false, true, 0, {});
     });
     expect_error("weight rows != d", "weight must have shape", [&] {
       sea_kernels::sea_fwd_cpu(x, labels, w.narrow(0, 0, 7), s, 0.01, 0.8, 0.1, 0.0, false, true);
@@ -456,6 +549,17 @@ int main() {
     });
     expect_error("row_scale length", "row_scale", [&] {
       sea_kernels::sea_fwd_cpu(x, labels, w, s.narrow(0, 0, 4), 0.01, 0.8, 0.1, 0.0, false, true);
+    });
+    expect_error("group_size < 0", "group_size must be", [&] {
+      sea_kernels::sea_fwd_cpu(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true, -1);
+    });
+    expect_error("bias length", "bias must have shape", [&] {
+      sea_kernels::sea_fwd_cpu(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true, 0,
+                               at::zeros({4}, at::kDouble));
+    });
+    expect_error("bias not finite", "bias must be finite", [&] {
+      sea_kernels::sea_fwd_cpu(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true, 0,
+                               at::full({3}, INFINITY, at::kDouble));
     });
   }
   std::printf("%d failure(s)\n", failures);

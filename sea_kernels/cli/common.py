@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..params import DEFAULTS, GRID_PARAMS
+
 
 class UsageError(ValueError):
     """A bad command line or bad input: exit status 2."""
@@ -121,6 +123,61 @@ def add_device(p):
     """--device auto|cpu|cuda[:N]."""
     p.add_argument("--device", default="auto",
                    help="auto (cuda when visible, else cpu), cpu, cuda")
+
+
+#: What each grid axis (params.GRID_PARAMS) holds, for --help of `sea sweep` / `sea compare`.
+AXIS_HELP = {"lr": "SGD learning rates, for a batch of 256", "weight_decay": "SGD weight decays",
+             "alpha": "projection temperatures α", "lam": "loss temperatures λ",
+             "delta": "margins δ", "eta": "augmentation steps η, 0 disables it"}
+
+
+def add_axis_args(g, base: str, base_values: dict, extra: dict | None = None):
+    """One option per grid axis (--lr, --wd/--weight-decay, --alpha, --lam, --delta, --eta; several
+    values each; None when not given). `base_values` (axis → its values as text) are the axes of
+    the command's grid `base`, used when no axis is given (`sea_kernels.train.grid.
+    command_line_grid`); every other axis defaults to its one value of params.DEFAULTS."""
+    for name in GRID_PARAMS:
+        flags = ["--wd", "--weight-decay"] if name == "weight_decay" else [f"--{name}"]
+        one = format(DEFAULTS[name], "g")
+        many = base_values.get(name, one)
+        text = (f"default: {one}" if many == one else
+                f"default: {many} when no axis is given or with --grid {base}, else {one}")
+        if extra and name in extra:
+            text += "; " + extra[name]
+        g.add_argument(*flags, dest=name, nargs="+", type=number, default=None,
+                       help=f"{AXIS_HELP[name]} ({text})")
+
+
+def given_axes(args) -> dict:
+    """The grid axes given on the command line: axis → its values (the options of
+    `add_axis_args` that are not None)."""
+    return {k: getattr(args, k) for k in GRID_PARAMS if getattr(args, k) is not None}
+
+
+#: The distribution name (pyproject.toml [project] name).
+DISTRIBUTION = "sea-kernels"
+
+
+def package_version() -> str:
+    """The version of sea-kernels: the installed distribution's (importlib.metadata), else — a
+    checkout run without installing — the [project] version of the checkout's pyproject.toml,
+    else the package's ``__version__``. Imports no torch."""
+    from importlib import metadata
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.is_file():
+        import re
+        text = pyproject.read_text(encoding="utf-8")
+        project = re.search(r"^\[project\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+        found = project and re.search(r'^version\s*=\s*["\']([^"\']+)["\']', project.group(1),
+                                      re.M)
+        if found:
+            return found.group(1)
+    from .. import __version__
+    return __version__
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,8 +9,11 @@ std, 95% intervals and the paired differences to the baseline (`none`, the linea
 grid axes (--lr, --wd, --alpha, --lam, --delta, --eta, as in `sea sweep`; none and sea from one
 sweep pass, η = 0 rows for none, η > 0 for sea), --adv-eta for adv and --me-ada-lr (ME-ADA's
 ascent step); each other method is one SeAClassifier fit per candidate
-(`sea_kernels.train.compare`). --out DIR gets compare.json and compare.png. Every option, the
-candidates, the device, --out and every data set are checked before any training.
+(`sea_kernels.train.compare`). The grid follows the rule of `sea sweep`: with no axis given,
+DEFAULT_GRID (lr 0.25–4 × λ 0.1, 1 × η 0–0.8); an axis given replaces its axis and the others
+take their one default (params.DEFAULTS), unless ``--grid compare|paper`` names the base grid;
+its size is printed before any training. --out DIR gets compare.json and compare.png. Every
+option, the candidates, the device, --out and every data set are checked before any training.
 """
 from __future__ import annotations
 
@@ -18,14 +21,16 @@ from ..params import (
     AUGMENTS,
     BACKENDS,
     BATCH_SIZE,
-    DEFAULTS,
     EPOCHS,
-    GRID_PARAMS,
     METRICS,
     VAL_FRACTION,
 )
 from . import common
 from .common import RunFailed, UsageError, integer, number
+from .sweep import GRIDS as _SWEEP_GRIDS
+
+#: The base grids `--grid` names: compare's own (DEFAULT_GRID) and those of `sea sweep`.
+GRIDS = ("compare", *_SWEEP_GRIDS)
 
 #: Shown in --help; the values are `sea_kernels.train.compare.DEFAULT_METHODS` / DEFAULT_GRID
 #: (read when the command runs, so that building the parser imports no numpy).
@@ -46,13 +51,16 @@ def add_parser(sub):
                         f"{', '.join(AUGMENTS)} (default: {_DEFAULTS_HELP['methods']})")
     s.add_argument("--seeds", nargs="+", type=integer, default=[3], metavar="N",
                    help="one number K: seeds 0…K−1; several numbers: those seeds (default: 3)")
-    g = s.add_argument_group("candidates (axes as in `sea sweep`; each replaces that axis)")
-    for name in GRID_PARAMS:
-        flags = ["--wd", "--weight-decay"] if name == "weight_decay" else [f"--{name}"]
-        text = f"default: {_DEFAULTS_HELP.get(name) or format(DEFAULTS[name], 'g')}"
-        if name == "eta":
-            text += "; none takes η = 0, sea, sea_neg, mixup and rand the values > 0"
-        g.add_argument(*flags, dest=name, nargs="+", type=number, default=None, help=text)
+    g = s.add_argument_group("candidates (axes as in `sea sweep`: with no axis given, compare's "
+                             "grid; an axis given replaces its axis, the others take their one "
+                             "default unless --grid names a base grid)")
+    g.add_argument("--grid", default=None, choices=GRIDS,
+                   help="base grid of the axes not given: compare (lr × λ × η below; default "
+                        "when no axis is given), paper (the paper's search) or defaults (one "
+                        "value per axis; default when an axis is given)")
+    common.add_axis_args(g, "compare", {k: v for k, v in _DEFAULTS_HELP.items() if k != "methods"},
+                         extra={"eta": "none takes η = 0, sea, sea_neg, mixup and rand the "
+                                       "values > 0"})
     g.add_argument("--adv-eta", nargs="+", type=number, default=None,
                    help="η of adv, the raw gradient step (default: 0.2 1)")
     g.add_argument("--me-ada-lr", nargs="+", type=number, default=None,
@@ -73,20 +81,25 @@ def add_parser(sub):
     return s
 
 
-def grid(args) -> dict:
-    """The candidates of a `sea compare` command line: DEFAULT_GRID with every axis given on the
-    command line replacing its axis; --adv-eta as adv's η, --me-ada-lr as ME-ADA's steps."""
+def base_and_grid(args) -> tuple[str, dict]:
+    """(base grid name, candidates) of a `sea compare` command line, by the rule of `sea sweep`
+    (`train.grid.command_line_grid`): --grid NAME when named; else DEFAULT_GRID ("compare") when
+    no axis is given; else the axes given, every other axis at its one default. --adv-eta (adv's
+    η) and --me-ada-lr (ME-ADA's steps) are added; they are no grid axes."""
     from ..train.compare import DEFAULT_GRID
-    out = {k: list(v) for k, v in DEFAULT_GRID.items()}
-    for k in GRID_PARAMS:
-        values = getattr(args, k)
-        if values is not None:
-            out[k] = list(dict.fromkeys(values))      # keep order, drop repeats
+    from ..train.grid import BASE_GRIDS, command_line_grid
+    name, out = command_line_grid(common.given_axes(args), args.grid, default="compare",
+                                  bases={"compare": DEFAULT_GRID, **BASE_GRIDS})
     if args.me_ada_lr is not None:
         out["me_ada_lr"] = list(dict.fromkeys(args.me_ada_lr))
     if args.adv_eta is not None:
         out["adv"] = {"eta": list(dict.fromkeys(args.adv_eta))}
-    return out
+    return name, out
+
+
+def grid(args) -> dict:
+    """The candidates of a `sea compare` command line (`base_and_grid`)."""
+    return base_and_grid(args)[1]
 
 
 def seeds(args):
@@ -126,6 +139,9 @@ def _announce(args, p, n, val, n_test):
     print(f"compare: {len(p.methods)} methods (candidates per seed: {', '.join(parts)}) × "
           f"{len(p.seeds)} seeds ({', '.join(map(str, p.seeds))}) × {args.epochs} epochs on "
           f"{n} examples; {how}; test: {n_test} examples", flush=True)
+    from ..train.grid import describe_grid
+    name, g = base_and_grid(args)
+    print(f"grid: {describe_grid(g)} from base grid {name}", flush=True)
 
 
 def _line(r):

@@ -8,6 +8,7 @@
     sea extract photos/ --out photos.npz              # ImageFolder tree → EfficientNet-Lite0
     sea bench                                         # benches/run.py when in the checkout
     sea info
+    sea --version                                     # the installed (or checkout's) version
 
 One module per command (`sea_kernels.cli.train`, `.sweep`, `.eval`, `.extract`, `.bench`,
 `.info`: each its ``add_parser(subparsers)`` and ``run(args)``); what they share is in
@@ -53,7 +54,7 @@ import warnings
 from ..data.errors import BadFileError
 from . import bench, compare, extract, info, sweep, train
 from . import eval as evaluate
-from .common import OutputError, Parser, RunFailed, UsageError
+from .common import OutputError, Parser, RunFailed, UsageError, package_version
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_BAD_INPUT", "EXIT_BAD_FILE", "EXIT_OUTPUT",
            "EXIT_INTERRUPTED", "EXIT_CODES", "BadFileError", "OutputError", "RunFailed",
@@ -91,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="sea", description="Semantic Adversarial Augmentation (SeA, ECCV 2024) for "
                                        "linear classifiers on fixed deep features.",
                epilog=epilog)
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                   help="print the version of sea-kernels and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for command in COMMANDS:
@@ -141,7 +144,9 @@ def main(argv=None) -> int:
 
 
 def _print_warnings(caught):
-    """Each distinct warning once, as `sea: warning: …` on stderr."""
+    """Each distinct warning once, as `sea: warning: …` on stderr (under torchrun: rank 0's)."""
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return
     seen = set()
     for w in caught:
         msg = " ".join(str(w.message).split())
@@ -171,7 +176,8 @@ def _report(e: BaseException) -> int:
     if os.environ.get("SEA_DEBUG"):
         import traceback
         traceback.print_exc()
-    print(f"sea: error: {msg}", file=sys.stderr)
+    if not getattr(e, "sea_quiet", False):   # an error all ranks share: rank 0 prints it
+        print(f"sea: error: {msg}", file=sys.stderr)
     return code
 
 

@@ -1,6 +1,13 @@
 """`sea sweep`: train a hyper-parameter grid in one pass, pick on validation, retrain.
 
-    sea sweep features.npz --lr 0.25 0.5 1 --eta 0 0.4 0.8 --epochs 30 --out sweep/
+    sea sweep features.npz --out sweep/                               # the paper's 1,728
+    sea sweep features.npz --lr 0.25 0.5 1 --eta 0 0.4 0.8 --out sweep/     # 9: lr × η
+    sea sweep features.npz --lr 0.25 0.5 1 --grid paper --out sweep/        # 864
+
+The grid (`base_and_grid`, `sea_kernels.train.grid.command_line_grid`): with no axis given, the
+paper's grid; an axis given replaces its axis and every other axis takes its one default
+(params.DEFAULTS), unless ``--grid paper`` keeps the paper's values for them. Its size and axes
+are printed before any training.
 
 --out DIR gets sweep.json, sweep.csv, heatmap.png and the winner's model.pt. The sweep engine is
 `sea_kernels.train.sweep` (docs/design.md §4). The grid, the scalar options, the device, --out and
@@ -13,7 +20,6 @@ import math
 from ..params import (
     BACKENDS,
     BATCH_SIZE,
-    DEFAULTS,
     EPOCHS,
     GRID_PARAMS,
     METRICS,
@@ -40,6 +46,8 @@ def add_parser(sub):
     s.add_argument("--epochs", type=integer, default=EPOCHS, help="training epochs")
     s.add_argument("--batch-size", type=integer, default=BATCH_SIZE, help="mini-batch size")
     s.add_argument("--seed", type=integer, default=0, help="random_state")
+    s.add_argument("--group-size", type=integer, default=None,
+                   help="rows per SeA group in every batch (default: the whole batch, the paper)")
     s.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="fused_sea backend of the retrained winner")
     common.add_device(s)
@@ -60,29 +68,28 @@ def add_parser(sub):
 
 def _add_grid_args(s):
     """--grid and one option per axis of GRID_PARAMS (each replaces that axis)."""
-    g = s.add_argument_group("grid (each option replaces that axis of the base grid)")
+    g = s.add_argument_group("grid (with no axis given: the paper's grid; an axis given replaces "
+                             "its axis, the others take their one default unless --grid paper)")
     n_paper = math.prod(len(v) for v in PAPER_GRID.values())
-    g.add_argument("--grid", default=GRIDS[0], choices=GRIDS,
-                   help=f"base grid: the paper's {n_paper:,} configurations (default), or one "
-                        "value per parameter (the defaults)")
-    g.add_argument("--lr", nargs="+", type=number, default=None)
-    g.add_argument("--wd", "--weight-decay", dest="weight_decay", nargs="+", type=number,
-                   default=None)
-    for name in ("alpha", "lam", "delta", "eta"):
-        g.add_argument(f"--{name}", nargs="+", type=number, default=None)
+    g.add_argument("--grid", default=None, choices=GRIDS,
+                   help=f"base grid of the axes not given: paper (the paper's {n_paper:,} "
+                        "configurations; default when no axis is given) or defaults (one value "
+                        "per axis, docs/design.md §1; default when an axis is given)")
+    common.add_axis_args(g, "paper", {k: " ".join(f"{v:g}" for v in vals)
+                                      for k, vals in PAPER_GRID.items()})
+
+
+def base_and_grid(args) -> tuple[str, dict]:
+    """(base grid name, grid) of a `sea sweep` command line (`train.grid.command_line_grid`):
+    --grid NAME when named; else the paper's 1,728 configurations when no axis is given; else
+    the axes given, every other axis at its one default (params.DEFAULTS)."""
+    from ..train.grid import command_line_grid
+    return command_line_grid(common.given_axes(args), args.grid, default="paper")
 
 
 def grid(args) -> dict:
-    """The grid of a `sea sweep` command line: the base grid (``--grid paper``, the default: the
-    paper's 1,728 configurations; ``--grid defaults``: one value per parameter, docs/design.md
-    §1), with every axis given on the command line replacing the base one."""
-    base = PAPER_GRID if args.grid == "paper" else {k: [v] for k, v in DEFAULTS.items()}
-    out = {k: list(base[k]) for k in GRID_PARAMS}
-    for k in GRID_PARAMS:
-        values = getattr(args, k)
-        if values is not None:
-            out[k] = list(dict.fromkeys(values))     # keep order, drop repeats
-    return out
+    """The grid of a `sea sweep` command line (`base_and_grid`)."""
+    return base_and_grid(args)[1]
 
 
 def check_args(args, g) -> None:
@@ -94,6 +101,8 @@ def check_args(args, g) -> None:
     check_int("epochs", args.epochs)
     check_int("batch_size", args.batch_size)
     check_seed(args.seed, "--seed")
+    if args.group_size is not None:
+        check_int("group_size", args.group_size, minimum=1)
     if args.val is None:
         check_real("val_fraction", args.val_fraction)
     if args.top < 0:
@@ -102,9 +111,8 @@ def check_args(args, g) -> None:
 
 def _announce(args, g, n, val):
     """The first line: how many configurations, epochs, examples, and the validation set."""
-    n_configs = math.prod(len(v) for v in g.values())
-    axes = " × ".join(f"{k} {len(v)}" for k, v in g.items() if len(v) > 1) or "one"
-    print(f"sweep: {n_configs} configurations ({axes}; base grid: {args.grid}) × "
+    from ..train.grid import describe_grid
+    print(f"sweep: {describe_grid(g)} from base grid {base_and_grid(args)[0]} × "
           f"{args.epochs} epochs on {n} examples; "
           + (f"validation: {len(val[1])} given examples" if val is not None else
              f"validation: a stratified {args.val_fraction:g} hold-out"), flush=True)
@@ -115,6 +123,8 @@ def _sweep_kwargs(args, val, test, device: str) -> dict:
     kw = dict(val_fraction=args.val_fraction, epochs=args.epochs, batch_size=args.batch_size,
               random_state=args.seed, backend=args.backend, metric=args.metric,
               retrain=not args.no_retrain, progress=common.show_progress(args), device=device)
+    if args.group_size is not None:
+        kw.update(group_size=args.group_size)
     if val is not None:
         kw.update(X_val=val[0], y_val=val[1])
     if test is not None:
@@ -123,8 +133,11 @@ def _sweep_kwargs(args, val, test, device: str) -> dict:
 
 
 def _print_result(args, result):
-    """The top configurations, the winner and (when scored) its test accuracy."""
-    print(result.table(args.top))
+    """The top configurations, the winner and (when scored) its test accuracy — one test line:
+    the table's own test line is left out for the line below, which says how the winner was
+    scored."""
+    import dataclasses
+    print(dataclasses.replace(result, test_top1=None, test_mean_per_class=None).table(args.top))
     if result.best is None:
         raise RunFailed("every configuration diverged; lower the learning rates (--lr)")
     best = ", ".join(f"{k}={v:g}" for k, v in result.best.items())
@@ -155,22 +168,31 @@ def _write_files(args, out, result):
 
 
 def run(args) -> int:
-    """Sweep the grid, print the ranking and the winner, write the outputs (all or nothing)."""
+    """Sweep the grid, print the ranking and the winner, write the outputs (all or nothing).
+    Under torchrun every rank trains its share of the grid; rank 0 alone prints and writes."""
+    from ..train import distributed
     from ..train.sweep import sweep
 
     g = grid(args)
     common.need_matplotlib(args)
     check_args(args, g)
     device = common.device(args.device)
-    with common.output(args.out) as out:
+    world = distributed.setup(device)
+    rank0 = world.main
+    with common.output(args.out if rank0 else None) as out:
         X, y, classes = common.load_main(args)
         val = common.load_extra(args, "val", classes)
         test = common.load_extra(args, "test", classes)
         for what, s in (("validation", val), ("test", test)):
             if s is not None:
                 common.check_same_layout(X, s[0], what)
-        _announce(args, g, len(y), val)
+        if rank0:
+            _announce(args, g, len(y), val)
         result = sweep(X, y, g, **_sweep_kwargs(args, val, test, device))
+        if not rank0:
+            if result.best is None:
+                raise distributed.mark_quiet(RunFailed("every configuration diverged"), world)
+            return 0
         _print_result(args, result)
         if out.out is not None:
             _write(args, out, result)

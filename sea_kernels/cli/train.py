@@ -3,6 +3,8 @@ curves.png.
 
     sea train features.npz --out run/                 # x_train/y_train; x_test scored when present
     sea train a.npy b.npy --labels y.npy --eta 0.4 --lr 0.5 --out run/
+    torchrun --nproc-per-node 2 -m sea_kernels.cli.main train f.npz --batch-size 512 \
+        --group-size 256 --out run/     # one model on 2 processes (`sea_kernels.train.distributed`)
 
 Everything is checked before any training: the hyper-parameters and --set keys and values, the
 device, --out and --checkpoint's folder (and an existing checkpoint verified), the feature, label
@@ -41,6 +43,10 @@ def add_parser(sub):
     h.add_argument("--lam", type=number, default=DEFAULTS["lam"], help="loss temperature λ")
     h.add_argument("--delta", type=number, default=DEFAULTS["delta"], help="margin δ")
     h.add_argument("--backend", default="auto", choices=BACKENDS, help="fused_sea backend")
+    h.add_argument("--group-size", type=integer, default=None,
+                   help="SeA projection group: each row is projected onto the other rows of its "
+                        "group of this many consecutive rows (default: the whole batch; under "
+                        "torchrun it must divide batch-size / world size, default that)")
     common.add_device(h)
     h.add_argument("--seed", type=integer, default=0, help="random_state")
     h.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE",
@@ -101,13 +107,14 @@ def _model(args):
     kw = dict(augment=args.augment, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
               momentum=args.momentum, weight_decay=args.weight_decay, alpha=args.alpha,
               eta=args.eta, lam=args.lam, delta=args.delta, backend=args.backend,
-              random_state=args.seed, device=common.device(args.device))
+              random_state=args.seed, device=common.device(args.device),
+              group_size=args.group_size)
     kw.update(parse_set(args.set))
     try:
         model = SeAClassifier(**kw)
     except TypeError as e:
         raise UsageError(f"--set: {e}") from None
-    model._validate_params()
+    model._checked_params()
     return model
 
 
@@ -145,11 +152,21 @@ def _write_files(args, out, model, metrics, plot: bool):
 
 
 def run(args) -> int:
-    """Check everything, train, print train/test accuracy, write the outputs (all or nothing)."""
+    """Check everything, train, print train/test accuracy, write the outputs (all or nothing).
+    Under torchrun every rank trains the one model (`sea_kernels.train.distributed`); only rank 0
+    checks --out, prints and writes, and an error of any rank ends every rank with it."""
+    from ..train import distributed
+    world = distributed.setup(common.device(args.device))
+    with distributed.Run(world) as guard:
+        return _run(args, world, guard)
+
+
+def _run(args, world, guard) -> int:
+    from ..train import distributed
     common.need_matplotlib(args)
     model = _model(args)
     common.check_checkpoint(args.checkpoint)
-    with common.output(args.out) as out:
+    with common.output(args.out if world.main else None) as out:
         X, y, classes = common.load_main(args)
         test = common.load_extra(args, "test", classes)
         if test is not None:
@@ -163,13 +180,26 @@ def run(args) -> int:
         t0 = time.perf_counter()
         model.fit(X, y, eval_set=eval_set or None, progress=common.show_progress(args), **fit_kw)
         wall = time.perf_counter() - t0
-        metrics = {"params": plain(model.get_params()), "wall_time_s": wall,
-                   "features": [str(f) for f in args.features],
-                   "num_classes": int(len(model.classes_)),
-                   "train": common.metrics(model, X, y)}
-        if test is not None:
-            metrics["test"] = common.metrics(model, *test)
-        _print_summary(args, metrics, len(y), wall)
-        if out.out is not None:
-            _write(args, out, model, metrics, plot=not args.no_plot and bool(eval_set))
+        guard.started = True    # past fit's agreements: an error from here on is rank 0's own
+        error = None
+        try:
+            if world.main:
+                _report(args, out, model, X, y, test, eval_set, wall, world)
+        except Exception as e:  # noqa: BLE001 — every rank ends with rank 0's error
+            error = e
+        distributed.agree(world, error)
     return 0
+
+
+def _report(args, out, model, X, y, test, eval_set, wall, world):
+    """Rank 0: print the summary and write --out."""
+    metrics = {"params": plain(model.get_params()), "wall_time_s": wall,
+               "world_size": world.size,
+               "features": [str(f) for f in args.features],
+               "num_classes": int(len(model.classes_)),
+               "train": common.metrics(model, X, y)}
+    if test is not None:
+        metrics["test"] = common.metrics(model, *test)
+    _print_summary(args, metrics, len(y), wall)
+    if out.out is not None:
+        _write(args, out, model, metrics, plot=not args.no_plot and bool(eval_set))

@@ -20,6 +20,11 @@ What differs from one classifier at a time:
   τ·max_j K_jj, or n_i² cancelling) get x̃_i = Π(x_i + ηΠ(Q_j[rows] X)) directly per
   configuration (`_direct_rows`); their share of dW_kᵀ is added after the stacked GEMM. Where
   a'ᵀMa' cancels, ‖g_i‖ comes from W_k a'_i directly.
+* Groups (group_size G, op/groups.py): each group of G consecutive rows is projected alone, so
+  the chunk work runs group by group on (k, C, G) slices with the group's K block (k·b·G
+  instead of k·b²); a group of one row is not moved (x̃_i = Π(x_i)) and takes the η = 0 path.
+* Zero rows of X are masked out of every softmax like the diagonal (exact, see
+  reference.projection_weights); a row with no non-zero partner has q_i = 0.
 * Chunks. The (k, b, b) tensors dominate memory (1,728 configurations × 256² × 4 B = 450 MB),
   so the η > 0 configurations run chunk_size at a time (auto_chunk_size from a byte budget),
   in reusable Workspace buffers.
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .groups import group_ranges
 from .torch_backend import TAU, direct_rows, loss_terms, softplus
 
 # Default budget for a chunk's (chunk, b, b) working set: cache-sized is fastest on a CPU; on a
@@ -104,7 +110,7 @@ def _tiny(dtype):
 
 
 def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, alpha, eta, lam,
-                   delta, x, ws: Workspace | None = None):
+                   delta, x, ws: Workspace | None = None, keep: torch.Tensor | None = None):
     """Rows Rᵀ (k, C, b) with dW_k = X R_k (+ the direct terms), and per-row losses (k, b), for a
     chunk of η > 0 configurations, in the transposed layout (class axis in the middle: the
     row-wise softmaxes over C are then contiguous along b, and every bmm has the fast M = C shape
@@ -113,7 +119,8 @@ def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, a
     logits_t (k, C, b) = (X W_k)ᵀ; weight_t (k, C, d) = W_kᵀ (rows of the stacked W_allᵀ);
     y_t (C, b) one-hot; labels (b,); k_gram (b, b) = X Xᵀ, or None when d < b (then ‖ĝ_i‖² and
     x_iᵀĝ_i come from ĝ = Q X, 2b²d, instead of Q K, 2b³); k_diag (b,) = ‖x_i‖²; row_scale (b,);
-    alpha, eta, lam, delta (k, 1); x (b×d); ws: scratch buffers (two (k, b, b) ones).
+    alpha, eta, lam, delta (k, 1); x (b×d); ws: scratch buffers (two (k, b, b) ones); keep (b,)
+    bool: the non-zero rows (None: all), the others masked out of Q like the diagonal.
     Mirrors the stages of op/torch_backend.py (row_prep … grad_rows), the untrusted rows of
     docs/design.md §3 included. Returns (Rᵀ, losses, direct) with direct a list of
     (configuration in the chunk, (C×d) term to add to its dW_kᵀ).
@@ -129,24 +136,36 @@ def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, a
     if c <= 2 * b:
         m = torch.bmm(weight_t, weight_t.transpose(1, 2))                   # (k, C, C) = W_kᵀW_k
         g_norm2 = (torch.bmm(m, a) * a).sum(dim=1)                          # a_iᵀ M a_i, (k, b)
-        scale = m.diagonal(dim1=1, dim2=2).amax(dim=1, keepdim=True) * a.abs().sum(dim=1) ** 2
-        bad = g_norm2 < TAU[dt] * scale                  # a'ᵀMa' cancels (§3): ‖W_k a'_i‖ direct
-        if bool(bad.any()):
-            for j in torch.nonzero(bad.any(dim=1)).flatten().tolist():
-                idx = torch.nonzero(bad[j]).flatten()
-                g_norm2[j, idx] = (weight_t[j].T @ a[j][:, idx]).square().sum(dim=0)
+        w_norms = m.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()            # ‖w_c‖, (k, C)
         del m
     else:
         g_norm2 = torch.bmm(weight_t.transpose(1, 2), a).square().sum(dim=1)  # ‖W_k a_i‖²
+        w_norms = weight_t.square().sum(dim=2).sqrt()
+    # W_k a'_i cancels (§3, torch_backend.grad_norms_and_rows): ‖g_i‖² and the scores S_i direct
+    bad = ~(g_norm2 >= TAU[dt] * (w_norms[:, :, None] * a.abs()).sum(dim=1) ** 2)
+    cancelling = []
+    if bool(bad.any()):
+        for j in torch.nonzero(bad.any(dim=1)).flatten().tolist():
+            idx = torch.nonzero(bad[j]).flatten()
+            g = weight_t[j].T @ a[j][:, idx]                                # (d, m): g_i = W a'_i
+            g_norm2[j, idx] = g.square().sum(dim=0)
+            cancelling.append((j, idx, g))
     inv_g = torch.where(g_norm2 > 0, g_norm2.clamp_min(tiny).rsqrt(), 0)
     s = _empty(ws, "bb0", (kc, b, b), logits_t)
     torch.bmm((a * (inv_g / alpha)[:, None, :]).transpose(1, 2), logits_t, out=s)  # (k, b, b)
+    for j, idx, g in cancelling:                                  # S_ij = x_jᵀg_i/(α‖g_i‖)
+        s[j, idx] = (g.T @ x.T) * (inv_g[j, idx] / alpha[j])[:, None]
     q = _empty(ws, "bb1", (kc, b, b), logits_t)
     if b == 1:
         q.zero_()
     else:
         s.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
+        if keep is not None:                                       # zero rows: q_ij = 0
+            s.masked_fill_(~keep[None, None, :], float("-inf"))
         torch.ops.aten._softmax.out(s, 2, False, out=q)
+        if keep is not None:                                       # no non-zero partner: q_i = 0
+            partners = keep.sum() - keep.to(torch.int64)
+            q.masked_fill_((partners == 0)[None, :, None], 0)
     if k_gram is not None:
         qk = s                                                     # S is dead: reuse its buffer
         torch.mm(q.view(kc * b, b), k_gram, out=qk.view(kc * b, b))  # the 2b³ GEMM, K shared
@@ -218,7 +237,7 @@ def sea_rows_baseline(logits_t, y_t, labels, k_diag, row_scale, lam, delta):
 def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_baseline: int = 0,
                      chunk_size: int | None = None, max_chunk_bytes: int | None = None,
                      logits_t: torch.Tensor | None = None, row_scale: torch.Tensor | None = None,
-                     workspace: Workspace | None = None):
+                     workspace: Workspace | None = None, group_size: int | None = None):
     """∂(mean_i ℓ(x̃_i))/∂W_k for k stacked configurations, and their mean losses.
 
     The weights are stored transposed and stacked: weight_t = W_allᵀ (kC × d), rows kC:(k+1)C
@@ -228,6 +247,7 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     are processed chunk_size at a time (auto from max_chunk_bytes when None). logits_t =
     weight_t xᵀ (kC × b) may be passed when already computed. workspace: reusable scratch
     buffers (then the returned gradient lives in it and is overwritten by the next call).
+    group_size G (None or 0: the whole batch): groups of G consecutive rows projected alone.
     Returns (dW_allᵀ (kC × d), mean loss per configuration (k,)).
     """
     b, dim = x.shape
@@ -246,6 +266,12 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     rows_all = _empty(ws, "rows", (kt, c, b), x)
     losses = torch.empty(kt, dtype=dt, device=x.device)
     direct = []
+    keep = x.ne(0).any(dim=1)
+    keep = None if bool(keep.all()) else keep                   # zero rows, masked out of Q
+    ranges = group_ranges(b, group_size)
+    if len(ranges) > 1:
+        return _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size,
+                        max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws)
     k_gram = x @ x.T if n_baseline < kt and dim >= b else None  # d < b: chunks use ĝ = Q X
     k_diag = k_gram.diagonal() if k_gram is not None else (x * x).sum(dim=1)
     if n_baseline:
@@ -262,9 +288,51 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
             alpha, eta, lam, delta = hyper.rows(lo, hi)
             rows_all[lo:hi], loss, fixes = sea_rows_chunk(lg[lo:hi], w3[lo:hi], y_t, labels,
                                                           k_gram, k_diag, row_scale, alpha, eta,
-                                                          lam, delta, x, ws)
+                                                          lam, delta, x, ws, keep)
             losses[lo:hi] = loss.mean(dim=1)
             direct += [(lo + j, term) for j, term in fixes]
+    grad_t = torch.mm(rows_all.view(kt * c, b), x, out=_empty(ws, "grad", (kt * c, dim), x))
+    g3 = grad_t.view(kt, c, dim)
+    for j, term in direct:                 # untrusted rows' share of dW_jᵀ, from ĝ directly
+        g3[j] += term
+    return grad_t, losses
+
+
+def _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size,
+             max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws):
+    """`batched_sea_grad` for a batch cut into groups (`ranges`): every group's rows (k, C, g)
+    through `sea_rows_chunk` with the group's own K block, k_diag and mask, groups of one row
+    (and the η = 0 configurations) through `sea_rows_baseline`; then the one stacked GEMM."""
+    b, dim = x.shape
+    kt = lg.shape[0]
+    w3 = weight_t.view(kt, c, dim)
+    row_loss = torch.empty(kt, b, dtype=x.dtype, device=x.device)
+    direct = []
+    for g0, g1 in ranges:
+        xs, g = x[g0:g1], g1 - g0
+        k_gram = xs @ xs.T if n_baseline < kt and g > 1 and dim >= g else None
+        k_diag = k_gram.diagonal() if k_gram is not None else (xs * xs).sum(dim=1)
+        sub = (slice(None), slice(None), slice(g0, g1))
+        ys, scale = y_t[:, g0:g1], row_scale[g0:g1]
+        base = kt if g == 1 else n_baseline                     # one row: ĝ = 0, x̃ = Π(x)
+        if base:
+            _, _, lam, delta = hyper.rows(0, base)
+            rows_all[:base][sub], row_loss[:base, g0:g1] = sea_rows_baseline(
+                lg[:base][sub], ys, labels[g0:g1], k_diag, scale, lam, delta)
+        if base == kt:
+            continue
+        size = chunk_size or auto_chunk_size(g, dim, c, x.dtype, max_chunk_bytes,
+                                             x.device.type)
+        ks = None if keep is None else keep[g0:g1]
+        for lo in range(base, kt, size):
+            hi = min(kt, lo + size)
+            alpha, eta, lam, delta = hyper.rows(lo, hi)
+            rows, loss, fixes = sea_rows_chunk(lg[lo:hi][sub], w3[lo:hi], ys, labels[g0:g1],
+                                               k_gram, k_diag, scale, alpha, eta, lam, delta,
+                                               xs, ws, ks)
+            rows_all[lo:hi][sub], row_loss[lo:hi, g0:g1] = rows, loss
+            direct += [(lo + j, term) for j, term in fixes]
+    losses.copy_(row_loss.mean(dim=1))
     grad_t = torch.mm(rows_all.view(kt * c, b), x, out=_empty(ws, "grad", (kt * c, dim), x))
     g3 = grad_t.view(kt, c, dim)
     for j, term in direct:                 # untrusted rows' share of dW_jᵀ, from ĝ directly

@@ -217,12 +217,16 @@ def __getattr__(name: str):
 
 
 def sea_forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only=False,
-                compute_grad=True):
-    """The `sea_forward` contract (docs/design.md §5) through torch.ops.sea_kernels.sea_fwd_cpu."""
+                compute_grad=True, group_size=0, bias=None):
+    """The `sea_forward` contract (docs/design.md §5) through torch.ops.sea_kernels.sea_fwd_cpu:
+    (losses, dW) without a bias, (losses, dW, db) with one (db = Σ_i D_i; empty without
+    compute_grad). group_size: 0 (the whole batch) or G ≥ 1 (block-diagonal Q, groups of G)."""
     if _MODULE is None and not ensure():
         raise RuntimeError(f"the C++ kernel is unavailable: {globals()['CPP_ERROR']}")
-    return torch.ops.sea_kernels.sea_fwd_cpu(x, labels, weight, row_scale, alpha, eta, lam, delta,
-                                             negative_only, compute_grad)
+    losses, dw, db = torch.ops.sea_kernels.sea_fwd_cpu(x, labels, weight, row_scale, alpha, eta,
+                                                       lam, delta, negative_only, compute_grad,
+                                                       group_size, bias)
+    return (losses, dw) if bias is None else (losses, dw, db)
 
 
 with _LOCK:

@@ -9,6 +9,16 @@ are only known in backward, so backward runs the backend once more with those we
 Double backward (backward with create_graph=True, e.g. Hessian-vector products): backward then
 returns dW built from differentiable torch ops of W with x̃ held fixed (`_weight_grad_graph`), so
 its derivative is the Hessian of W ↦ ℓ(X̃W) with X̃ constant, as Alg. 1 treats it.
+
+group_size G > 0 projects each group of G consecutive rows alone (0: the whole batch); an
+optional bias b (C,) makes the logits XW + 1bᵀ, and autograd returns ∂loss/∂b = Σ_i D_i too (also
+to second order). Both are passed to a backend only when set (G ≥ b counts as unset), so a
+backend without them still serves the default calls.
+
+PyTorch integration: under torch.autocast both ops (and `sea_augment`) compute as without it —
+float32 inputs (float64 kept), the loss float32, ∂loss/∂W in the weight's dtype; torch.func
+transforms (grad, vjp, jacrev) go through `_FusedSeaFunction`; torch.compile(fullgraph=True,
+dynamic=True) traces the scalar checks (params.check_real is SymFloat-safe).
 """
 from __future__ import annotations
 
@@ -20,8 +30,11 @@ from . import reference, torch_backend
 from .dispatch import forward_of, resolve_backend
 from .torch_backend import compute_dtype
 from .validation import (
+    check_bias,
+    check_bias_finite,
     check_dtype_range,
     check_finite,
+    check_group_size,
     check_hyperparameters,
     check_label_range,
     check_tensor_args,
@@ -33,89 +46,152 @@ def _row_scale(b: int, reduction: str, like: Tensor) -> Tensor:
                       device=like.device)
 
 
+def _ct(x, weight, bias):
+    return compute_dtype(x, weight) if bias is None else compute_dtype(x, weight, bias)
+
+
+def _run_backend(backend, x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only,
+                 compute_grad, group_size, bias):
+    """(losses, dW, db or None) from the backend's sea_forward; group_size (G ≥ b: 0) and bias
+    are passed only when set (docs/design.md §5)."""
+    extra = {}
+    if 0 < group_size < x.shape[0]:
+        extra["group_size"] = group_size
+    if bias is not None:
+        extra["bias"] = bias
+    out = forward_of(backend)(x, labels, weight, row_scale, alpha, eta, lam, delta,
+                              negative_only, compute_grad, **extra)
+    return out[0], out[1], (out[2] if bias is not None else None)
+
+
 @torch.library.custom_op("sea_kernels::fused_sea", mutates_args=())
 def fused_sea_op(x: Tensor, labels: Tensor, weight: Tensor, alpha: float, eta: float, lam: float,
                  delta: float, reduction: str, backend: str, negative_only: bool,
-                 need_grad: bool) -> tuple[Tensor, Tensor]:
-    """(loss, ∂loss/∂W) — the gradient only for mean/sum with need_grad, else an empty tensor."""
-    ct = compute_dtype(x, weight)
+                 need_grad: bool, group_size: int = 0,
+                 bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss, ∂loss/∂W, ∂loss/∂b) — the gradients only for mean/sum with need_grad, else empty
+    tensors (∂loss/∂b also empty without a bias)."""
+    ct = _ct(x, weight, bias)
     compute_grad = need_grad and reduction != "none"
     row_scale = _row_scale(x.shape[0], reduction, torch.empty(0, dtype=ct, device=x.device))
-    losses, grad = forward_of(backend)(x, labels, weight, row_scale, alpha, eta, lam, delta,
-                                      negative_only, compute_grad)
+    losses, grad, grad_b = _run_backend(backend, x, labels, weight, row_scale, alpha, eta, lam,
+                                        delta, negative_only, compute_grad, group_size, bias)
     losses = losses.to(ct)
     loss = (losses if reduction == "none" else
             losses.mean() if reduction == "mean" else losses.sum())
     grad = grad.to(weight.dtype) if compute_grad else weight.new_empty(0)
-    return loss, grad
+    grad_b = grad_b.to(bias.dtype) if compute_grad and bias is not None else weight.new_empty(0)
+    return loss, grad, grad_b
 
 
 @fused_sea_op.register_fake
-def _(x, labels, weight, alpha, eta, lam, delta, reduction, backend, negative_only, need_grad):
-    ct = compute_dtype(x, weight)
+def _(x, labels, weight, alpha, eta, lam, delta, reduction, backend, negative_only, need_grad,
+      group_size=0, bias=None):
+    ct = _ct(x, weight, bias)
     loss = x.new_empty((x.shape[0],) if reduction == "none" else (), dtype=ct)
-    grad_shape = weight.shape if (need_grad and reduction != "none") else (0,)
-    return loss, weight.new_empty(grad_shape)
+    grads = need_grad and reduction != "none"
+    grad_b = bias.new_empty(bias.shape) if grads and bias is not None else weight.new_empty(0)
+    return loss, weight.new_empty(weight.shape if grads else (0,)), grad_b
 
 
 @torch.library.custom_op("sea_kernels::fused_sea_weighted_grad", mutates_args=())
 def weighted_grad_op(x: Tensor, labels: Tensor, weight: Tensor, row_weights: Tensor, alpha: float,
                      eta: float, lam: float, delta: float, backend: str,
-                     negative_only: bool) -> Tensor:
-    """∂(Σ_i w_i ℓ(x̃_i))/∂W: the backward of reduction='none' for upstream row weights w."""
-    ct = compute_dtype(x, weight)
-    _, grad = forward_of(backend)(x, labels, weight, row_weights.to(ct), alpha, eta, lam, delta,
-                                 negative_only, True)
-    return grad.to(weight.dtype)
+                     negative_only: bool, group_size: int = 0,
+                     bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(∂/∂W, ∂/∂b) of Σ_i w_i ℓ(x̃_i): the backward of reduction='none' for upstream row weights
+    w (∂/∂b empty without a bias)."""
+    ct = _ct(x, weight, bias)
+    _, grad, grad_b = _run_backend(backend, x, labels, weight, row_weights.to(ct), alpha, eta,
+                                   lam, delta, negative_only, True, group_size, bias)
+    return grad.to(weight.dtype), (weight.new_empty(0) if bias is None else grad_b.to(bias.dtype))
 
 
 @weighted_grad_op.register_fake
-def _(x, labels, weight, row_weights, alpha, eta, lam, delta, backend, negative_only):
-    return torch.empty_like(weight)
+def _(x, labels, weight, row_weights, alpha, eta, lam, delta, backend, negative_only,
+      group_size=0, bias=None):
+    return torch.empty_like(weight), (weight.new_empty(0) if bias is None else
+                                      torch.empty_like(bias))
 
 
 def _setup_context(ctx, inputs, output):
-    x, labels, weight, alpha, eta, lam, delta, reduction, backend, negative_only, _ = inputs
+    (x, labels, weight, alpha, eta, lam, delta, reduction, backend, negative_only, _,
+     group_size, bias) = tuple(inputs) + (0, None)[len(inputs) - 11:]   # defaults left out
     ctx.reduction = reduction
-    ctx.hyper = (alpha, eta, lam, delta, backend, negative_only)
-    if reduction == "none":
-        ctx.save_for_backward(x, labels, weight)
-    else:
-        ctx.save_for_backward(x, labels, weight, output[1])
+    ctx.hyper = (alpha, eta, lam, delta, backend, negative_only, group_size)
+    ctx.has_bias = bias is not None
+    saved = (x, labels, weight) + ((bias,) if bias is not None else ())
+    ctx.save_for_backward(*saved, *(() if reduction == "none" else output[1:]))
 
 
-def _weight_grad_graph(x, labels, weight, upstream, reduction, alpha, eta, lam, delta,
-                       negative_only):
-    """upstream · ∂(Σ_i s_i ℓ(x̃_i))/∂W as differentiable torch ops of W (and of upstream), with
-    x̃ = sea_augment(x, labels, W.detach()) a constant: X̃ᵀ diag(s·sigmoid(t))(U − Y), the exact
-    first derivative (docs/design.md §3), so its derivative is the Hessian with x̃ fixed."""
-    ct = compute_dtype(x, weight)
+def _weight_grad_graph(x, labels, weight, bias, upstream, reduction, alpha, eta, lam, delta,
+                       negative_only, group_size):
+    """upstream · ∂(Σ_i s_i ℓ(x̃_i))/∂(W, b) as differentiable torch ops of W and b (and of
+    upstream), with x̃ = sea_augment(x, labels, W.detach(), b.detach()) a constant:
+    X̃ᵀ diag(s·sigmoid(t))(U − Y) and its column sums, the exact first derivatives
+    (docs/design.md §3), so their derivative is the Hessian with x̃ fixed. Returns (dW, db or
+    None)."""
+    ct = _ct(x, weight, bias)
     with torch.no_grad():
-        x_aug = torch_backend.sea_augment(x, labels, weight.detach(), alpha, eta, lam, delta,
-                                          negative_only).to(ct)
+        x_aug = torch_backend.sea_augment(
+            x, labels, weight.detach(), alpha, eta, lam, delta, negative_only, group_size,
+            None if bias is None else bias.detach()).to(ct)
     y = reference.one_hot(labels, weight.shape[1], ct)
-    z = (x_aug @ weight.to(ct) + delta * (1 - y)) / lam
+    logits = x_aug @ weight.to(ct)
+    z = ((logits if bias is None else logits + bias.to(ct)) + delta * (1 - y)) / lam
     t, u = torch_backend.loss_terms(z, y.bool())
     s = upstream.to(ct) / (x.shape[0] if reduction == "mean" else 1)
     d = (s * torch.sigmoid(t))[:, None] * (u - y)
-    return (x_aug.T @ d).to(weight.dtype)
+    return (x_aug.T @ d).to(weight.dtype), (None if bias is None else d.sum(0).to(bias.dtype))
 
 
-def _backward(ctx, grad_loss, _grad_of_grad):
+def _backward(ctx, grad_loss, _grad_of_grad, _grad_of_grad_b):
     x, labels, weight, *saved = ctx.saved_tensors
+    bias = saved.pop(0) if ctx.has_bias else None
+    grad_b = None
     if torch.is_grad_enabled():  # backward(create_graph=True): a dW that is differentiable
-        alpha, eta, lam, delta, _, negative_only = ctx.hyper
-        grad_w = _weight_grad_graph(x, labels, weight, grad_loss, ctx.reduction, alpha, eta, lam,
-                                    delta, negative_only)
+        alpha, eta, lam, delta, _, negative_only, group_size = ctx.hyper
+        grad_w, grad_b = _weight_grad_graph(x, labels, weight, bias, grad_loss, ctx.reduction,
+                                            alpha, eta, lam, delta, negative_only, group_size)
     elif ctx.reduction == "none":
-        grad_w = weighted_grad_op(x, labels, weight, grad_loss, *ctx.hyper)
+        grad_w, grad_b = weighted_grad_op(x, labels, weight, grad_loss, *ctx.hyper, bias)
     else:
-        (grad,) = saved
+        grad, grad_bias = saved
         grad_w = (grad_loss * grad).to(grad.dtype)
-    return None, None, grad_w, None, None, None, None, None, None, None, None
+        grad_b = (grad_loss * grad_bias).to(grad_bias.dtype) if ctx.has_bias else None
+    if not ctx.has_bias:
+        grad_b = None
+    return None, None, grad_w, None, None, None, None, None, None, None, None, None, grad_b
 
 
 fused_sea_op.register_autograd(_backward, setup_context=_setup_context)
+
+# torch.autocast: SeA is a loss (exp, softmax, norms — autocast's float32 list, like cross_entropy),
+# so under autocast both ops take their floating inputs in float32 (float64 stays float64) and run
+# with autocast off: the result is the float32 one, the loss float32, and ∂loss/∂W flows back
+# through the cast in the weight's own dtype (docs/design.md, "autocast").
+for _device in ("cpu", "cuda"):
+    for _op in (fused_sea_op, weighted_grad_op):
+        _op.register_autocast(_device, torch.float32)
+
+
+class _FusedSeaFunction(torch.autograd.Function):
+    """fused_sea_op for torch.func transforms (torch.func.grad, vjp, jacrev): the autograd.Function
+    that register_autograd generates has no setup_context staticmethod, which torch.func requires
+    (pytorch/pytorch#168393), so under a transform fused_sea calls this one — the same op below
+    autograd, the same `_setup_context` and `_backward`."""
+
+    @staticmethod
+    def forward(*args):
+        return fused_sea_op(*args)
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
+
+
+def _transformed() -> bool:
+    """Whether a torch.func transform (grad, vjp, vmap, …) is active (eager only)."""
+    return not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
 
 
 def _eager() -> bool:
@@ -125,7 +201,8 @@ def _eager() -> bool:
 def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAULTS["alpha"],
               eta: float = DEFAULTS["eta"], lam: float = DEFAULTS["lam"],
               delta: float = DEFAULTS["delta"], reduction: str = "mean",
-              direction: str = "sea", backend: str = "auto", validate: bool = True) -> Tensor:
+              direction: str = "sea", group_size: int | None = None, bias: Tensor | None = None,
+              backend: str = "auto", validate: bool = True) -> Tensor:
     """Smoothed-hinge loss (Eq. 15) of the SeA-augmented batch x̃ (Eq. 11), differentiable in weight.
 
     x (b×d) fixed features, labels (b,) in [0, C), weight (d×C). The augmentation x̃ is a constant
@@ -135,21 +212,32 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAU
     term of the gradient (the paper's ablation). backend: "auto" (the first of op.dispatch.PRIORITY
     that takes the inputs: triton for float32/bf16/fp16 CUDA tensors, cpp on the CPU when built,
     else torch; docs/design.md §5), "torch", "cpp" or "triton". validate=False skips the eager
-    value checks (label range; naming the input behind a NaN loss), which cost one host sync per
-    call on a GPU.
+    value checks (label range, finite bias; naming the input behind a NaN loss), which cost one
+    host sync per call on a GPU.
+
+    group_size G (None: the whole batch, as the paper): rows [kG, min((k+1)G, b)) form group k and
+    each row projects only onto the other rows of its group (the shorter last group is its own
+    group; a group of one row is not moved: x̃_i = Π(x_i)). bias (C,), e.g. nn.Linear's with
+    weight = lin.weight.T: logits XW + 1bᵀ, differentiable in the bias too.
     """
     check_tensor_args(x, labels, weight)
+    group_size = check_group_size(group_size)
+    check_bias(bias, weight)
     alpha, eta, lam, delta = check_hyperparameters(alpha, eta, lam, delta)
-    check_dtype_range(compute_dtype(x, weight), alpha, eta, lam, delta)
+    check_dtype_range(_ct(x, weight, bias), alpha, eta, lam, delta)
     check_choice("reduction", reduction, REDUCTIONS)
     check_choice("direction", direction, FUSED_DIRECTIONS)
-    backend = resolve_backend(backend, x.device, (x.dtype, weight.dtype))
+    dtypes = (x.dtype, weight.dtype) + (() if bias is None else (bias.dtype,))
+    backend = resolve_backend(backend, x.device, dtypes)
     labels = labels.long()
     if validate and _eager():
         check_label_range(labels, weight.shape[1])
-    need_grad = weight.requires_grad and torch.is_grad_enabled()
-    loss, _ = fused_sea_op(x, labels, weight, float(alpha), float(eta), float(lam), float(delta),
-                           reduction, backend, direction == "sea_neg", need_grad)
+        check_bias_finite(bias)
+    need_grad = torch.is_grad_enabled() and (
+        weight.requires_grad or (bias is not None and bias.requires_grad))
+    op = _FusedSeaFunction.apply if _transformed() else fused_sea_op
+    loss, _, _ = op(x, labels, weight, float(alpha), float(eta), float(lam), float(delta),
+                    reduction, backend, direction == "sea_neg", need_grad, group_size, bias)
     if validate and _eager():
         check_finite(loss, x, weight, lam, alpha, eta, delta)
     return loss
@@ -158,24 +246,31 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAU
 def sea_augment(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAULTS["alpha"],
                 eta: float = DEFAULTS["eta"], lam: float = DEFAULTS["lam"],
                 delta: float = DEFAULTS["delta"], direction: str = "sea",
-                generator: torch.Generator | None = None) -> Tensor:
+                generator: torch.Generator | None = None, group_size: int | None = None,
+                bias: Tensor | None = None) -> Tensor:
     """The augmented features X̃ (b×d, no gradient), for users who train their own head.
 
     "sea"/"sea_neg" are computed in Gram space (X̃ = diag(1/n)(X + η diag(r) Q X)); the other
     ablation directions of the paper ("adv", "rand", "mixup", "none") follow `reference.augment`.
+    group_size and bias as in `fused_sea`.
     """
     check_tensor_args(x, labels, weight)
+    group_size = check_group_size(group_size)
+    check_bias(bias, weight)
     alpha, eta, lam, delta = check_hyperparameters(alpha, eta, lam, delta)
-    check_dtype_range(compute_dtype(x, weight), alpha, eta, lam, delta)
+    check_dtype_range(_ct(x, weight, bias), alpha, eta, lam, delta)
     check_choice("direction", direction, DIRECTIONS)
     labels = labels.long()
     check_label_range(labels, weight.shape[1])
-    with torch.no_grad():
+    check_bias_finite(bias)
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):   # as fused_sea: float32
         if direction in FUSED_DIRECTIONS:
             out = torch_backend.sea_augment(x, labels, weight, alpha, eta, lam, delta,
-                                            direction == "sea_neg")
+                                            direction == "sea_neg", group_size, bias)
         else:
             out = reference.augment(x, labels, weight.to(x.dtype), direction=direction, alpha=alpha,
-                                    eta=eta, lam=lam, delta=delta, generator=generator)
+                                    eta=eta, lam=lam, delta=delta, generator=generator,
+                                    group_size=group_size,
+                                    bias=None if bias is None else bias.to(x.dtype))
     check_finite(out, x, weight, lam, alpha, eta, delta)
     return out

@@ -5,7 +5,7 @@ ECCV 2024 (Sec. 3, Alg. 1). Notation (docs/design.md §1):
 
     X ∈ R^{b×d}   mini-batch of fixed features (rows usually unit length)
     y ∈ [0, C)^b  labels, Y its one-hot matrix
-    W ∈ R^{d×C}   linear classifier, no bias; logits L = X W
+    W ∈ R^{d×C}   linear classifier; logits L = X W (+ 1bᵀ with the optional bias b ∈ R^C)
     α  projection temperature, η  augmentation step, λ  loss temperature, δ  margin
 
 Everything here materialises the b×d matrices (G, ĝ, X̃) exactly as the paper writes them; it
@@ -22,12 +22,21 @@ Conventions for the corner cases (shared by every backend):
 * a zero gradient direction W a'_i (e.g. W = 0) stays zero: ḡ_i = 0, S_i = 0, so q_i is uniform
   over j ≠ i.
 * a zero direction ĝ_i (b = 1, or the other examples cancel) leaves x_i unmoved: x̃_i = Π(x_i).
+* zero rows of X are left out of every q_i like the diagonal (`projection_weights`); a row with
+  no non-zero partner has q_i = 0.
+
+Two extensions of the paper (off by default):
+* group_size G: the batch is cut into consecutive groups of G rows (the last one shorter) and
+  each group is augmented alone (`augment` loops over the groups), i.e. Q is block-diagonal.
+* bias b (nn.Linear's, with weight = lin.weight.T): every logit is XW + 1bᵀ — in the loss, and
+  in the softmax that gives the direction a_i — while g_i = W a_i itself has no bias term.
 """
 from __future__ import annotations
 
 import torch
 
 from ..params import DIRECTIONS
+from .groups import group_ranges
 
 
 def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
@@ -63,43 +72,53 @@ def smoothed_hinge_loss(logits, labels, lam=0.1, delta=0.0, reduction="mean"):
     return _reduce(rows, reduction)
 
 
-def feature_gradient(x, labels, weight, lam=0.1, delta=0.0, negative_only=False):
-    """Prop. 4: g_i = ∇_{x_i} ℓ = Σ_c p_c w_c − w_{y_i}, i.e. G = (P − Y) Wᵀ.
+def logits_of(x, weight, bias=None):
+    """L = XW, plus 1bᵀ when a bias is given."""
+    return x @ weight if bias is None else x @ weight + bias
+
+
+def feature_gradient(x, labels, weight, lam=0.1, delta=0.0, negative_only=False, bias=None):
+    """Prop. 4: g_i = ∇_{x_i} ℓ = Σ_c p_c w_c − w_{y_i}, i.e. G = (P − Y) Wᵀ (P from the logits
+    XW + 1bᵀ; the bias does not enter Wᵀ).
 
     With ``negative_only`` (the paper's SeA_Neg ablation) the target-class term is dropped:
     g_i = Σ_c p_c w_c = W p_i.
     """
-    p = torch.softmax(margin_logits(x @ weight, labels, lam, delta), dim=1)
+    p = torch.softmax(margin_logits(logits_of(x, weight, bias), labels, lam, delta), dim=1)
     a = p if negative_only else p - one_hot(labels, weight.shape[1], p.dtype)
     return a @ weight.T
 
 
-def gradient_direction(x, labels, weight, lam=0.1, delta=0.0, negative_only=False):
+def gradient_direction(x, labels, weight, lam=0.1, delta=0.0, negative_only=False, bias=None):
     """`feature_gradient` divided by 1 − p_y > 0 (only the direction ḡ is used): W a'_i with
     a'_c = softmax_{c≠y}(z)_c, a'_y = −1; for ``negative_only`` it is W p_i.
 
     Why: p_y − 1 rounds to 0 beyond a ≈ 16.6λ (float32) / 36.7λ (float64) margin, dropping −w_y.
     """
     if negative_only:
-        return feature_gradient(x, labels, weight, lam, delta, negative_only=True)
-    z = margin_logits(x @ weight, labels, lam, delta)
+        return feature_gradient(x, labels, weight, lam, delta, negative_only=True, bias=bias)
+    z = margin_logits(logits_of(x, weight, bias), labels, lam, delta)
     y = one_hot(labels, weight.shape[1], z.dtype)
     a = torch.softmax(z.masked_fill(y.bool(), float("-inf")), dim=1) - y
     return a @ weight.T
 
 
 def projection_weights(x, g, alpha=0.01):
-    """Eq. 10: q_ij = softmax_{j≠i}(x_jᵀ ḡ_i / α), ḡ_i = g_i/‖g_i‖.
+    """Eq. 10: q_ij = softmax_{j≠i}(x_jᵀ ḡ_i / α), ḡ_i = g_i/‖g_i‖, over the non-zero rows x_j.
 
     The diagonal is set to −∞ *before* the max-subtracted softmax (removing it afterwards, as the
-    authors' code does, divides 0 by 0 when the diagonal dominates). For b = 1 the row is all zero.
+    authors' code does, divides 0 by 0 when the diagonal dominates). Zero rows x_j = 0 are set to
+    −∞ too. That is exact: they add nothing to ĝ_i = Σ_j q_ij x_j, so leaving them out only
+    rescales ĝ_i by a positive number, and only its direction Π(ĝ_i) is used; kept in, a zero row
+    (score 0) takes all of q_i once every other score is below the exp underflow (−87 in float32,
+    −745 in float64) and ĝ_i = 0 instead of its well-defined direction. A row with no allowed j
+    (b = 1, or only zero partners) is all zero.
     """
     b = x.shape[0]
-    if b == 1:
-        return torch.zeros(1, 1, dtype=x.dtype, device=x.device)
     s = unit(g) @ x.T / alpha
-    eye = torch.eye(b, dtype=torch.bool, device=x.device)
-    return torch.softmax(s.masked_fill(eye, float("-inf")), dim=1)
+    blocked = torch.eye(b, dtype=torch.bool, device=x.device) | (x == 0).all(dim=1)[None, :]
+    q = torch.softmax(s.masked_fill(blocked, float("-inf")), dim=1)
+    return q.masked_fill(blocked.all(dim=1, keepdim=True), 0)
 
 
 def random_simplex_weights(b, dtype, device, generator=None):
@@ -122,8 +141,11 @@ def random_partner_weights(b, dtype, device, generator=None):
 
 
 def augment(x, labels, weight, *, direction="sea", alpha=0.01, eta=0.8, lam=0.1, delta=0.0,
-            generator=None):
+            generator=None, group_size=None, bias=None):
     """The augmented mini-batch X̃ (a constant for training: computed under no_grad).
+
+    With group_size G every group of G consecutive rows is augmented alone (the rows of one group
+    project only onto each other); bias b adds 1bᵀ to the logits behind the direction.
 
     sea      Eq. 11: x̃_i = Π(x_i + η Π(ĝ_i)), ĝ_i = Σ_{j≠i} q_ij x_j with q from Eq. 10 (ḡ_i from
              `gradient_direction`)
@@ -135,15 +157,20 @@ def augment(x, labels, weight, *, direction="sea", alpha=0.01, eta=0.8, lam=0.1,
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    kw = dict(direction=direction, alpha=alpha, eta=eta, lam=lam, delta=delta,
+              generator=generator, bias=bias)
+    parts = group_ranges(x.shape[0], group_size)   # [kG, min((k+1)G, b)), op/groups.py
+    if len(parts) > 1:
+        return torch.cat([augment(x[lo:hi], labels[lo:hi], weight, **kw) for lo, hi in parts])
     with torch.no_grad():
         if direction == "none":
             return x.clone()
         if direction == "adv":
-            return x + eta * feature_gradient(x, labels, weight, lam, delta)
+            return x + eta * feature_gradient(x, labels, weight, lam, delta, bias=bias)
         b = x.shape[0]
         if direction in ("sea", "sea_neg"):
             g = gradient_direction(x, labels, weight, lam, delta,
-                                   negative_only=direction == "sea_neg")
+                                   negative_only=direction == "sea_neg", bias=bias)
             q = projection_weights(x, g, alpha)
         elif direction == "rand":
             q = random_simplex_weights(b, x.dtype, x.device, generator)
@@ -154,19 +181,26 @@ def augment(x, labels, weight, *, direction="sea", alpha=0.01, eta=0.8, lam=0.1,
 
 
 def sea_loss(x, labels, weight, *, direction="sea", alpha=0.01, eta=0.8, lam=0.1, delta=0.0,
-             reduction="mean", generator=None):
-    """Alg. 1 step 6: the smoothed hinge loss of the augmented features, differentiable in W."""
+             reduction="mean", generator=None, group_size=None, bias=None):
+    """Alg. 1 step 6: the smoothed hinge loss of the augmented features, differentiable in W (and
+    in the bias: logits X̃W + 1bᵀ)."""
     x_aug = augment(x, labels, weight, direction=direction, alpha=alpha, eta=eta, lam=lam,
-                    delta=delta, generator=generator)
-    return smoothed_hinge_loss(x_aug @ weight, labels, lam, delta, reduction)
+                    delta=delta, generator=generator, group_size=group_size, bias=bias)
+    return smoothed_hinge_loss(logits_of(x_aug, weight, bias), labels, lam, delta, reduction)
 
 
-def sea_loss_and_grad(x, labels, weight, **kw):
-    """(loss, ∂loss/∂W) of `sea_loss`, by autograd — the reference for every backend's dW."""
+def sea_loss_and_grad(x, labels, weight, *, bias=None, **kw):
+    """(loss, ∂loss/∂W) of `sea_loss`, by autograd — the reference for every backend's dW; with a
+    bias (loss, ∂loss/∂W, ∂loss/∂b)."""
     w = weight.detach().requires_grad_(True)
-    loss = sea_loss(x, labels, w, **kw)
-    (grad,) = torch.autograd.grad(loss.sum(), w)
-    return loss.detach(), grad
+    if bias is None:
+        loss = sea_loss(x, labels, w, **kw)
+        (grad,) = torch.autograd.grad(loss.sum(), w)
+        return loss.detach(), grad
+    bb = bias.detach().requires_grad_(True)
+    loss = sea_loss(x, labels, w, bias=bb, **kw)
+    grad_w, grad_b = torch.autograd.grad(loss.sum(), (w, bb))
+    return loss.detach(), grad_w, grad_b
 
 
 def _reduce(rows, reduction):

@@ -8,10 +8,18 @@ What differs from the common formulation:
 * `grad_norms` picks the cheaper of the two exact forms by shape: ‖g_i‖² = a'_iᵀ M a'_i with
   M = WᵀW (C×C) when C ≤ 2b, else the squared row norms of G' = A'Wᵀ (b×d).
 * b = 1 takes Q = 0 directly (the softmax of an all −∞ row would be NaN).
+* Groups (group_size G, op/groups.py): Q and K are kept as their diagonal blocks (`BlockDiag`,
+  one batched GEMM per stack of equal-size groups), nothing outside the blocks is formed; the
+  untrusted-row floor τ·max_j K_jj takes the max over the row's own group.
+* Zero rows (x_j = 0) are masked out of every softmax like the diagonal (`projection`; exact,
+  see reference.projection_weights); a row with no non-zero partner in its group has q_i = 0.
+* bias b: A' from the logits L + 1bᵀ (`row_prep`) and L̃ + 1bᵀ in `row_epilogue`, but the
+  scores S = A'Lᵀ and QL use L = XW (g_i = W a_i has no bias); db = Σ_i D_i.
 * The untrusted rows of docs/design.md §3 (`untrusted_rows`: ‖ĝ_i‖² < τ·max_j K_jj, or n_i²
   cancelling) get x̃_i = Π(x_i + ηΠ(q_i X)) formed directly (`direct_rows`, in `factors`): then
-  L̃_i = x̃_iᵀW and their share of dW is x̃_i D_iᵀ (`add_direct_grad`); `grad_norms` takes ‖g_i‖
-  from g_i = W a'_i where a'ᵀMa' cancels. `sea_augment` forms ĝ = QX anyway and normalises every
+  L̃_i = x̃_iᵀW and their share of dW is x̃_i D_iᵀ (`add_direct_grad`); where g_i = W a'_i
+  cancels, `grad_norms_and_rows` takes ‖g_i‖ and `projection_blocks` the scores S_i from g_i.
+  `sea_augment` forms ĝ = QX anyway and normalises every
   row directly.
 
 Its stage functions are shared: the Triton host code uses `grad_norms`, `weight_grad`,
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import torch
 
+from .groups import BlockDiag, group_blocks, join_rows, split_rows
 from .reference import one_hot
 from .reference import unit as unit_rows
 
@@ -37,13 +46,24 @@ def _tiny(t: torch.Tensor) -> float:
 
 
 #: τ of docs/design.md §3: a row is untrusted in Gram space when ‖ĝ_i‖² < τ·max_j K_jj (and its
-#: ‖g_i‖² when a'_iᵀMa'_i < τ·max_c M_cc·‖a'_i‖₁²).
+#: ‖g_i‖² and scores when ‖g_i‖² < τ·(Σ_c |a'_ic|‖w_c‖)²).
 TAU = {torch.float32: 1e-2, torch.float64: 1e-2}
 
 
 def logits_and_gram(x, w):
     """L = XW (b×C) and K = XXᵀ (b×b)."""
     return x @ w, x @ x.T
+
+
+def gram_blocks(x, blocks):
+    """The diagonal blocks of K = XXᵀ for the groups `blocks` (op/groups.py), as a BlockDiag."""
+    return BlockDiag([torch.bmm(xp, xp.mT) for xp in split_rows(x, blocks)], blocks, x.shape[0])
+
+
+def nonzero_rows(x):
+    """Which rows of X are not exactly zero (b,) bool, or None when all are (one host sync)."""
+    keep = x.ne(0).any(dim=1)
+    return None if bool(keep.all()) else keep
 
 
 def row_prep(logits, y, lam, delta, negative_only):
@@ -58,50 +78,104 @@ def row_prep(logits, y, lam, delta, negative_only):
 
 
 def grad_norms(a, w):
-    """‖g_i‖² = ‖W a'_i‖² (b,): from M = WᵀW when C ≤ 2b, else from A'Wᵀ. a'_iᵀMa'_i has an
-    absolute error ≈ ε·max_c M_cc·‖a'_i‖₁²; rows below τ times that scale (W's columns nearly
-    cancel along a'_i, docs/design.md §3) take ‖g_i‖² from g_i = W a'_i directly."""
+    """‖g_i‖² = ‖W a'_i‖² (b,): from M = WᵀW when C ≤ 2b, else from A'Wᵀ; the rows where W a'_i
+    cancels (`cancelling_rows`) take it from g_i = W a'_i directly."""
+    return grad_norms_and_rows(a, w)[0]
+
+
+def grad_norms_and_rows(a, w):
+    """(‖g_i‖² (b,), cancelling rows, their g_i = W a'_i (m×d)). a'_iᵀMa'_i (and the scores
+    S_i = a'_iᵀL_jᵀ) carry an absolute error ≈ ε·(Σ_c |a'_ic|‖w_c‖)² (resp. ε·(Σ_c |a'_ic|‖w_c‖)
+    ‖x_j‖) against ‖g_i‖² (resp. x_jᵀg_i): the rows with ‖g_i‖² < τ·(Σ_c |a'_ic|‖w_c‖)², where W's
+    columns nearly cancel along a'_i (docs/design.md §3, the C++ grad_norms rule), get g_i
+    directly: their ‖g_i‖² from it, and `projection_blocks` their scores from g_i X_groupᵀ."""
     b, c = a.shape
     if c > 2 * b:
-        return (a @ w.T).square().sum(dim=1)
-    m = w.T @ w
-    g_norm2 = ((a @ m) * a).sum(dim=1)
-    scale = m.diagonal().max() * a.abs().sum(dim=1).square()
-    rows = torch.nonzero(g_norm2 < TAU[g_norm2.dtype] * scale).flatten()
-    if rows.numel():
-        g_norm2[rows] = (a[rows] @ w.T).square().sum(dim=1)
-    return g_norm2
+        g_norm2 = (a @ w.T).square().sum(dim=1)
+        w_norms = w.square().sum(dim=0).sqrt()
+    else:
+        m = w.T @ w
+        g_norm2 = ((a @ m) * a).sum(dim=1)
+        w_norms = m.diagonal().clamp_min(0).sqrt()
+    scale = (a.abs() @ w_norms).square()
+    rows = torch.nonzero(~(g_norm2 >= TAU[g_norm2.dtype] * scale)).flatten()
+    if not rows.numel():
+        return g_norm2, rows, None
+    g_rows = a[rows] @ w.T
+    g_norm2[rows] = g_rows.square().sum(dim=1)
+    return g_norm2, rows, g_rows
 
 
-def projection(a, logits, g_norm2, alpha):
-    """Q = softmax_{j≠i}(S), S = A'Lᵀ/(α‖g_i‖) (S_ii = −∞; a zero g_i gives S_i = 0; b = 1:
-    Q = 0)."""
+def scores(a, logits, g_norm2, alpha):
+    """S = A'Lᵀ/(α‖g_i‖) (x_jᵀg_i = l_jᵀa'_i), per group; a zero g_i gives S_i = 0."""
     inv_g = torch.where(g_norm2 > 0, g_norm2.clamp_min(_tiny(g_norm2)).rsqrt(), 0)
-    s = (a @ logits.T) * (inv_g / alpha)[:, None]
-    if logits.shape[0] == 1:
+    return (a @ logits.mT) * (inv_g / alpha)[..., None]
+
+
+def projection(a, logits, g_norm2, alpha, keep=None, s=None):
+    """Q = softmax_{j≠i, x_j≠0}(S), S = `scores` (or the given s), for one group (a, logits
+    (g, C)) or a stack of groups ((n, g, C) → (n, g, g)). S_ii = −∞, and S_ij = −∞ for the zero
+    rows (keep[j] false; None: no zero row); a row with no allowed j (b = 1, or only zero
+    partners) is Q_i = 0."""
+    s = scores(a, logits, g_norm2, alpha) if s is None else s
+    if logits.shape[-2] == 1:
         return torch.zeros_like(s)
-    return torch.softmax(s.fill_diagonal_(float("-inf")), dim=1)
+    s.diagonal(dim1=-2, dim2=-1).fill_(float("-inf"))
+    if keep is None:
+        return torch.softmax(s, dim=-1)
+    q = torch.softmax(s.masked_fill_(~keep[..., None, :], float("-inf")), dim=-1)
+    partners = keep.sum(dim=-1, keepdim=True) - keep.to(torch.int64)
+    return q.masked_fill_((partners == 0)[..., None], 0)
 
 
-def attention(a, logits, k, g_norm2, alpha):
-    """Q (`projection`) and from Q[K | L]: QL (b×C), ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij and
-    x_iᵀĝ_i = Σ_j Q_ij K_ij. Returns (Q, QL, ‖ĝ‖², xᵀĝ)."""
-    b = logits.shape[0]
-    q = projection(a, logits, g_norm2, alpha)
-    qkl = q @ torch.cat([k, logits], dim=1)
-    qk, ql = qkl[:, :b], qkl[:, b:]
-    return q, ql, (qk * q).sum(dim=1), (q * k).sum(dim=1)
+def projection_blocks(a, logits, g_norm2, alpha, keep, blocks, direct=None):
+    """`projection` on every group of `blocks` (op/groups.py): Q as a BlockDiag. direct =
+    (rows, their g_i, X) from `grad_norms_and_rows`: those rows' scores are x_jᵀg_i/(α‖g_i‖)
+    over their group, formed from g_i directly (S = A'Lᵀ loses them when W a'_i cancels)."""
+    keeps = split_rows(keep, blocks) if keep is not None else [None] * len(blocks)
+    parts = []
+    for (lo, n, g), ap, lp, gp, mp in zip(blocks, split_rows(a, blocks),
+                                          split_rows(logits, blocks),
+                                          split_rows(g_norm2, blocks), keeps):
+        s = None
+        if direct is not None and direct[0].numel():
+            rows, g_rows, x = direct
+            sel = torch.nonzero((rows >= lo) & (rows < lo + n * g)).flatten()
+            if sel.numel():
+                s = scores(ap, lp, gp, alpha)
+                k, i = torch.div(rows[sel] - lo, g, rounding_mode="floor"), (rows[sel] - lo) % g
+                xg = split_rows(x, [(lo, n, g)])[0][k]                     # (m, g, d)
+                inv_g = g_norm2[rows[sel]].clamp_min(_tiny(g_norm2)).rsqrt() / alpha
+                s[k, i] = torch.einsum("md,mjd->mj", g_rows[sel], xg) * inv_g[:, None]
+        parts.append(projection(ap, lp, gp, alpha, mp, s))
+    return BlockDiag(parts, blocks, a.shape[0])
 
 
-def untrusted_rows(gh_norm2, n2, k_diag, eta):
+def attention(a, logits, k, g_norm2, alpha, keep=None, direct=None):
+    """Q (`projection`, per group: k is the BlockDiag of K's diagonal blocks, `gram_blocks`) and
+    from Q[K | L] per block: QL (b×C), ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij and x_iᵀĝ_i = Σ_j Q_ij K_ij.
+    Returns (Q as a BlockDiag, QL, ‖ĝ‖², xᵀĝ)."""
+    q = projection_blocks(a, logits, g_norm2, alpha, keep, k.blocks, direct)
+    ql, gh2 = [], []
+    for qp, kp, lp in zip(q.parts, k.parts, split_rows(logits, k.blocks)):
+        g = kp.shape[-1]
+        qkl = torch.bmm(qp, torch.cat([kp, lp], dim=2))
+        ql.append(qkl[:, :, g:])
+        gh2.append((qkl[:, :, :g] * qp).sum(dim=2))
+    return q, join_rows(ql), join_rows(gh2), q.row_sums(k)
+
+
+def untrusted_rows(gh_norm2, n2, k_diag, eta, k_max=None):
     """Indices of the rows whose Gram-space row factors cannot be trusted (docs/design.md §3):
-    ‖ĝ_i‖² = q_iᵀKq_i < τ·max_j K_jj (its absolute error is ≈ ε·max_j K_jj), or
+    ‖ĝ_i‖² = q_iᵀKq_i < τ·max_j K_jj (its absolute error is ≈ ε·max_j K_jj; k_max: that max
+    per row, over the row's group, when the batch is grouped), or
     n_i² = K_ii + 2ηr x_iᵀĝ_i + η² < τ·(K_ii + η²) (it cancels) or below the smallest normal
     number (it underflowed, e.g. a zero row moved by a tiny η). τ = TAU[dtype]; one host sync on
     a GPU."""
     tau = TAU[gh_norm2.dtype]
     scale = k_diag + eta * eta * (gh_norm2 > 0).to(gh_norm2.dtype)
-    bad = ((gh_norm2 < tau * k_diag.max()) | (n2 < tau * scale)
+    k_max = k_diag.max() if k_max is None else k_max
+    bad = ((gh_norm2 < tau * k_max) | (n2 < tau * scale)
            | (n2 < torch.finfo(n2.dtype).tiny))
     return torch.nonzero(bad).flatten()
 
@@ -139,11 +213,14 @@ def loss_terms(z, ymask):
     return (m - zy + s.log()).squeeze(1), e / s
 
 
-def row_epilogue(logits, ql, c1, c2, y, row_scale, lam, delta, compute_grad=True):
-    """L̃ = diag(c1) L + diag(c2) QL (c1 = 1/n, c2 = ηr/n), the per-row losses λ·softplus(t_i)
-    (`loss_terms` of Z̃ = (L̃ + δ(1−Y))/λ) and D = diag(s)(P̃ − Y) = diag(s·sigmoid(t))(U − Y)
-    (None without compute_grad). Returns (losses, D)."""
+def row_epilogue(logits, ql, c1, c2, y, row_scale, lam, delta, compute_grad=True, bias=None):
+    """L̃ = diag(c1) L + diag(c2) QL (c1 = 1/n, c2 = ηr/n; + 1bᵀ with a bias), the per-row
+    losses λ·softplus(t_i) (`loss_terms` of Z̃ = (L̃ + δ(1−Y))/λ) and
+    D = diag(s)(P̃ − Y) = diag(s·sigmoid(t))(U − Y) (None without compute_grad).
+    Returns (losses, D)."""
     aug_logits = c1[:, None] * logits + c2[:, None] * ql
+    if bias is not None:
+        aug_logits = aug_logits + bias
     t, u = loss_terms((aug_logits + delta * (1 - y)) / lam, y.bool())
     losses = lam * softplus(t)
     if not compute_grad:
@@ -152,10 +229,12 @@ def row_epilogue(logits, ql, c1, c2, y, row_scale, lam, delta, compute_grad=True
 
 
 def grad_rows(d, q, c1, c2, rows=None):
-    """R = diag(c1) D + Qᵀ diag(c2) D (b×C), with c2 = 0 for the untrusted `rows` (their c1 is 0
-    already: `add_direct_grad` adds their share)."""
+    """R = diag(c1) D + Qᵀ diag(c2) D (b×C; q a b×b tensor or a BlockDiag), with c2 = 0 for the
+    untrusted `rows` (their c1 is 0 already: `add_direct_grad` adds their share)."""
     if rows is not None and rows.numel():
         c2 = c2.index_fill(0, rows, 0)
+    if isinstance(q, BlockDiag):
+        return (c1[:, None] * d).add_(q.t_matmul(c2[:, None] * d))
     return torch.addmm(c1[:, None] * d, q.T, c2[:, None] * d)
 
 
@@ -169,15 +248,15 @@ def add_direct_grad(dw, x_aug_rows, d_rows):
     return dw.addmm_(x_aug_rows.T, d_rows)
 
 
-def factors(x, w, q_rows, ql, gh_norm2, x_dot_gh, k_diag, eta):
+def factors(x, w, q_rows, ql, gh_norm2, x_dot_gh, k_diag, eta, k_max=None):
     """The row factors c1 = 1/n, c2 = ηr/n of L̃ = diag(c1) L + diag(c2) QL; for the untrusted rows
-    of §3 x̃_i is formed directly (`direct_rows`, q_rows(rows) = those rows of Q) and they get
-    c1 = 0, c2 = 1, (QL)_i ← x̃_iᵀW (ql is written in place). Returns (c1, c2, untrusted rows,
-    their x̃ or None)."""
+    of §3 x̃_i is formed directly (`direct_rows`, q_rows(rows) = those rows of Q, dense (m, b))
+    and they get c1 = 0, c2 = 1, (QL)_i ← x̃_iᵀW (ql is written in place; k_max as in
+    `untrusted_rows`). Returns (c1, c2, untrusted rows, their x̃ or None)."""
     r, n2 = row_factors(gh_norm2, x_dot_gh, k_diag, eta)
     c1 = n2.clamp_min(_tiny(n2)).rsqrt()
     c2 = eta * r * c1
-    rows = untrusted_rows(gh_norm2, n2, k_diag, eta)
+    rows = untrusted_rows(gh_norm2, n2, k_diag, eta, k_max)
     if not rows.numel():
         return c1, c2, rows, None
     x_aug = direct_rows(x, q_rows(rows), rows, eta)
@@ -186,40 +265,68 @@ def factors(x, w, q_rows, ql, gh_norm2, x_dot_gh, k_diag, eta):
     return c1, c2, rows, x_aug
 
 
-def _front(x, y, w, alpha, eta, lam, delta, negative_only):
-    """logits_and_gram → row_prep → grad_norms → attention → row factors (`factors`):
-    (L, Q, QL, c1, c2, untrusted rows, their x̃)."""
-    logits, k = logits_and_gram(x, w)
-    a = row_prep(logits, y, lam, delta, negative_only)
-    q, ql, gh_norm2, x_dot_gh = attention(a, logits, k, grad_norms(a, w), alpha)
-    c1, c2, rows, x_aug = factors(x, w, lambda rows: q[rows], ql, gh_norm2, x_dot_gh,
-                                  k.diagonal(), eta)
+def _group_max(k_diag, blocks):
+    """max_j K_jj over each row's group (b,), or None for one group (the global max)."""
+    if len(blocks) == 1 and blocks[0][1] == 1:
+        return None
+    return join_rows([kd.amax(dim=1, keepdim=True).expand_as(kd)
+                      for kd in split_rows(k_diag, blocks)])
+
+
+def _projected(x, y, w, alpha, lam, delta, negative_only, group_size, bias):
+    """logits_and_gram (K per group) → row_prep (A' from L + 1bᵀ) → grad_norms → attention:
+    (L, K blocks, Q, QL, ‖ĝ‖², xᵀĝ)."""
+    blocks = group_blocks(x.shape[0], group_size)
+    logits, k = x @ w, gram_blocks(x, blocks)
+    a = row_prep(logits if bias is None else logits + bias, y, lam, delta, negative_only)
+    g_norm2, rows, g_rows = grad_norms_and_rows(a, w)
+    q, ql, gh_norm2, x_dot_gh = attention(a, logits, k, g_norm2, alpha, nonzero_rows(x),
+                                          (rows, g_rows, x))
+    return logits, k, q, ql, gh_norm2, x_dot_gh
+
+
+def _front(x, y, w, alpha, eta, lam, delta, negative_only, group_size=0, bias=None):
+    """`_projected` → row factors (`factors`): (L, Q, QL, c1, c2, untrusted rows, their x̃)."""
+    logits, k, q, ql, gh_norm2, x_dot_gh = _projected(x, y, w, alpha, lam, delta, negative_only,
+                                                      group_size, bias)
+    k_diag = k.diagonal()
+    c1, c2, rows, x_aug = factors(x, w, q.dense_rows, ql, gh_norm2, x_dot_gh, k_diag, eta,
+                                  _group_max(k_diag, k.blocks))
     return logits, q, ql, c1, c2, rows, x_aug
 
 
 def sea_forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only=False,
-                compute_grad=True):
+                compute_grad=True, group_size=0, bias=None):
     """Per-row losses ℓ(x̃_i) and dW = ∂(Σ_i s_i ℓ(x̃_i))/∂W (empty when not compute_grad), in
-    compute_dtype(x, weight) — the contract of docs/design.md §5."""
-    ct = compute_dtype(x, weight)
+    compute_dtype(x, weight[, bias]) — the contract of docs/design.md §5. group_size G > 0:
+    groups of G consecutive rows projected alone (0: the whole batch). With a bias (C,) the
+    logits are XW + 1bᵀ and the result is (losses, dW, db = Σ_i D_i)."""
+    ct = compute_dtype(x, weight) if bias is None else compute_dtype(x, weight, bias)
     x, w = x.to(ct), weight.to(ct)
+    bias = None if bias is None else bias.to(ct)
     y = one_hot(labels, w.shape[1], ct)
-    logits, q, ql, c1, c2, rows, x_aug = _front(x, y, w, alpha, eta, lam, delta, negative_only)
-    losses, d = row_epilogue(logits, ql, c1, c2, y, row_scale, lam, delta, compute_grad)
+    logits, q, ql, c1, c2, rows, x_aug = _front(x, y, w, alpha, eta, lam, delta, negative_only,
+                                                group_size, bias)
+    losses, d = row_epilogue(logits, ql, c1, c2, y, row_scale, lam, delta, compute_grad, bias)
     if not compute_grad:
-        return losses, x.new_empty(0)
+        return (losses, x.new_empty(0)) + (() if bias is None else (x.new_empty(0),))
     dw = weight_grad(x, grad_rows(d, q, c1, c2, rows))
-    return losses, dw if x_aug is None else add_direct_grad(dw, x_aug, d[rows])
+    dw = dw if x_aug is None else add_direct_grad(dw, x_aug, d[rows])
+    return (losses, dw) if bias is None else (losses, dw, d.sum(dim=0))
 
 
-def sea_augment(x, labels, weight, alpha, eta, lam, delta, negative_only=False):
-    """X̃ = Π(X + η Π(ĝ)), ĝ = Q X — the one place a b×d result is formed, on request; every row is
-    then normalised from its vectors directly (`reference.unit`, §3), as the reference writes
-    it."""
-    ct = compute_dtype(x, weight)
+def sea_augment(x, labels, weight, alpha, eta, lam, delta, negative_only=False, group_size=0,
+                bias=None):
+    """X̃ = Π(X + η Π(ĝ)), ĝ = Q X (Q block-diagonal for group_size > 0; A' from XW + 1bᵀ with a
+    bias) — the one place a b×d result is formed, on request; every row is then normalised from
+    its vectors directly (`reference.unit`, §3), as the reference writes it."""
+    ct = compute_dtype(x, weight) if bias is None else compute_dtype(x, weight, bias)
     xc, w = x.to(ct), weight.to(ct)
+    bias = None if bias is None else bias.to(ct)
     y = one_hot(labels, w.shape[1], ct)
+    blocks = group_blocks(xc.shape[0], group_size)
     logits = xc @ w
-    a = row_prep(logits, y, lam, delta, negative_only)
-    gh = unit_rows(projection(a, logits, grad_norms(a, w), alpha) @ xc)
-    return unit_rows(xc + eta * gh).to(x.dtype)
+    a = row_prep(logits if bias is None else logits + bias, y, lam, delta, negative_only)
+    g_norm2, rows, g_rows = grad_norms_and_rows(a, w)
+    q = projection_blocks(a, logits, g_norm2, alpha, nonzero_rows(xc), blocks, (rows, g_rows, xc))
+    return unit_rows(xc + eta * unit_rows(q.matmul(xc))).to(x.dtype)

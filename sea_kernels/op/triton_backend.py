@@ -7,11 +7,18 @@ host module launches the kernels of op/triton_kernels.py stage by stage. What di
   refused (dispatch sends it to `torch`). `tl.dot` runs with input_precision=DOT_PRECISION
   ("ieee", exact fp32: TF32 would put 1e-3 relative errors into S, amplified by 1/α).
 * No b×b matrix is stored. `attention` is an online softmax over key blocks (as flash
-  attention): it keeps QV = Q[K | L] per value tile, the row max m_i and 1/z_i
-  (z_i = Σ_j e^{S_ij − m_i}), and `grad_rows` recomputes Q = e^{S − m}/z block by block from A',
-  L, m and 1/z (not from one lse = m + log z, whose rounding ε|m| would scale whole rows of Q).
-  ‖ĝ_i‖² and x_iᵀĝ_i come out of `attention` as per-tile partial sums (no atomics), added on the
-  host.
+  attention): per value tile of [K | L] it forms Q[K | L], keeps QL (b×C), the row max m_i and
+  1/z_i (z_i = Σ_j e^{S_ij − m_i}), and `grad_rows` recomputes Q = e^{S − m}/z block by block
+  from A', L, m and 1/z (not from one lse = m + log z, whose rounding ε|m| would scale whole rows
+  of Q). QK never leaves registers: ‖ĝ_i‖² and x_iᵀĝ_i come out of `attention` as per-tile
+  partial sums (no atomics), added on the host.
+* Groups and zero rows (docs/design.md §3): S_ij = −∞ unless j ≠ i lies in i's group of G
+  consecutive rows (G = b for the whole batch) and x_j ≠ 0 (exactly: the flags `nz`); a row
+  block visits only the key tiles of the groups it meets, in `attention` and `grad_rows` alike,
+  so a grouped step costs O(bG) instead of O(b²) in its b×b part. A row with no allowed partner
+  has Q_i = 0 (m = 1/z = 0): x̃_i = Π(x_i).
+* Bias b (C,): added to L in `_row_prep` and `_row_epilogue` (L̃ = c1 L + c2 QL + 1bᵀ), not to the
+  keys L of the scores; db = Σ_i D_i. Without a bias the kernels get zeros (adding +0 is exact).
 * Tiles: rows in blocks of Config.row_m / block_m / block_n, the class dimension looped over in
   tiles (any C, no maximum), any b ≥ 1. `logits_and_gram`, `grad_norms` (M = WᵀW for C ≤ 2b,
   else A'Wᵀ, as the torch backend) and `weight_grad` are torch GEMMs, the row factors
@@ -19,9 +26,9 @@ host module launches the kernels of op/triton_kernels.py stage by stage. What di
   stages are one kernel launch each.
 * The untrusted rows of docs/design.md §3 (‖ĝ_i‖² < τ·max_j K_jj, `torch_backend.untrusted_rows`)
   and those whose n_i² cancels are redone in torch after `attention` (one host sync): their rows
-  of Q from A', L, sc, m and 1/z (`q_rows`), then x̃_i = Π(x_i + ηΠ(q_i X)) directly, with
-  c1 = 0, c2 = 1 and QL_i ← x̃_iᵀW for `_row_epilogue`, c2 = 0 for `_grad_rows`, and their share
-  of dW added from x̃ (`torch_backend.add_direct_grad`).
+  of Q from A', L, sc, m and 1/z under the same mask (`q_rows`, `allowed`), then
+  x̃_i = Π(x_i + ηΠ(q_i X)) directly, with c1 = 0, c2 = 1 and QL_i ← x̃_iᵀW for `_row_epilogue`,
+  c2 = 0 for `_grad_rows`, and their share of dW added from x̃ (`torch_backend.add_direct_grad`).
 * On the CPU the kernels run only in Triton's interpreter, when TRITON_INTERPRET=1 was set before
   the kernels were imported and still is (a testing aid; backend="auto" never picks it).
 """
@@ -32,6 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..params import check_int
 from .torch_backend import add_direct_grad, factors, grad_norms, weight_grad
 
 try:
@@ -72,10 +80,10 @@ def interpreter_on() -> bool:
     return INTERPRETED and os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _check(x, weight):
+def _check(x, weight, bias):
     if not AVAILABLE:
         raise ValueError(f"backend='triton' is not available: {UNAVAILABLE_REASON}")
-    if x.dtype == torch.float64 or weight.dtype == torch.float64:
+    if any(t is not None and t.dtype == torch.float64 for t in (x, weight, bias)):
         raise TypeError("backend='triton' computes in float32 and does not take float64 inputs; "
                         "use backend='torch' or backend='cpp' for float64")
     if x.device.type != "cuda" and not interpreter_on():
@@ -84,48 +92,72 @@ def _check(x, weight):
                          "the CPU")
 
 
+def group_rows(b: int, group_size: int) -> int:
+    """G, the rows per group the kernels take: b for the whole batch (group_size 0, or ≥ b)."""
+    g = check_int("group_size", group_size, minimum=0)
+    return b if g == 0 or g >= b else g
+
+
 def sea_forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only=False,
-                compute_grad=True):
+                compute_grad=True, group_size=0, bias=None):
     """Per-row losses ℓ(x̃_i) (b,) and dW = ∂(Σ_i s_i ℓ(x̃_i))/∂W (d×C; empty when not
-    compute_grad), both float32 — the contract of docs/design.md §5."""
-    _check(x, weight)
+    compute_grad), both float32 — the contract of docs/design.md §5; with a bias (C,) also
+    db = Σ_i D_i (C,; empty when not compute_grad). group_size G > 0 projects every row onto the
+    other rows of its group of G consecutive rows only (0: the whole batch)."""
+    _check(x, weight, bias)
+    group = group_rows(x.shape[0], group_size)
     with torch.no_grad():
         if x.device.type == "cuda":
             with torch.cuda.device(x.device):
-                return _forward(x, labels, weight, row_scale, alpha, eta, lam, delta,
-                                negative_only, compute_grad, CONFIG)
-        return _forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only,
-                        compute_grad, CONFIG)
+                out = _forward(x, labels, weight, row_scale, alpha, eta, lam, delta,
+                               negative_only, compute_grad, group, bias, CONFIG)
+        else:
+            out = _forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only,
+                           compute_grad, group, bias, CONFIG)
+    return out if bias is not None else out[:2]
 
 
 def _forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only, compute_grad,
-             cfg: Config):
+             group, bias, cfg: Config):
+    """(losses, dW, db) for groups of `group` rows (b: the whole batch)."""
     f32 = torch.float32
     x, w = x.detach().to(f32), weight.detach().to(f32)
+    c = w.shape[1]
+    bias = (torch.zeros(c, dtype=f32, device=x.device) if bias is None
+            else bias.detach().to(device=x.device, dtype=f32).contiguous())
     labels = labels.to(torch.int64).contiguous()
-    b = x.shape[0]
     logits, v = logits_and_gram(x, w)
-    a = row_prep(logits, labels, lam, delta, negative_only, cfg)
-    sc, qv, mz, gh2, xg = attention(a, logits, v, grad_norms(a, w), alpha, cfg)
-    c1, c2, rows, x_aug = factors(x, w, lambda r: q_rows(a, logits, sc, mz, r), qv[:, b:], gh2,
-                                  xg, v[:, :b].diagonal(), eta)
+    nz = (x != 0).any(dim=1).to(f32)  # 1.0 for the rows x_j ≠ 0: the zero rows are masked
+    a = row_prep(logits, bias, labels, lam, delta, negative_only, cfg)
+    sc, ql, mz, gh2, xg = attention(a, logits, v, nz, grad_norms(a, w), alpha, group, cfg)
+    c1, c2, rows, x_aug = factors(x, w, lambda r: q_rows(a, logits, sc, mz, nz, group, r), ql,
+                                  gh2, xg, v.diagonal(), eta)
     c1, c2 = c1.contiguous(), c2.contiguous()
-    losses, d = row_epilogue(logits, labels, qv, c1, c2, row_scale, lam, delta, compute_grad,
-                             cfg)
+    losses, d = row_epilogue(logits, bias, labels, ql, c1, c2, row_scale, lam, delta,
+                             compute_grad, cfg)
     if not compute_grad:
-        return losses, x.new_empty(0)
+        return losses, x.new_empty(0), x.new_empty(0)
     if x_aug is not None:  # their share comes from x̃ directly (c1 = 0 already)
         c2 = c2.index_fill(0, rows, 0)
-    dw = weight_grad(x, grad_rows(a, logits, sc, mz, d, c1, c2, cfg))
-    return losses, dw if x_aug is None else add_direct_grad(dw, x_aug, d[rows])
+    dw = weight_grad(x, grad_rows(a, logits, nz, sc, mz, d, c1, c2, group, cfg))
+    dw = dw if x_aug is None else add_direct_grad(dw, x_aug, d[rows])
+    return losses, dw, d.sum(dim=0)
 
 
-def q_rows(a, logits, sc, mz, rows):
-    """Rows `rows` of Q = e^{S − m}/z (S_ij = sc_i a'_i·l_j, S_ii = −∞; mz = (m, 1/z) of
-    `attention`), recomputed in torch as `_grad_rows` recomputes them (Q is never stored)."""
+def allowed(rows, b, nz, group):
+    """(len(rows)×b) bool: Q_ij may be non-zero — j ≠ i, j in i's group of `group` rows, x_j ≠ 0
+    (nz_j > 0; the kernels' `_allowed`)."""
+    cols = torch.arange(b, device=nz.device)
+    return ((cols[None, :] // group == rows[:, None] // group) & (nz > 0)[None, :]
+            & (cols[None, :] != rows[:, None]))
+
+
+def q_rows(a, logits, sc, mz, nz, group, rows):
+    """Rows `rows` of Q = e^{S − m}/z (S_ij = sc_i a'_i·l_j, −∞ where not `allowed`; mz = (m, 1/z)
+    of `attention`), recomputed in torch as `_grad_rows` recomputes them (Q is never stored)."""
     m, inv_z = mz
     s = (a[rows] @ logits.T) * sc[rows, None]
-    s[torch.arange(rows.numel(), device=rows.device), rows] = float("-inf")
+    s = s.masked_fill(~allowed(rows, logits.shape[0], nz, group), float("-inf"))
     return torch.exp(s - m[rows, None]) * inv_z[rows, None]
 
 
@@ -135,62 +167,73 @@ def logits_and_gram(x, w):
     return logits, torch.cat([x @ x.T, logits], dim=1)
 
 
-def row_prep(logits, labels, lam, delta, negative_only, cfg: Config):
-    """A' (b×C) by _row_prep: (softmax(Z) − Y)/(1 − p_y) formed exactly (softmax over c ≠ y, −1 at
-    y); negative_only: softmax(Z)/max row-wise."""
+def row_prep(logits, bias, labels, lam, delta, negative_only, cfg: Config):
+    """A' (b×C) by _row_prep from Z = (L + 1bᵀ + δ(1−Y))/λ: (softmax(Z) − Y)/(1 − p_y) formed
+    exactly (softmax over c ≠ y, −1 at y); negative_only: softmax(Z)/max row-wise."""
     b, c = logits.shape
     a = torch.empty_like(logits)
     kernels._row_prep[(triton.cdiv(b, cfg.row_m),)](
-        logits, labels, a, b, c, logits.stride(0), a.stride(0), float(delta), 1.0 / lam,
+        logits, bias, labels, a, b, c, logits.stride(0), a.stride(0), float(delta), 1.0 / lam,
         NEG_ONLY=bool(negative_only), BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c,
         num_warps=cfg.row_warps)
     return a
 
 
-def attention(a, logits, v, g_norm2, alpha, cfg: Config):
-    """_attention: (sc, QV, (m, 1/z), ‖ĝ‖², xᵀĝ) with S_ij = sc_i a'_i·l_j, sc_i = 1/(α‖g_i‖) (0
-    for a zero g_i), QV = Q[K | L] (b×(b+C)), m_i = max_{j≠i} S_ij and z_i = Σ_{j≠i} e^{S_ij − m_i}
-    (m = 1/z = 0 when b = 1)."""
+def key_tiles(b: int, group: int, cfg: Config) -> int:
+    """How many BLOCK_V-wide K-column tiles cover the key range of any row block: all of b for
+    the whole batch; for groups of G, a block of block_m rows meets ≤ ⌈(block_m − 1)/G⌉ + 1
+    groups, and the range starts up to block_v − 1 columns before them (aligned tiles)."""
+    span = group * (triton.cdiv(cfg.block_m - 1, group) + 1)
+    return min(triton.cdiv(b, cfg.block_v), triton.cdiv(span + cfg.block_v - 1, cfg.block_v))
+
+
+def attention(a, logits, v, nz, g_norm2, alpha, group, cfg: Config):
+    """_attention: (sc, QL, (m, 1/z), ‖ĝ‖², xᵀĝ) with S_ij = sc_i a'_i·l_j, sc_i = 1/(α‖g_i‖) (0
+    for a zero g_i), Q = softmax_j(S) over the other non-zero rows j of i's group, QL (b×C),
+    m_i = max_j S_ij and z_i = Σ_j e^{S_ij − m_i} (m = 1/z = 0 for a row without such j). QK is
+    formed tile by tile for ‖ĝ_i‖² = Σ_k (QK)_ik Q_ik but never stored."""
     b, c = logits.shape
     f32, dev = torch.float32, logits.device
     inv_g = torch.where(g_norm2 > 0, g_norm2.clamp_min(torch.finfo(f32).tiny).rsqrt(), 0)
     sc = (inv_g / alpha).contiguous()
-    nv = b + c
-    n_tiles, n_ktiles = triton.cdiv(nv, cfg.block_v), triton.cdiv(b, cfg.block_v)
-    qv = torch.empty(b, nv, dtype=f32, device=dev)
+    n_ktiles = key_tiles(b, group, cfg)
+    ql = torch.empty(b, c, dtype=f32, device=dev)
     m = torch.empty(b, dtype=f32, device=dev)
     inv_z = torch.empty(b, dtype=f32, device=dev)
     p1 = torch.empty(b, n_ktiles, dtype=f32, device=dev)
     p2 = torch.empty_like(p1)
-    kernels._attention[(triton.cdiv(b, cfg.block_m), n_tiles)](
-        a, logits, v, sc, qv, m, inv_z, p1, p2, b, c, nv,
-        a.stride(0), logits.stride(0), v.stride(0), qv.stride(0), p1.stride(0),
+    grid = (triton.cdiv(b, cfg.block_m), n_ktiles + triton.cdiv(c, cfg.block_v))
+    kernels._attention[grid](
+        a, logits, v, nz, sc, ql, m, inv_z, p1, p2, b, c, group, n_ktiles,
+        a.stride(0), logits.stride(0), v.stride(0), ql.stride(0), p1.stride(0),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c, BLOCK_V=cfg.block_v,
         PREC=DOT_PRECISION, num_warps=cfg.num_warps)
-    return sc, qv, (m, inv_z), p1.sum(dim=1), p2.sum(dim=1)
+    return sc, ql, (m, inv_z), p1.sum(dim=1), p2.sum(dim=1)
 
 
-def row_epilogue(logits, labels, qv, c1, c2, row_scale, lam, delta, compute_grad, cfg: Config):
+def row_epilogue(logits, bias, labels, ql, c1, c2, row_scale, lam, delta, compute_grad,
+                 cfg: Config):
     """_row_epilogue: per-row losses and, with compute_grad, D = s(P̃ − Y) (the losses tensor
-    stands in for it otherwise), from L̃ = c1 L + c2 QL."""
+    stands in for it otherwise), from L̃ = c1 L + c2 QL + 1bᵀ."""
     b, c = logits.shape
     f32, dev = torch.float32, logits.device
     losses = torch.empty(b, dtype=f32, device=dev)
     d = torch.empty_like(logits) if compute_grad else losses
     rs = row_scale.detach().to(device=dev, dtype=f32).contiguous() if compute_grad else losses
     kernels._row_epilogue[(triton.cdiv(b, cfg.row_m),)](
-        logits, labels, qv, c1, c2, rs, losses, d, b, c,
-        logits.stride(0), qv.stride(0), d.stride(0), float(delta), float(lam), 1.0 / lam,
+        logits, labels, ql, bias, c1, c2, rs, losses, d, b, c,
+        logits.stride(0), ql.stride(0), d.stride(0), float(delta), float(lam), 1.0 / lam,
         GRAD=bool(compute_grad), BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c, num_warps=cfg.row_warps)
     return losses, d if compute_grad else None
 
 
-def grad_rows(a, logits, sc, mz, d, c1, c2, cfg: Config):
-    """_grad_rows: R = diag(c1) D + Qᵀ diag(c2) D (b×C), Q recomputed from A', L, sc, m, 1/z."""
+def grad_rows(a, logits, nz, sc, mz, d, c1, c2, group, cfg: Config):
+    """_grad_rows: R = diag(c1) D + Qᵀ diag(c2) D (b×C), Q recomputed from A', L, sc, m, 1/z over
+    each row block's groups."""
     b, c = logits.shape
     r_mat = torch.empty_like(logits)
     kernels._grad_rows[(triton.cdiv(b, cfg.block_n), triton.cdiv(c, cfg.block_d))](
-        a, logits, sc, *mz, d, c1, c2, r_mat, b, c,
+        a, logits, nz, sc, *mz, d, c1, c2, r_mat, b, c, group,
         a.stride(0), logits.stride(0), d.stride(0), r_mat.stride(0),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c, BLOCK_D=cfg.block_d,
         PREC=DOT_PRECISION, num_warps=cfg.num_warps)

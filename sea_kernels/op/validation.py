@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from ..params import check_real
+from ..params import check_int, check_real
 
 #: The floating dtypes the op takes (every backend declares a subset, op/dispatch.py).
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 __all__ = ["check_tensor_args", "check_hyperparameters", "check_dtype_range", "check_label_range",
-           "check_finite", "diagnose_nonfinite", "NonFiniteLoss", "FLOAT_DTYPES"]
+           "check_finite", "diagnose_nonfinite", "NonFiniteLoss", "FLOAT_DTYPES",
+           "check_group_size", "check_bias", "check_bias_finite"]
 
 
 class NonFiniteLoss(ValueError):
@@ -61,6 +62,40 @@ def check_tensor_args(x, labels, weight):
     if x.requires_grad:
         raise ValueError("x requires grad, but SeA treats features as fixed data and returns no "
                          "gradient for them; pass x.detach()")
+
+
+def check_group_size(group_size) -> int:
+    """None (the whole batch, the paper) → 0, else an integer ≥ 1 (bool refused): the number of
+    consecutive rows projected together (op/groups.py)."""
+    if group_size is None:
+        return 0
+    return check_int("group_size", group_size, minimum=1)
+
+
+def check_bias(bias, weight):
+    """None, or a floating 1-D tensor of weight's C entries on weight's device (nn.Linear's
+    bias, with weight = lin.weight.T)."""
+    if bias is None:
+        return
+    if not isinstance(bias, torch.Tensor):
+        raise TypeError(f"bias must be a torch.Tensor or None, got {type(bias).__name__}")
+    c = weight.shape[1]
+    if bias.dim() != 1 or bias.shape[0] != c:
+        raise ValueError(f"bias must have shape (classes={c},) to match weight "
+                         f"{tuple(weight.shape)}, got {tuple(bias.shape)} (for nn.Linear(d, C) "
+                         "pass weight=lin.weight.T, bias=lin.bias)")
+    if bias.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"bias must be float32/float64/bfloat16/float16, got {bias.dtype}")
+    if bias.device != weight.device:
+        raise ValueError(f"bias must be on the device of weight ({weight.device}), got "
+                         f"{bias.device}")
+
+
+def check_bias_finite(bias):
+    """Eager only: every entry of the bias finite."""
+    if bias is not None and not torch.isfinite(bias).all():
+        raise ValueError("bias contains NaN or Inf; clean it (a diverged training run shows up "
+                         "here first: lower the learning rate)")
 
 
 def check_hyperparameters(alpha, eta, lam, delta):

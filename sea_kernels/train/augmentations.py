@@ -91,9 +91,11 @@ class FusedSeA(Augmentation):
         self.backend = resolve_backend(params["backend"], self.device, (self.dtype,))
 
     def loss(self, epoch, xb, yb, weight):
+        group = self.params.get("group_size")   # None: the whole batch (the paper)
+        kw = {} if group is None else {"group_size": group}
         return fused_sea(xb, yb, weight, alpha=self.alpha, eta=self.eta, lam=self.lam,
                          delta=self.delta, reduction="mean", direction=self.name,
-                         backend=self.backend)
+                         backend=self.backend, **kw)
 
 
 class Plain(Augmentation):

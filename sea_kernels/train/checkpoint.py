@@ -398,7 +398,7 @@ def load_model(cls, path, *, device=None):
             params["device"] = "cpu"
     try:
         clf = cls(**params)
-        clf._validate_params()
+        clf._checked_params()
     except (TypeError, ValueError) as e:
         raise _bad("model", p, f"holds invalid parameters ({e})") from None
     clf.W_ = blob["W"].to(torch.device(clf.device))

@@ -8,9 +8,12 @@
 The training protocol (docs/design.md §1, §7) — the sweep engine (`sea_kernels.sweep`) reproduces
 it, so it is spelled out exactly:
 
-* Features: `features.prepare_features(X)` — X one n×d array/tensor or a list of blocks (several
-  models' features of the same examples); every block L2-normalised per row, concatenated, the
-  result renormalised (Eq. 1). float32 (float64 input stays float64). Labels: any sortable type
+* Features: `features.prepare_features(X)` — X ONE matrix (an n×d numpy array, torch tensor,
+  DataFrame or anything with `to_numpy`/`__array__`, or a list of rows: lists or 1-D arrays) or
+  a list/tuple of 2-D blocks (several models' features of the same examples): a list is blocks
+  iff its first element is 2-D (`sklearn_compat.feature_input`). Every block L2-normalised per
+  row, concatenated, the result renormalised (Eq. 1). float32 (float64 input stays float64).
+  A 1-D X is a ValueError saying how to reshape it. Labels: any sortable type
   (integers, floats, strings, bools, objects; `data.labels.sortable_labels` — whole-valued floats
   count as integers, NaN is refused); `classes_` = the sorted unique labels in their own dtype,
   remapped to 0..C−1; predictions map back to the original labels.
@@ -19,7 +22,8 @@ it, so it is spelled out exactly:
   machine does not have is a ValueError naming the available ones), all before any work.
 * Weight: W = zeros(d, C) in the feature dtype, no bias.
 * Shuffling: g = torch.Generator().manual_seed(random_state) (random_state=None: one seed is drawn
-  from torch.seed() — without disturbing the global RNG — and stored as `seed_`); every epoch
+  from torch.seed() — without disturbing the global RNG — and stored as `seed_`; a numpy
+  RandomState / Generator: the seed is drawn from it, consuming it); every epoch
   perm = torch.randperm(n, generator=g); the batches are consecutive slices perm[k·B:(k+1)·B],
   the last partial batch kept.
 * Step: loss = fused_sea(xb, yb, W, alpha, eta, lam, delta, reduction="mean", direction=augment,
@@ -65,17 +69,23 @@ and the result is the same as an uninterrupted run (stop after k epochs by fitti
 resume with epochs=N). The training hyper-parameters and the data must match the checkpoint
 (ValueError otherwise); `epochs` may grow (note that ISDA's ramp and ME-ADA's schedule depend on
 `epochs`, so for those two a resumed run with a different `epochs` is a different schedule).
+
+scikit-learn (`sklearn_compat`): with scikit-learn installed SeAClassifier is a ClassifierMixin +
+BaseEstimator (Pipeline, GridSearchCV, cross_val_score, CalibratedClassifierCV, OneVsRest...;
+it passes check_estimator but for `sklearn_compat.EXPECTED_FAILED_CHECKS`); without it, the same
+parameter protocol and score from a stand-in base. decision_function is n×C logits, (n,)
+l₁ − l₀ for two classes (scikit-learn's binary convention).
 """
 from __future__ import annotations
 
-import inspect
+import copy
 import os
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.features import block_dims, check_block_dims, prepare_features
+from ..data.features import block_dims, prepare_features
 from ..data.labels import check_label_kind, encode_labels, label_array, sortable_labels
 from ..op.validation import NonFiniteLoss
 from ..params import (
@@ -90,9 +100,9 @@ from ..params import (
     check_choice,
     check_int,
     check_real,
-    check_seed,
 )
 from . import checkpoint as ckpt
+from . import distributed as dist
 from .augmentations import AUGMENTATIONS, Augmentation, make_augmentation
 from .devices import check_device
 from .divergence import (
@@ -103,6 +113,18 @@ from .divergence import (
     zero_classifier_loss,
 )
 from .metrics import mean_per_class, top1
+from .sklearn_compat import (
+    EstimatorBase,
+    NotFittedError,
+    accuracy,
+    check_n_features,
+    checked_seed,
+    draw_seed,
+    feature_input,
+    feature_names,
+    readonly_ok,
+    target_input,
+)
 
 __all__ = ["SeAClassifier", "TrainingDiverged", "NotFittedError", "AUGMENTS"]
 
@@ -113,19 +135,7 @@ _NUMERIC_PARAMS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "al
 _INT_PARAMS = ("epochs", "batch_size", "me_ada_steps", "me_ada_rounds")
 
 
-class NotFittedError(ValueError, AttributeError):
-    """predict/score/coef_/save before fit (ValueError and AttributeError, as in scikit-learn)."""
-
-
-def _draw_seed() -> int:
-    state = torch.get_rng_state()
-    try:
-        return int(torch.seed())
-    finally:
-        torch.set_rng_state(state)
-
-
-class SeAClassifier:
+class SeAClassifier(EstimatorBase):
     """Linear classifier (no bias) on fixed features, trained by SGD with SeA augmentation.
 
     Parameters (scikit-learn conventions: stored unchanged, validated in fit)
@@ -136,7 +146,8 @@ class SeAClassifier:
     weight_decay : τ, 1e-6.   alpha : projection temperature α, 0.01.   eta : step η, 0.8
         (0 = no augmentation).   lam : loss temperature λ, 0.1.   delta : margin δ, 0.0.
     backend : "auto", "torch", "cpp", "triton" — the fused SeA kernel ("sea"/"sea_neg" only).
-    random_state : int or None.   device : "cpu", "cuda", ...
+    random_state : int, None, or a numpy RandomState / Generator (fit draws its seed from it).
+    device : "cpu", "cuda", ...
     isda_strength : λ_0 of ISDA's ramp, 0.5 (ISDA's default).
     me_ada_steps=15, me_ada_gamma=1.0, me_ada_beta=10.0, me_ada_rounds=2 (ME-ADA's CIFAR
         defaults), me_ada_lr=0.003 (feature-space ascent step, see `params.ME_ADA_DEFAULTS`).
@@ -147,11 +158,12 @@ class SeAClassifier:
     tensor), history_, seed_, n_iter_ (epochs trained), backend_ (resolved backend), and for
     "me_ada" n_train_rows_ (original + appended rows).
 
-    predict_proba returns softmax(XW/λ): the distribution the smoothed-hinge loss is the negative
-    log-likelihood of (for δ = 0), up to the factor λ.
+    X: one matrix (array, tensor, DataFrame, list of rows) or a list/tuple of 2-D blocks (Eq. 1;
+    a list is blocks iff its first element is 2-D). y: labels of any sortable type; predict
+    returns them in their own dtype (classes_). decision_function: n×C logits XW ((n,) l₁ − l₀
+    for two classes). predict_proba returns softmax(XW/λ): the distribution the smoothed-hinge
+    loss is the negative log-likelihood of (for δ = 0), up to the factor λ.
     """
-
-    _estimator_type = "classifier"
 
     def __init__(self, augment="sea", epochs=EPOCHS, batch_size=BATCH_SIZE, lr=DEFAULTS["lr"],
                  momentum=MOMENTUM, weight_decay=DEFAULTS["weight_decay"],
@@ -160,7 +172,7 @@ class SeAClassifier:
                  isda_strength=ISDA_STRENGTH, me_ada_steps=ME_ADA_DEFAULTS["steps"],
                  me_ada_gamma=ME_ADA_DEFAULTS["gamma"], me_ada_beta=ME_ADA_DEFAULTS["beta"],
                  me_ada_lr=ME_ADA_DEFAULTS["lr"], me_ada_rounds=ME_ADA_DEFAULTS["rounds"],
-                 verbose=False):
+                 verbose=False, group_size=None):
         self.augment = augment
         self.epochs = epochs
         self.batch_size = batch_size
@@ -181,51 +193,43 @@ class SeAClassifier:
         self.me_ada_lr = me_ada_lr
         self.me_ada_rounds = me_ada_rounds
         self.verbose = verbose
+        self.group_size = group_size
 
-    # ------------------------------------------------------------------ sklearn parameter protocol
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict:
-        """All constructor arguments, as a dict (scikit-learn semantics)."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params) -> "SeAClassifier":
-        """Set constructor arguments by name; unknown names are a ValueError. Returns self."""
-        valid = self._get_param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"Invalid parameter {key!r} for estimator SeAClassifier. "
-                                 f"Valid parameters are: {sorted(valid)}.")
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        sig = inspect.signature(type(self).__init__)
-        defaults = {k: p.default for k, p in sig.parameters.items() if k != "self"}
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k]]
-        return f"SeAClassifier({', '.join(changed)})"
-
-    def _validate_params(self) -> dict:
+    # ------------------------------------------------------------------ parameters
+    # get_params / set_params / repr: scikit-learn's BaseEstimator (or sklearn_compat's stand-in).
+    def _checked_params(self) -> dict:
         """The parameters, checked (ValueError / ParameterError naming the bad one), with the
         numeric ones as Python int/float (numpy scalars accepted) and random_state an int or
-        None. `device` must be usable here (`train.devices.check_device`)."""
-        checked = self.get_params()
+        None (None also for a numpy RandomState / Generator, which fit draws from). `device`
+        must be usable here (`train.devices.check_device`). (Not scikit-learn's
+        `_validate_params`, which checks `_parameter_constraints`.)"""
+        checked = self.get_params(deep=False)
         check_choice("augment", self.augment, AUGMENTS)
         for name in _NUMERIC_PARAMS:
             checked[name] = (check_int if name in _INT_PARAMS else check_real)(
                 name, getattr(self, name))
         AUGMENTATIONS[self.augment].check_params(checked)
-        checked["random_state"] = check_seed(self.random_state)
+        checked["random_state"] = checked_seed(self.random_state)
         check_choice("backend", self.backend, BACKENDS)
         check_device(self.device)
+        if self.group_size is not None:
+            checked["group_size"] = check_int("group_size", self.group_size, minimum=1)
         return checked
 
     # ------------------------------------------------------------------ data helpers
-    def _prepare_X(self, X) -> Tensor:
-        return prepare_features(X, device=torch.device(self.device))
+    def _prepare_X(self, X, name: str = "X", *, fitted: bool = False) -> Tensor:
+        """`prepare_features` of X in any accepted form (`sklearn_compat.feature_input`); with
+        `fitted`, X must have the fitted feature layout (and DataFrame column names)."""
+        X_in = X
+        X = feature_input(X, name)
+        if fitted:
+            check_n_features(X, self.feature_dims_, name, type(self).__name__)
+            feature_names(self, X_in, reset=False)
+        with readonly_ok():
+            return prepare_features(X, device=torch.device(self.device))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "W_")
 
     def _check_fitted(self):
         if not hasattr(self, "W_"):
@@ -242,8 +246,7 @@ class SeAClassifier:
                 raise TypeError(f"eval_set entry {name!r} must be an (X, y) pair, got "
                                 f"{type(pair).__name__}")
             Xe, ye = pair
-            check_block_dims(Xe, self.feature_dims_, f"eval_set {name!r} X")
-            xe = self._prepare_X(Xe)
+            xe = self._prepare_X(Xe, f"eval_set {name!r} X", fitted=True)
             out.append((str(name), xe, self._labels_like_classes(ye, f"eval_set {name!r} y",
                                                                  xe.shape[0])))
         return out
@@ -257,24 +260,35 @@ class SeAClassifier:
     # ------------------------------------------------------------------ training
     def fit(self, X, y, *, eval_set=None, checkpoint=None, checkpoint_every: int = 1,
             progress: bool = False) -> "SeAClassifier":
-        """Train on features X (n×d array/tensor or list of blocks) and labels y (any sortable
-        type: integers, floats, strings, bools, objects; classes_ keeps their dtype).
+        """Train on features X (one matrix — array, tensor, DataFrame, list of rows — or a
+        list of 2-D blocks) and labels y (any sortable type: integers, floats, strings, bools,
+        objects; classes_ keeps their dtype; an n×1 column is raveled with a warning).
 
         eval_set: list of (X, y) pairs (or a dict name → (X, y)) scored after every epoch into
         history_. checkpoint: path; saved every `checkpoint_every` epochs and at the end
         (atomically); an existing file is resumed from. progress: tqdm bar over epochs.
         Raises TrainingDiverged when the loss blows up (see the module docstring).
+        Under torchrun (or with an initialised process group) one model trains on all the
+        processes (`train.distributed`): batch_size is the global batch.
         """
-        params = self._validate_params()
+        with dist.Run(dist.setup(self.device)) as run:
+            return self._fit(run, X, y, eval_set=eval_set, checkpoint=checkpoint,
+                             checkpoint_every=checkpoint_every, progress=progress)
+
+    def _fit(self, run, X, y, *, eval_set, checkpoint, checkpoint_every, progress):
+        world = run.world
+        params = self._checked_params()
         check_int("checkpoint_every", checkpoint_every)
         device = torch.device(self.device)
         for attr in ("W_", "history_", "n_iter_", "n_train_rows_"):
             self.__dict__.pop(attr, None)
 
+        X_in, X = X, feature_input(X)
         dims = block_dims(X)
         x = self._prepare_X(X)
+        feature_names(self, X_in, reset=True)
         n, d = x.shape
-        classes, y_idx = encode_labels(sortable_labels(y, "y", n), min_classes=2)
+        classes, y_idx = encode_labels(sortable_labels(target_input(y, n), "y", n), min_classes=2)
         self.classes_ = classes
         self.feature_dims_ = dims
         self.n_features_in_ = d
@@ -282,7 +296,8 @@ class SeAClassifier:
         labels = torch.as_tensor(y_idx, dtype=torch.long, device=device)
         C = len(classes)
 
-        seed = params["random_state"] if params["random_state"] is not None else _draw_seed()
+        seed = params["random_state"] if params["random_state"] is not None else \
+            draw_seed(self.random_state)
         W = torch.zeros(d, C, dtype=x.dtype, device=device, requires_grad=True)
         opt = torch.optim.SGD([W], lr=params["lr"], momentum=params["momentum"], dampening=0,
                               nesterov=False, weight_decay=params["weight_decay"])
@@ -293,6 +308,8 @@ class SeAClassifier:
                                              data_fingerprint=fingerprint, weight=W,
                                              optimizer=opt)
             seed = state["seed"]
+        seed, group = dist.start_fit(run, params, fingerprint, seed,
+                                     int(state["epoch"]) if state is not None else 0)
         gen = torch.Generator().manual_seed(seed)
         strategy = make_augmentation(self.augment, params, num_features=d, num_classes=C,
                                      dtype=x.dtype, device=device, seed=seed)
@@ -310,7 +327,7 @@ class SeAClassifier:
         x_train, y_train = strategy.training_set(x, labels)
 
         bar = None
-        if progress:
+        if progress and world.main:
             from tqdm.auto import tqdm
             bar = tqdm(total=epochs, initial=start, desc=f"SeA {self.augment}", unit="epoch")
         try:
@@ -318,7 +335,7 @@ class SeAClassifier:
                 strategy.before_epoch(epoch, x, labels, W)
                 x_train, y_train = strategy.training_set(x, labels)
                 train_loss = self._run_epoch(epoch, x_train, y_train, W, opt, gen, strategy,
-                                             history, params)
+                                             history, params, world=world, group=group)
                 record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": params["lr"],
                           "n_train": int(x_train.shape[0])}
                 with torch.no_grad():
@@ -327,14 +344,15 @@ class SeAClassifier:
                         record[f"{name}_top1"] = top1(pred, ye)
                         record[f"{name}_mean_per_class"] = mean_per_class(pred, ye)
                 history.append(record)
-                if self.verbose:
+                if self.verbose and world.main:
                     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in record.items()), flush=True)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{train_loss:.4g}")
                 done = epoch + 1
-                if checkpoint is not None and (done % checkpoint_every == 0 or done == epochs):
+                if checkpoint is not None and world.main and (done % checkpoint_every == 0
+                                                              or done == epochs):
                     ckpt.save_training_state(
                         checkpoint, params=params, epoch=done, seed=seed, weight=W,
                         optimizer=opt, generator=gen, augmentation=strategy.state_dict(),
@@ -342,7 +360,7 @@ class SeAClassifier:
                         feature_dims=dims)
         except TrainingDiverged as e:
             self.history_ = e.history = list(history)
-            raise
+            raise dist.mark_quiet(e, world)  # every rank diverges alike
         finally:
             if bar is not None:
                 bar.close()
@@ -358,8 +376,9 @@ class SeAClassifier:
         return strategy.loss(epoch, xb, yb, W)
 
     def _run_epoch(self, epoch, x_train, y_train, W, opt, gen, strategy: Augmentation,
-                   history, params: dict | None = None) -> float:
-        params = params if params is not None else self._validate_params()
+                   history, params: dict | None = None, *, world=dist.SINGLE,
+                   group=None) -> float:
+        params = params if params is not None else self._checked_params()
         n = x_train.shape[0]
         bs = params["batch_size"]
         perm = torch.randperm(n, generator=gen).to(x_train.device)
@@ -367,8 +386,14 @@ class SeAClassifier:
         batches = 0
         for s in range(0, n, bs):
             idx = perm[s:s + bs]
-            xb, yb = x_train[idx], y_train[idx]
             try:
+                if world.size > 1:   # this rank's rows of the global batch, dW all-reduced
+                    total += dist.train_step(world, idx, x_train, y_train, W, opt, lambda a, b:
+                                             self._batch_loss(epoch, a, b, W, strategy),
+                                             group).to(torch.float64)
+                    batches += 1
+                    continue
+                xb, yb = x_train[idx], y_train[idx]
                 loss = self._batch_loss(epoch, xb, yb, W, strategy)
             except NonFiniteLoss as exc:  # fused_sea / sea_augment: a NaN/Inf loss or weight
                 raise TrainingDiverged(self._diverged_msg(epoch, float("nan"), strategy,
@@ -395,32 +420,39 @@ class SeAClassifier:
         return diverged_message(epoch, loss, p["lr"], why, eta)
 
     # ------------------------------------------------------------------ inference
-    def decision_function(self, X) -> np.ndarray:
-        """Plain logits XW (n×C numpy), on prepared (unit-normalised) features."""
+    def _logits(self, X) -> Tensor:
+        """Plain logits XW (n×C, on the model's device), on prepared (unit-normalised) rows."""
         self._check_fitted()
-        check_block_dims(X, self.feature_dims_)
-        x = self._prepare_X(X)
+        x = self._prepare_X(X, fitted=True)
         with torch.no_grad():
-            return (x @ self.W_.to(x.device, x.dtype)).cpu().numpy()
+            return x @ self.W_.to(x.device, x.dtype)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Plain logits XW (n×C numpy); for two classes scikit-learn's (n,) score l₁ − l₀ of
+        classes_[1] (> 0 predicts it)."""
+        logits = self._logits(X)
+        if logits.shape[1] == 2:
+            logits = logits[:, 1] - logits[:, 0]
+        return logits.cpu().numpy()
 
     def predict(self, X) -> np.ndarray:
-        """The predicted original labels (argmax of XW)."""
-        scores = self.decision_function(X)
-        return self.classes_[scores.argmax(1)]
+        """The predicted original labels (argmax of XW), in the dtype of classes_."""
+        best = self._logits(X).argmax(1).cpu().numpy()
+        return self.classes_[best]
 
     def predict_proba(self, X) -> np.ndarray:
-        """softmax(XW / λ), n×C, columns in the order of classes_."""
-        logits = torch.from_numpy(self.decision_function(X))
-        return torch.softmax(logits.double() / float(self.lam), dim=1).numpy()
+        """softmax(XW / λ), n×C (float64), columns in the order of classes_."""
+        return torch.softmax(self._logits(X).double() / float(self.lam), dim=1).cpu().numpy()
 
     def predict_log_proba(self, X) -> np.ndarray:
-        logits = torch.from_numpy(self.decision_function(X))
-        return torch.log_softmax(logits.double() / float(self.lam), dim=1).numpy()
+        """log softmax(XW / λ), n×C (float64)."""
+        return torch.log_softmax(self._logits(X).double() / float(self.lam), dim=1).cpu().numpy()
 
-    def score(self, X, y) -> float:
-        """Top-1 accuracy on (X, y) (y: labels of the kind of classes_)."""
+    def score(self, X, y, sample_weight=None) -> float:
+        """Top-1 accuracy on (X, y), weighted by sample_weight (ClassifierMixin's score); y:
+        labels of the kind of classes_."""
         self._check_fitted()
-        return top1(self.predict(X), self._labels_like_classes(y, "y"))
+        return accuracy(self._labels_like_classes(y, "y"), self.predict(X), sample_weight)
 
     @property
     def coef_(self) -> np.ndarray:
@@ -434,6 +466,10 @@ class SeAClassifier:
         dims, history, seed — a plain dict, stored with a format tag, a version and a SHA-256
         checksum (loadable with torch.load(weights_only=True))."""
         self._check_fitted()
+        if checked_seed(self.random_state) is None and self.random_state is not None:
+            saved = copy.copy(self)          # a numpy RNG is no file content: the seed it gave
+            saved.random_state = self.seed_
+            return ckpt.save_model(saved, path)
         ckpt.save_model(self, path)
 
     @classmethod

@@ -12,7 +12,10 @@ configuration's result is the one `SeAClassifier` gets training it alone:
 * step: loss = fused_sea(x_b, y_b, W, α, η, λ, δ, reduction="mean"), then torch.optim.SGD
   (lr, momentum 0.9, dampening 0, weight_decay): d_p = ∇ + wd·W; buf = d_p at the first step,
   else 0.9·buf + d_p; W −= lr·buf;
-* evaluation: plain logits X W; top-1 and mean per-class accuracy.
+* evaluation: plain logits X W; top-1 and mean per-class accuracy;
+* group_size g (None: the whole batch, the paper): each batch is cut into consecutive groups of g
+  rows and each row is projected onto the other rows of its group only (docs/design.md §5) —
+  what `fused_sea(..., group_size=g)` does for one classifier.
 
 A configuration whose loss becomes non-finite at a step, or that diverges by the trainer's rule at
 the end of an epoch (`divergence.divergence_reasons`), is marked diverged and frozen (removed from
@@ -35,7 +38,7 @@ from .devices import check_device
 from .divergence import divergence_reasons, zero_classifier_loss
 from .grid import normalize_config
 
-__all__ = ["ManyResult", "train_many", "evaluate_many", "prepare"]
+__all__ = ["ManyResult", "train_many", "evaluate_many", "prepare", "check_group_size"]
 
 
 def _as_tensor(x, dtype=None) -> torch.Tensor:
@@ -119,8 +122,11 @@ class _Engine:
 
     Configurations are kept in `order` (η = 0 first, so they form one cheap block)."""
 
-    def __init__(self, configs, d, num_classes, dtype, device, chunk_size, max_chunk_bytes):
+    def __init__(self, configs, d, num_classes, dtype, device, chunk_size, max_chunk_bytes,
+                 group_size=None):
         self.c = num_classes
+        # passed to the batched engine only when set (0/None there = the whole batch)
+        self.group_kw = {} if group_size is None else {"group_size": int(group_size)}
         self.d = d
         self.dtype = dtype
         self.device = device
@@ -184,7 +190,7 @@ class _Engine:
         grad, losses = batched_sea_grad(xb, yb, self.weight_t, self.hyper, self.c,
                                         n_baseline=self.n_baseline, chunk_size=self.chunk_size,
                                         max_chunk_bytes=self.max_chunk_bytes,
-                                        workspace=self.workspace)
+                                        workspace=self.workspace, **self.group_kw)
         bad = ~torch.isfinite(losses)
         bad_np = bad.cpu().numpy()  # one host sync per step
         if bad_np.any():  # rare: skip their update, keep everyone else's exact
@@ -236,8 +242,15 @@ def check_random_state(value, name: str = "random_state") -> int:
     return seed
 
 
+def check_group_size(value) -> int | None:
+    """None (the whole batch) or an int ≥ 1 — the op's rule (`op.validation.check_group_size`,
+    ParameterError / ValueError naming group_size), None kept as None."""
+    from ..op.validation import check_group_size as op_check
+    return op_check(value) or None
+
+
 def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOCHS,
-               batch_size: int = BATCH_SIZE, random_state: int = 0,
+               batch_size: int = BATCH_SIZE, random_state: int = 0, group_size: int | None = None,
                eval_sets: Mapping | None = None, eval_every: int | None = 1,
                num_classes: int | None = None,
                chunk_size: int | None = None, max_chunk_bytes: int | None = None, device=None,
@@ -249,7 +262,8 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
     eval_sets: {name: (X_e, y_e)} evaluated after every `eval_every` epochs and after the last
     (eval_every=None: only after the last). chunk_size: η > 0 configurations per batched b×b
     chunk (None: sized from max_chunk_bytes, default 16 MiB on CPU, 1 GiB on GPU); results do
-    not depend on it beyond float rounding. Returns a ManyResult.
+    not depend on it beyond float rounding. group_size: rows per SeA group (None: the whole
+    batch; see the module docstring). Returns a ManyResult.
     """
     t0 = time.perf_counter()
     configs = [normalize_config(cfg, f"configs[{i}]") for i, cfg in enumerate(configs)]
@@ -257,6 +271,7 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
         raise ValueError("configs is empty; give at least one configuration")
     epochs, batch_size = check_int("epochs", epochs), check_int("batch_size", batch_size)
     random_state = check_random_state(random_state)
+    group_size = check_group_size(group_size)
     chunk_size, max_chunk_bytes = (None if v is None else check_int(name, v) for name, v in
                                    (("chunk_size", chunk_size),
                                     ("max_chunk_bytes", max_chunk_bytes)))
@@ -284,7 +299,7 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
         evals[name] = (xe, ye)
 
     k = len(configs)
-    engine = _Engine(configs, d, c, dtype, device, chunk_size, max_chunk_bytes)
+    engine = _Engine(configs, d, c, dtype, device, chunk_size, max_chunk_bytes, group_size)
     frozen: dict[int, torch.Tensor] = {}
     diverged = np.zeros(k, dtype=bool)
     diverged_step = np.full(k, -1, dtype=np.int64)

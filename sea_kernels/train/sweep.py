@@ -36,12 +36,14 @@ from .many import (
     ManyResult,
     _as_tensor,
     _resolve_device,
+    check_group_size,
     check_random_state,
     evaluate_many,
     prepare,
     train_many,
 )
 from .results import SweepResult
+from .sweep_shards import config_costs, train_sharded
 
 __all__ = ["sweep", "stratified_split", "train_many", "evaluate_many", "ManyResult",
            "SweepResult", "expand_grid", "normalize_config", "prepare", "PARAMS", "ALIASES",
@@ -87,7 +89,7 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
           batch_size: int = BATCH_SIZE, random_state: int = 0, backend: str = "auto",
           chunk_size: int | None = None, max_chunk_bytes: int | None = None,
           metric: str = "top1", retrain: bool = True, progress: bool = False,
-          device=None) -> SweepResult:
+          device=None, group_size: int | None = None) -> SweepResult:
     """Train every configuration of `grid` at once, pick the best on validation, retrain it.
 
     X: features (n×d array/tensor, or a list of blocks as `SeAClassifier` takes), prepared like
@@ -102,6 +104,14 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
     the test scores are those of the sweep's own (train-only) winner.
     device: where the grid trains (default: the device of X for a tensor, else CUDA when
     available, else CPU; a device this machine lacks is a ValueError), the retrained model too.
+    group_size: rows per SeA group in every batch (None: the whole batch, the paper;
+    docs/design.md §5), for the grid and the retrained winner.
+
+    Under torchrun (WORLD_SIZE > 1, or an initialised process group) the configurations are
+    sharded across the ranks by cost (`train.sweep_shards`), each rank trains its share in one
+    pass and every rank gets the gathered scores and the same pick as one process; rank 0
+    retrains the winner (result.model and the test scores exist on rank 0 only) and alone shows
+    progress.
 
     Every argument and every data set — the scalars (numpy scalars accepted), the grid, the
     device, X/y, X_val/y_val and X_test/y_test (feature widths as X's, one label per row, labels
@@ -113,6 +123,7 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
     configs = expand_grid(grid)
     epochs, batch_size = check_int("epochs", epochs), check_int("batch_size", batch_size)
     random_state = check_random_state(random_state)
+    group_size = check_group_size(group_size)
     val_fraction = check_real("val_fraction", val_fraction)
     chunk_size, max_chunk_bytes = (None if v is None else check_int(name, v) for name, v in
                                    (("chunk_size", chunk_size),
@@ -158,12 +169,36 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
         x_tr, y_tr = x_all, y_all
         y_va = torch.from_numpy(idx[n:])
     c = len(classes)
-    many = train_many(x_tr, y_tr, configs, epochs=epochs, batch_size=batch_size,
-                      random_state=random_state, eval_sets={"val": (x_va, y_va)},
-                      eval_every=None, num_classes=c, chunk_size=chunk_size,
-                      max_chunk_bytes=max_chunk_bytes, device=device, progress=progress)
-    val_top1 = many.history["val"]["top1"][-1]
-    val_mpc = many.history["val"]["mean_per_class"][-1]
+    from . import distributed
+    world = distributed.setup(device)
+    rank0 = world.main
+
+    def train(cfgs):
+        return train_many(x_tr, y_tr, cfgs, epochs=epochs, batch_size=batch_size,
+                          random_state=random_state, eval_sets={"val": (x_va, y_va)},
+                          eval_every=None, num_classes=c, chunk_size=chunk_size,
+                          max_chunk_bytes=max_chunk_bytes, device=device,
+                          progress=progress and rank0, group_size=group_size)
+
+    if world.size == 1:
+        many = train(configs)
+        val_top1 = many.history["val"]["top1"][-1]
+        val_mpc = many.history["val"]["mean_per_class"][-1]
+        many_diverged, many_loss, many_wall = many.diverged, many.train_loss[-1], many.wall_time_s
+
+        def weight_of(i):
+            return many.weights[i]
+    else:
+        costs = config_costs(configs, batch_size=batch_size, n_rows=x_tr.shape[0],
+                             d=x_tr.shape[1], c=c, group_size=group_size)
+        from .checkpoint import fingerprint
+        got = train_sharded(train, configs, costs, world, metric=metric,
+                            fingerprint=fingerprint(x_tr, y_tr, classes))
+        val_top1, val_mpc = got.val_top1, got.val_mean_per_class
+        many_diverged, many_loss, many_wall = got.diverged, got.train_loss, got.wall_time_s
+
+        def weight_of(i):
+            return got.best_weights[i]
     scores = val_top1 if metric == "top1" else val_mpc
     finite = np.isfinite(scores)
     settings = {"epochs": epochs, "batch_size": batch_size, "random_state": random_state,
@@ -171,18 +206,23 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
                 "val_fraction": None if X_val is not None else val_fraction,
                 "retrain": retrain, "backend": backend, "device": str(device),
                 "dtype": str(x_all.dtype).replace("torch.", ""),
-                "sweep_train_time_s": many.wall_time_s}
+                "group_size": group_size, "world_size": world.size,
+                "sweep_train_time_s": many_wall}
     result = SweepResult(configs=configs, val_top1=val_top1, val_mean_per_class=val_mpc,
-                         diverged=many.diverged, best=None, best_index=None, best_val=None,
-                         metric=metric, train_loss=many.train_loss[-1], settings=settings)
+                         diverged=many_diverged, best=None, best_index=None, best_val=None,
+                         metric=metric, train_loss=many_loss, settings=settings)
     if not finite.any():
-        warnings.warn("every configuration diverged; nothing to pick (lower the learning rates)",
-                      RuntimeWarning, stacklevel=2)
+        if rank0:
+            warnings.warn("every configuration diverged; nothing to pick (lower the learning "
+                          "rates)", RuntimeWarning, stacklevel=2)
         result.wall_time_s = time.perf_counter() - t0
         return result
     best = int(np.argmax(np.where(finite, scores, -np.inf)))
     result.best, result.best_index, result.best_val = dict(configs[best]), best, float(scores[best])
     from .metrics import mean_per_class, top1
+    if not rank0:                          # rank 0 retrains, scores on test and writes
+        result.wall_time_s = time.perf_counter() - t0
+        return result
     if retrain:
         from .estimator import SeAClassifier
         if X_val is None:
@@ -191,13 +231,14 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
             x_fit, y_fit = _concat_rows(X, X_val), np.concatenate([y_raw, yv_raw])
         model = SeAClassifier(augment="sea", epochs=epochs, batch_size=batch_size,
                               random_state=random_state, backend=backend, device=str(device),
-                              **configs[best])
-        model.fit(x_fit, y_fit)
+                              group_size=group_size, **configs[best])
+        with distributed.single_process():     # rank 0 alone: the one-process retrain
+            model.fit(x_fit, y_fit)
         result.model = model
         if X_test is not None:
             pred = model.predict(X_test)
     elif X_test is not None:
-        w = many.weights[best].to(device, xt.dtype)
+        w = weight_of(best).to(device, xt.dtype)
         pred = classes[(xt @ w).argmax(dim=1).cpu().numpy()]
     if X_test is not None:
         result.test_top1, result.test_mean_per_class = top1(pred, yt), mean_per_class(pred, yt)
