@@ -126,6 +126,18 @@ def _destroy() -> None:
             dist.destroy_process_group()
 
 
+def _finish() -> None:
+    """At a normal exit: wait for every rank (bounded by the process-group timeout), then
+    destroy the group. A rank that tore its group down while another was still writing its
+    outputs died now and then in gloo's shutdown ("terminate called without an active
+    exception", SIGABRT). Error paths call `_destroy` directly, which makes this a no-op."""
+    import torch.distributed as dist
+    if dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.barrier()
+    _destroy()
+
+
 def setup(device="cpu") -> World:
     """The world of this process, the process group initialised when torchrun's variables say
     WORLD_SIZE > 1 and none is (see the module docstring). ValueError for inconsistent variables."""
@@ -154,7 +166,7 @@ def setup(device="cpu") -> World:
         torch.cuda.set_device(local)
     dist.init_process_group("nccl" if cuda else "gloo", init_method="env://", world_size=size,
                             rank=rank, timeout=datetime.timedelta(seconds=timeout_s()))
-    atexit.register(_destroy)
+    atexit.register(_finish)
     return World(size, rank, local, owned=True)
 
 
