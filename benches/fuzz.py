@@ -2,18 +2,20 @@
 
     python benches/fuzz.py --cases 10000 [--seed S] [--backends torch cpp triton] [--json out.json]
 
-Cases are drawn with a plain NumPy RNG (no hypothesis) over the space of tests/test_fuzz.py,
-wider: b ∈ [1, 64], d ∈ [1, 64], C ∈ [2, 32], α ∈ [1e-3, 1], η ∈ [0, 2], λ ∈ [1e-2, 10],
-δ ∈ [0, 2], weight scale 1e-6 … 1e3, the structural kinds of tests/fuzz_oracle.py (clustered rows
-at margins 20λ/100λ/1000λ, cancelling rows, identical rows, nearly parallel weight columns),
-duplicated / zero / unnormalised rows, one class only, W = 0, non-contiguous layouts, every
-reduction, sea/sea_neg, float32/float64 (and a share of bf16/fp16). Each backend's loss and dW
-(and sea_augment's x̃, row "sea_augment") is compared with the oracle; the table gives, per
-backend and dtype: cases, NaN/Inf results (NonFiniteLoss included), ValueError/TypeError
-rejections (every drawn case is valid input, so a rejection is a failure too), other
-("undocumented") exceptions, cases over the bound of fuzz_oracle.metric (any of the above
-included), the largest error relative to the scale (‖truth‖; ‖|X̃|ᵀ|D|‖ for dW) and relative to
-the bound (≤ 1 passes), and the worst case's parameters. Exit status 1 when any case failed.
+Cases are drawn with a plain NumPy RNG (no hypothesis) over the space of tests/test_fuzz.py, wider:
+b ∈ [1, 64], d ∈ [1, 64], C ∈ [2, 32], α ∈ [1e-3, 1], η ∈ [0, 2], λ ∈ [1e-2, 10], δ ∈ [0, 2],
+weight scale 1e-6 … 1e3, the structural kinds of tests/fuzz_oracle.py (clustered rows at margins
+20λ/100λ/1000λ, cancelling rows, identical rows, nearly parallel weight columns), duplicated / zero
+/ unnormalised rows, one class only, W = 0, non-contiguous layouts, every reduction, sea/sea_neg,
+groups (group_size 1 … b + 2 on a third of the cases, else None: the whole batch), a bias on 30 %
+(b = s·N(0, 1)^C, s = 0, the weight scale, or 1e-6 … 1e3; with a margin in the units of the
+unscaled W), float32/float64 (and a share of bf16/fp16). Each backend's loss, dW and, with a bias,
+db (and sea_augment's x̃, row "sea_augment") is compared with the oracle; the table gives, per
+backend and dtype: cases, NaN/Inf results (NonFiniteLoss included), ValueError/TypeError rejections
+(every drawn case is valid input, so a rejection is a failure too), other ("undocumented")
+exceptions, cases over the bound of fuzz_oracle.metric (any of the above included), the largest
+error relative to the scale (‖truth‖; ‖|X̃|ᵀ|D|‖ for dW, ‖Σ_i |D_i|‖ for db) and relative to the
+bound (≤ 1 passes), and the worst case's parameters. Exit status 1 when any case failed.
 
 Without a GPU, Triton runs in its interpreter on the CPU (TRITON_INTERPRET=1, ~0.1 s a case),
 so it gets separate tiny cases (b ≤ 8, d ≤ 8, C ≤ 6, float32/bf16/fp16), at most --triton-cases
@@ -68,15 +70,17 @@ def sample_case(rng, tiny=False, max_b=64, max_d=64, max_c=32) -> fo.Case:
     b = size(1, max_b)
     kind = pick(rng, fo.KINDS, [0.4, 0.25, 0.15, 0.1, 0.1])
     dtype = pick(rng, list(DTYPE_P), list(DTYPE_P.values()))
+    margin = pick(rng, [None, 20, 100, 1000]) if kind == "clustered" else None
+    wscale = log_uniform(rng, -6, 3)
     return fo.Case(
         b=b, d=size(1, max_d), c=size(2, max_c),
         alpha=log_uniform(rng, -3, 0),
         eta=pick(rng, [0.0, 0.8, 2.0]) if rng.random() < 0.2 else float(rng.uniform(0, 2)),
         lam=log_uniform(rng, -2, 1),
         delta=pick(rng, [0.0, 1.0, 2.0]) if rng.random() < 0.3 else float(rng.uniform(0, 2)),
-        wscale=log_uniform(rng, -6, 3),
+        wscale=wscale,
         kind=kind,
-        margin=pick(rng, [None, 20, 100, 1000]) if kind == "clustered" else None,
+        margin=margin,
         duplicates=(pick(rng, [0, 0, 1, b]) if b > 1 else 0),
         one_class=rng.random() < 0.25,
         unnormalised=rng.random() < 0.3,
@@ -88,7 +92,20 @@ def sample_case(rng, tiny=False, max_b=64, max_d=64, max_c=32) -> fo.Case:
         dtype=dtype,
         seed=int(rng.integers(0, 2 ** 32)),
         label_dtype=pick(rng, ["int64", "int64", "int32"]),
+        group_size=int(rng.integers(1, b + 3)) if rng.random() < 1 / 3 else None,
+        bias=sample_bias(rng, wscale, margin) if rng.random() < 0.3 else None,
     )
+
+
+def sample_bias(rng, wscale, margin):
+    """The bias scale s (b = s·N(0, 1)^C): 0 (a zero bias tensor), like the weights (the weight
+    scale, or 10^U(−6, 3)); with a margin the bias is in the unscaled W's units: 10^U(−3, 0)."""
+    u = rng.random()
+    if u < 0.1:
+        return 0.0
+    if margin is not None:
+        return log_uniform(rng, -3, 0)
+    return wscale if u < 0.5 else log_uniform(rng, -6, 3)
 
 
 def backend_ok(backend, case) -> bool:
@@ -170,6 +187,7 @@ def run(args):
                                                                              args.cases // 100)
     triton_every = max(1, args.cases // max(triton_cap, 1)) if triton_cap else 0
     triton_ran = 0
+    drawn = defaultdict(int)    # how many cases had groups / a bias (main, triton)
     t0, cpu0 = time.perf_counter(), time.process_time()
     seconds = defaultdict(float)
     for i in range(args.cases):
@@ -184,6 +202,8 @@ def run(args):
             _one(rows, tcase, ["triton"], seconds)
             seconds["triton"] += time.perf_counter() - tt
             triton_ran += 1
+            _count(drawn, tcase, "triton ")
+        _count(drawn, case, "")
         _one(rows, case, todo + (["sea_augment"] if "torch" in todo else []), seconds)
         if args.progress and (i + 1) % args.progress == 0:
             print(f"  {i + 1} cases, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -193,7 +213,16 @@ def run(args):
         notes.append(f"triton ran on {triton_ran} separate tiny cases (b ≤ 8, d ≤ 8, C ≤ 6; "
                      f"cap {triton_cap}, --triton-cases) in {seconds['triton']:.0f} s: "
                      "the interpreter is slow" if not torch.cuda.is_available() else "")
+    notes.append("drawn: " + ", ".join(f"{k} {v}" for k, v in sorted(drawn.items())))
     return rows, wall, notes, seconds
+
+
+def _count(drawn, case, prefix):
+    """Tally the new features: real groups (1 ≤ G < b), G ≥ b, one-row groups, a bias."""
+    if case.group_size is not None:
+        drawn[prefix + ("groups (G < b)" if case.group_size < case.b else "G ≥ b")] += 1
+        drawn[prefix + "G = 1"] += case.group_size == 1 and case.b > 1
+    drawn[prefix + "bias"] += case.bias is not None
 
 
 def _one(rows, case, backends, seconds):

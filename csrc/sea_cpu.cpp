@@ -364,7 +364,7 @@ void attention(const Tensor& a, const Group& grp, const T* g2, const Tensor& fla
 // The untrusted rows of docs/design.md §3 (local indices in their group, m of them) and their
 // ĝ = Q[rows] X (m×d, each row scaled, see untrusted_rows); undefined tensors when there is none.
 struct Untrusted {
-  Tensor rows, gh;
+  Tensor rows, xt;  // the rows (local indices) and their x̃ formed directly (m×d)
   bool any() const { return rows.defined(); }
 };
 
@@ -382,16 +382,18 @@ struct Untrusted {
 // the floor ε max_j K_jj keeps every row whose ‖ĝ_i‖² underflowed (q_i concentrated on a zero
 // row: bound_i underflows too). The flagged rows' ĝ_i = q_i X are formed by one m×n by n×d GEMM
 // on their gathered rows of Q and scaled by 1/max_k |ĝ_ik| (only r_i ĝ_i = Π(ĝ_i) is ever used,
-// so the scale drops out, and ‖ĝ_i‖² cannot underflow); from them r_i, n_i = ‖x_i + η r_i ĝ_i‖
-// and (QL)_i = Wᵀĝ_i (one m×d by d×C GEMM) overwrite the Gram-space values, and their share of
-// dW is taken from ĝ too (row_epilogue, weight_grad). Nothing is done (no allocation, no GEMM)
+// so the scale drops out, and ‖ĝ_i‖² cannot underflow); from them x̃_i = Π(x_i + ηΠ(ĝ_i)) is
+// formed directly, as the torch backend does: the row factors become c1 = 0, c2 = 1 with
+// (QL)_i ← x̃_iᵀW (one m×d by d×C GEMM), and their share of dW is x̃_i D_iᵀ (row_epilogue,
+// weight_grad). Forming L̃_i = (l_i + ηr_i(QL)_i)/n_i instead lost ε/n_i where u_i = x_i + ηΠ(ĝ_i)
+// is short (n_i = 0.074: dW rows 30× the torch backend's error; the fuzz campaign). Nothing is done (no allocation, no GEMM)
 // when no row is flagged; a group of one row (Q = 0 exactly) is never flagged. κ and bound_i are
 // formed only when some row has ‖ĝ_i‖² < τ max_j K_jj (then one pass over K for κ and O(n) per
 // such row).
 template <typename T>
 Untrusted untrusted_rows(const Group& grp, const Tensor& w, const std::vector<T>& kd,
                          const std::vector<T>& gh2, const std::vector<T>& n2, T eta,
-                         std::vector<T>& r, std::vector<T>& inv_n, Tensor& qkl) {
+                         std::vector<T>& c1, std::vector<T>& c2, Tensor& qkl) {
   const int64_t n = grp.n, ld = grp.kl.size(1), ldq = grp.width, C = w.size(1);
   Untrusted u;
   if (n == 1) return u;
@@ -438,25 +440,24 @@ Untrusted untrusted_rows(const Group& grp, const Tensor& w, const std::vector<T>
   u.rows = at::from_blob(rows.data(), {m}, at::kLong).clone();
   Tensor gh = at::mm(grp.q.index_select(0, u.rows), grp.x);  // ĝ of the flagged rows (m×d)
   const Tensor gmax = gh.abs().amax(1, /*keepdim=*/true);
-  u.gh = at::where(gmax > 0, gh / at::where(gmax > 0, gmax, at::ones_like(gmax)), gh);
-  const Tensor g2 = (u.gh * u.gh).sum(1);
+  gh = at::where(gmax > 0, gh / at::where(gmax > 0, gmax, at::ones_like(gmax)), gh);
+  const Tensor g2 = (gh * gh).sum(1);
   const Tensor rf = at::where(g2 > 0, g2.rsqrt(), at::zeros_like(g2));
-  const Tensor uf = grp.x.index_select(0, u.rows) + (eta * rf).unsqueeze(1) * u.gh;  // x + ηΠ(ĝ)
+  const Tensor uf = grp.x.index_select(0, u.rows) + (eta * rf).unsqueeze(1) * gh;  // x + ηΠ(ĝ)
   const Tensor inv_nf = (uf * uf).sum(1).clamp_min(std::numeric_limits<T>::min()).rsqrt();
-  const T* rfp = rf.const_data_ptr<T>();
-  const T* inp = inv_nf.const_data_ptr<T>();
+  u.xt = uf * inv_nf.unsqueeze(1);  // x̃_i = Π(x_i + ηΠ(ĝ_i))
   for (int64_t k = 0; k < m; ++k) {
-    r[rows[k]] = rfp[k];
-    inv_n[rows[k]] = inp[k];
+    c1[rows[k]] = T(0);
+    c2[rows[k]] = T(1);
   }
-  qkl.narrow(1, grp.width, C).index_copy_(0, u.rows, at::mm(u.gh, w));  // (QL)_i = Wᵀĝ_i
+  qkl.narrow(1, grp.width, C).index_copy_(0, u.rows, at::mm(u.xt, w));  // (QL)_i ← x̃_iᵀW
   return u;
 }
 
 // The gradient buffers of one group, views of the batch's (undefined without compute_grad):
-// U = diag(1/n) D (n×C; grad_rows turns it into R in place), V = diag(ηr/n) D with the untrusted
-// rows zeroed (their Qᵀ term is taken from ĝ: weight_grad adds ĝᵀ V_rows, V_rows their rows of
-// V), and D itself only with a bias (db = Σ_i D_i).
+// U = diag(c1) D (n×C; grad_rows turns it into R in place), V = diag(c2) D with the untrusted
+// rows zeroed (c1 = 0 there; their share is x̃_i D_iᵀ: weight_grad adds X̃_uᵀ V_rows, V_rows
+// their rows of V = D), and D itself only with a bias (db = Σ_i D_i).
 struct GradFactors {
   Tensor u, v, d;
 };
@@ -503,8 +504,13 @@ GroupResult row_epilogue(const Group& grp, const Tensor& w, const T* xg, const i
       inv_n[i] = T(1) / std::sqrt(std::max(n2[i], tiny));
     }
   });
+  std::vector<T> c1(n), c2(n);  // L̃ = diag(c1) L + diag(c2) QL: c1 = 1/n, c2 = ηr/n
+  for (int64_t i = 0; i < n; ++i) {
+    c1[i] = inv_n[i];
+    c2[i] = eta * r[i] * inv_n[i];
+  }
   GroupResult out;
-  out.untrusted = untrusted_rows<T>(grp, w, kd, gh2, n2, eta, r, inv_n, qkl);
+  out.untrusted = untrusted_rows<T>(grp, w, kd, gh2, n2, eta, c1, c2, qkl);
   const bool grad = f.u.defined();
   T* up = grad ? f.u.data_ptr<T>() : nullptr;
   T* vp = grad ? f.v.data_ptr<T>() : nullptr;
@@ -515,18 +521,18 @@ GroupResult row_epilogue(const Group& grp, const Tensor& w, const T* xg, const i
       const T* qli = qklp + i * ld + lo;
       const T* li = klp + i * ld + lo;
       const int64_t yi = y[i];
-      const T in = inv_n[i], c2 = eta * r[i] * in;
+      const T in = c1[i], cq = c2[i];
       T* z = e.data();
       T zy;
       if (bias) {
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c)
-          z[c] = (in * li[c] + c2 * qli[c] + bias[c] + delta) * inv_lam;
-        zy = (in * li[yi] + c2 * qli[yi] + bias[yi]) * inv_lam;
+          z[c] = (in * li[c] + cq * qli[c] + bias[c] + delta) * inv_lam;
+        zy = (in * li[yi] + cq * qli[yi] + bias[yi]) * inv_lam;
       } else {
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) z[c] = (in * li[c] + c2 * qli[c] + delta) * inv_lam;
-        zy = (in * li[yi] + c2 * qli[yi]) * inv_lam;
+        for (int64_t c = 0; c < C; ++c) z[c] = (in * li[c] + cq * qli[c] + delta) * inv_lam;
+        zy = (in * li[yi] + cq * qli[yi]) * inv_lam;
       }
       z[yi] = -inf;  // e^{−∞ − m'} = 0
       const T m = row_max(z, C);
@@ -546,10 +552,10 @@ GroupResult row_epilogue(const Group& grp, const Tensor& w, const T* xg, const i
       for (int64_t c = 0; c < C; ++c) {
         const T dic = dscale * z[c];
         ui[c] = in * dic;
-        vi[c] = c2 * dic;
+        vi[c] = cq * dic;
       }
       ui[yi] = in * dy;
-      vi[yi] = c2 * dy;
+      vi[yi] = cq * dy;
       if (dp) {
         T* di = dp + i * C;
 #pragma omp simd
@@ -572,17 +578,18 @@ GroupResult row_epilogue(const Group& grp, const Tensor& w, const T* xg, const i
 void grad_rows(const Tensor& q, const GradFactors& f) { f.u.addmm_(q.t(), f.v); }
 
 // weight_grad: dW = XᵀR (d×C, the whole batch in one GEMM), as (RᵀX)ᵀ for C < kNarrow, plus the
-// untrusted rows' share Σ_i ĝ_i (ηr_i/n_i) D_iᵀ = ĝᵀ V_rows from their ĝ (every group's at once).
+// untrusted rows' share Σ_i x̃_i D_iᵀ = X̃_uᵀ V_rows from their x̃ (c2 = 1: V_rows = D_rows; every
+// group's at once).
 Tensor weight_grad(const Tensor& x, const Tensor& r, const std::vector<GroupResult>& groups) {
   Tensor dw = r.size(1) < kNarrow ? at::mm(r.t(), x).t().contiguous() : at::mm(x.t(), r);
-  std::vector<Tensor> gh, v_rows;
+  std::vector<Tensor> xt, v_rows;
   for (const GroupResult& g : groups)
     if (g.untrusted.any()) {
-      gh.push_back(g.untrusted.gh);
+      xt.push_back(g.untrusted.xt);
       v_rows.push_back(g.v_rows);
     }
-  if (gh.size() == 1) dw.addmm_(gh[0].t(), v_rows[0]);
-  if (gh.size() > 1) dw.addmm_(at::cat(gh).t(), at::cat(v_rows));
+  if (xt.size() == 1) dw.addmm_(xt[0].t(), v_rows[0]);
+  if (xt.size() > 1) dw.addmm_(at::cat(xt).t(), at::cat(v_rows));
   return dw;
 }
 

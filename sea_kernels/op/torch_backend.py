@@ -248,15 +248,18 @@ def add_direct_grad(dw, x_aug_rows, d_rows):
     return dw.addmm_(x_aug_rows.T, d_rows)
 
 
-def factors(x, w, q_rows, ql, gh_norm2, x_dot_gh, k_diag, eta, k_max=None):
+def factors(x, w, q_rows, ql, gh_norm2, x_dot_gh, k_diag, eta, k_max=None, force=None):
     """The row factors c1 = 1/n, c2 = ηr/n of L̃ = diag(c1) L + diag(c2) QL; for the untrusted rows
-    of §3 x̃_i is formed directly (`direct_rows`, q_rows(rows) = those rows of Q, dense (m, b))
-    and they get c1 = 0, c2 = 1, (QL)_i ← x̃_iᵀW (ql is written in place; k_max as in
-    `untrusted_rows`). Returns (c1, c2, untrusted rows, their x̃ or None)."""
+    of §3 (and the rows `force`, e.g. Triton's cancelling rows) x̃_i is formed directly
+    (`direct_rows`, q_rows(rows) = those rows of Q, dense (m, b)) and they get c1 = 0, c2 = 1,
+    (QL)_i ← x̃_iᵀW (ql is written in place; k_max as in `untrusted_rows`). Returns (c1, c2,
+    untrusted rows, their x̃ or None)."""
     r, n2 = row_factors(gh_norm2, x_dot_gh, k_diag, eta)
     c1 = n2.clamp_min(_tiny(n2)).rsqrt()
     c2 = eta * r * c1
     rows = untrusted_rows(gh_norm2, n2, k_diag, eta, k_max)
+    if force is not None and force.numel():
+        rows = torch.unique(torch.cat([rows, force]))
     if not rows.numel():
         return c1, c2, rows, None
     x_aug = direct_rows(x, q_rows(rows), rows, eta)

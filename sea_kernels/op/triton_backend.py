@@ -40,7 +40,13 @@ from dataclasses import dataclass
 import torch
 
 from ..params import check_int
-from .torch_backend import add_direct_grad, factors, grad_norms, weight_grad
+from .torch_backend import (  # noqa: F401  (grad_norms: the stage name, used by tests)
+    add_direct_grad,
+    factors,
+    grad_norms,
+    grad_norms_and_rows,
+    weight_grad,
+)
 
 try:
     import triton
@@ -129,9 +135,14 @@ def _forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only
     logits, v = logits_and_gram(x, w)
     nz = (x != 0).any(dim=1).to(f32)  # 1.0 for the rows x_j ≠ 0: the zero rows are masked
     a = row_prep(logits, bias, labels, lam, delta, negative_only, cfg)
-    sc, ql, mz, gh2, xg = attention(a, logits, v, nz, grad_norms(a, w), alpha, group, cfg)
-    c1, c2, rows, x_aug = factors(x, w, lambda r: q_rows(a, logits, sc, mz, nz, group, r), ql,
-                                  gh2, xg, v.diagonal(), eta)
+    g_norm2, crows, g_rows = grad_norms_and_rows(a, w)
+    sc, ql, mz, gh2, xg = attention(a, logits, v, nz, g_norm2, alpha, group, cfg)
+    # the cancelling rows (W a'_i ≈ 0, §3): the kernel's scores A'Lᵀ lose ε·κ/α, so their q_i
+    # comes from x_jᵀg_i directly (`direct_q_rows`) and their x̃_i is formed directly
+    direct = (crows, g_rows, x, g_norm2, alpha)
+    c1, c2, rows, x_aug = factors(
+        x, w, lambda r: q_rows(a, logits, sc, mz, nz, group, r, direct), ql, gh2, xg,
+        v.diagonal(), eta, force=crows)
     c1, c2 = c1.contiguous(), c2.contiguous()
     losses, d = row_epilogue(logits, bias, labels, ql, c1, c2, row_scale, lam, delta,
                              compute_grad, cfg)
@@ -152,13 +163,28 @@ def allowed(rows, b, nz, group):
             & (cols[None, :] != rows[:, None]))
 
 
-def q_rows(a, logits, sc, mz, nz, group, rows):
+def q_rows(a, logits, sc, mz, nz, group, rows, direct=None):
     """Rows `rows` of Q = e^{S − m}/z (S_ij = sc_i a'_i·l_j, −∞ where not `allowed`; mz = (m, 1/z)
-    of `attention`), recomputed in torch as `_grad_rows` recomputes them (Q is never stored)."""
+    of `attention`), recomputed in torch as `_grad_rows` recomputes them (Q is never stored).
+    direct = (cancelling rows, their g_i, X, ‖g‖², α): those rows' Q_i is the masked softmax of
+    x_jᵀg_i/(α‖g_i‖) formed from g_i (torch_backend.grad_norms_and_rows, §3)."""
     m, inv_z = mz
+    allow = allowed(rows, logits.shape[0], nz, group)
     s = (a[rows] @ logits.T) * sc[rows, None]
-    s = s.masked_fill(~allowed(rows, logits.shape[0], nz, group), float("-inf"))
-    return torch.exp(s - m[rows, None]) * inv_z[rows, None]
+    q = torch.exp(s.masked_fill(~allow, float("-inf")) - m[rows, None]) * inv_z[rows, None]
+    if direct is None or not direct[0].numel():
+        return q
+    crows, g_rows, x, g_norm2, alpha = direct
+    hit = torch.nonzero(rows[:, None] == crows[None, :])           # (position in rows, in crows)
+    if not hit.numel():
+        return q
+    k, j = hit[:, 0], hit[:, 1]
+    sd = (g_rows[j] @ x.T) * (g_norm2[crows[j]].clamp_min(torch.finfo(x.dtype).tiny).rsqrt()
+                              / alpha)[:, None]
+    sd = sd.masked_fill(~allow[k], float("-inf"))
+    none = ~allow[k].any(dim=1, keepdim=True)
+    q[k] = torch.softmax(sd.masked_fill(none, 0.0), dim=1).masked_fill(none, 0.0)
+    return q
 
 
 def logits_and_gram(x, w):
