@@ -296,7 +296,7 @@ def test_sea_compare_end_to_end(slice_npz, tmp_path, capsys):
     (["--seeds", 0], "seeds"), (["--seeds", 1, 1], "seeds"), (["--methods", "sea", "mixup"],
                                                             "baseline"),
     (["--eta", 0], "η > 0"), (["--adv-eta", 0.1], "adv"), (["--epochs", 0], "epochs"),
-    (["--lr", -1], "lr")])
+    (["--lr", -1], "lr"), (["--group-size", 0], "group_size")])
 def test_sea_compare_bad_options_before_any_data(tmp_path, argv, match):
     missing = tmp_path / "absent.npz"             # never read: the options fail first
     with pytest.raises(ValueError, match=match):
@@ -362,3 +362,31 @@ def test_plot_leaves_the_backend_alone_and_never_imports_pyplot(tmp_path):
     assert out.stdout.strip() == "ok"
     assert (tmp_path / "c.png").read_bytes()[:8] == PNG
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "c.png"]
+
+
+def test_group_size_reaches_the_sweep_and_every_fit():
+    """compare(group_size=G): the sea run's refit is SeAClassifier(group_size=G) on the seed's
+    train + validation rows (reproduced by hand), recorded in settings; bad values refused
+    before any training."""
+    from sea_kernels.data.features import prepare_features
+    from sea_kernels.train.estimator import SeAClassifier
+    from sea_kernels.train.sweep import stratified_split
+    xtr, ytr, xte, yte = cifar_slice(120, 60, seed=2)
+    grid = {"lr": [1.0], "eta": [0.0, 0.4], "lam": [0.1]}
+    r = compare(xtr, ytr, methods=("none", "sea"), seeds=[4], grid=grid, X_test=xte,
+                y_test=yte, epochs=2, batch_size=32, device="cpu", group_size=8)
+    assert r.settings["group_size"] == 8
+    run = r.run("sea", 4)
+    x = prepare_features(xtr)
+    tr, va = stratified_split(ytr, 0.2, random_state=4)
+    x_fit = np.concatenate([x[tr].numpy(), x[va].numpy()])
+    y_fit = np.concatenate([ytr[tr], ytr[va]])
+    kw = dict(augment="sea", epochs=2, batch_size=32, random_state=4, **run["params"])
+    grouped = SeAClassifier(group_size=8, **kw).fit(x_fit, y_fit)
+    assert grouped.score(prepare_features(xte), yte) == pytest.approx(run["test_top1"], abs=1e-12)
+    whole = SeAClassifier(**kw).fit(x_fit, y_fit)
+    assert not np.allclose(whole.W_.numpy(), grouped.W_.numpy())   # the groups did something
+    for bad in (0, True, 2.5):
+        with pytest.raises((ValueError, TypeError), match="group_size"):
+            compare(xtr, ytr, methods=("none", "sea"), seeds=1, grid=grid, X_test=xte,
+                    y_test=yte, epochs=1, device="cpu", group_size=bad)

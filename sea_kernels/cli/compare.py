@@ -68,6 +68,9 @@ def add_parser(sub):
     s.add_argument("--val-fraction", type=number, default=VAL_FRACTION,
                    help="stratified validation hold-out per seed when there is no --val")
     s.add_argument("--epochs", type=integer, default=EPOCHS, help="training epochs")
+    s.add_argument("--group-size", type=integer, default=None,
+                   help="rows per SeA group in every batch, for every method's fits "
+                        "(default: the whole batch, the paper)")
     s.add_argument("--batch-size", type=integer, default=BATCH_SIZE, help="mini-batch size")
     s.add_argument("--metric", default=METRICS[0], choices=METRICS,
                    help="selection metric on validation")
@@ -115,7 +118,7 @@ def methods(args) -> list:
 def check_args(args, device: str):
     """Every option that is not data, checked the way `compare()` checks it (ValueError /
     ParameterError naming it) before any data is read; returns the `Plan`."""
-    from ..params import check_real
+    from ..params import check_int, check_real
     from ..train.compare import plan
     if args.adv_eta is not None and "adv" not in methods(args):
         raise UsageError("--adv-eta is for the method adv; add it to --methods")
@@ -123,6 +126,8 @@ def check_args(args, device: str):
         raise UsageError("--me-ada-lr is for the method me_ada; add it to --methods")
     if args.val is None:
         check_real("val_fraction", args.val_fraction)
+    if args.group_size is not None:
+        check_int("group_size", args.group_size, minimum=1)
     return plan(methods(args), seeds(args), grid(args), epochs=args.epochs,
                 batch_size=args.batch_size, metric=args.metric, backend=args.backend,
                 device=device)
@@ -187,7 +192,7 @@ def run(args) -> int:
         result = compare(X, y, methods=p.methods, seeds=p.seeds, grid=grid(args),
                          X_test=test[0], y_test=test[1], val_fraction=args.val_fraction,
                          epochs=args.epochs, batch_size=args.batch_size, metric=args.metric,
-                         backend=args.backend, device=device,
+                         backend=args.backend, device=device, group_size=args.group_size,
                          progress=True if common.show_progress(args) else _line, **kw)
         print()
         print(result.table())

@@ -140,7 +140,8 @@ def _varied(cands) -> list:
 def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_val=None,
             val_fraction: float = VAL_FRACTION, X_test=None, y_test=None, epochs: int = EPOCHS,
             batch_size: int = BATCH_SIZE, metric: str = "top1", baseline: str | None = BASELINE,
-            backend: str = "auto", device=None, progress=False) -> CompareResult:
+            backend: str = "auto", device=None, group_size: int | None = None,
+            progress=False) -> CompareResult:
     """Select, refit and test every method once per seed; summarise over the seeds.
 
     X, y: training features (n×d array/tensor or a list of blocks, prepared by Eq. 1 like
@@ -150,8 +151,9 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
     linear probe) among them; seeds: an int K (seeds 0…K−1) or a list of distinct seeds.
     grid: candidates per method (module docstring; None → DEFAULT_GRID). metric: the validation
     selection metric ("top1" or "mean_per_class"). device: where everything trains (default
-    CUDA when available, else CPU). progress: True → a line per run on stderr and the sweep's
-    progress bar; a callable → called with each run's dict.
+    CUDA when available, else CPU). group_size: SeA's projection group (None: the whole batch,
+    the paper), for the sweeps and every fit alike. progress: True → a line per run on stderr and
+    the sweep's progress bar; a callable → called with each run's dict.
 
     Every argument is checked before any training (ValueError / ParameterError naming it); a
     run whose candidates all diverge, or whose refit diverges, is recorded with NaN accuracies
@@ -164,6 +166,7 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
     from .devices import check_device
     from .divergence import TrainingDiverged
     from .estimator import SeAClassifier
+    from .many import check_group_size
     from .sweep import stratified_split, sweep
 
     t_start = time.perf_counter()
@@ -174,6 +177,8 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
     p = plan(methods, seeds, grid, baseline=baseline, metric=metric, epochs=epochs,
              batch_size=batch_size, backend=backend, device=device)
     val_fraction = check_real("val_fraction", val_fraction)
+    group_size = check_group_size(group_size)
+    grouped = {} if group_size is None else {"group_size": group_size}
     if X_test is None or y_test is None:
         raise ValueError("compare needs a test set: give X_test and y_test")
     if (X_val is None) != (y_val is None):
@@ -203,7 +208,8 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
     def refit_and_test(augment, params, seed, x_fit, y_fit):
         """((test top-1, mean per-class), seconds) of the winner refitted on train + val."""
         clf = SeAClassifier(augment=augment, epochs=epochs, batch_size=batch_size,
-                            random_state=seed, backend=backend, device=device, **params)
+                            random_state=seed, backend=backend, device=device, **grouped,
+                            **params)
         t0 = time.perf_counter()
         clf.fit(x_fit, y_fit)
         pred = clf.predict(x_te)
@@ -252,7 +258,8 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
                 warnings.filterwarnings("ignore", message="every configuration diverged")
                 res = sweep(x_tr, y_tr, g, X_val=x_va, y_val=y_va, epochs=epochs,
                             batch_size=batch_size, random_state=seed, backend=backend,
-                            metric=metric, retrain=False, progress=bars, device=device)
+                            metric=metric, retrain=False, progress=bars, device=device,
+                            **grouped)
             sweeps[seed].append(res)
             scores = np.asarray(res.scores(), dtype=np.float64)
             for m in group:
@@ -286,7 +293,8 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
             vals, n_div = [], 0
             for cand in cands:
                 clf = SeAClassifier(augment=m, epochs=epochs, batch_size=batch_size,
-                                    random_state=seed, backend=backend, device=device, **cand)
+                                    random_state=seed, backend=backend, device=device,
+                                    **grouped, **cand)
                 try:
                     clf.fit(x_tr, y_tr)
                 except TrainingDiverged:
@@ -302,6 +310,7 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
                    **fit_set)
         runs += [done[m] for m in p.methods]
     settings = {"epochs": epochs, "batch_size": batch_size, "backend": backend, "device": device,
+                "group_size": group_size,
                 "val_fraction": None if X_val is not None else val_fraction,
                 "n_train": int(x.shape[0]), "n_test": int(x_te.shape[0]),
                 "n_val_given": None if X_val is None else int(x_va_given.shape[0]),
