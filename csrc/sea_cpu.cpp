@@ -19,17 +19,17 @@
 //   row_epilogue [g] [QK | QL] = Q [K | L]               one GEMM on the [K | L] buffer
 //                    ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij, r_i = 1/‖ĝ_i‖ (0 when ĝ_i = 0),
 //                    n_i = sqrt(K_ii + 2η r_i x_iᵀĝ_i + η²) (no η² when ĝ_i = 0); untrusted rows
-//                    (‖ĝ_i‖² or n_i² below τ times its rounding-error scale) get r_i,
-//                    n_i = ‖x_i + ηΠ(ĝ_i)‖, (QL)_i and their dW share from ĝ_i = q_i X (GEMMs
-//                    over those rows only);  L̃ = diag(1/n) L + diag(ηr/n) QL + 1bᵀ,
+//                    (‖ĝ_i‖² or n_i² below τ times its rounding-error scale) get x̃_i =
+//                    Π(x_i + ηΠ(q_i X)) directly, c1 = 0, c2 = 1, (QL)_i ← x̃_iᵀW (GEMMs over
+//                    those rows only);  L̃ = diag(c1) L + diag(c2) QL + 1bᵀ,
 //                    t_i = log Σ_{c≠y} e^{z̃_c−z̃_y},  ℓ_i = λ softplus(t_i),
 //                    D = diag(s)(softmax(Z̃) − Y) = diag(s σ(t)) (U' − Y), U' the softmax over
 //                    c ≠ y (u'_y = 0); split into U = diag(1/n) D, V = diag(ηr/n) D
 //   grad_rows [g]    R = U + QᵀV                         X̃ = diag(1/n) X + diag(ηr/n) QX, so
-//   weight_grad      dW = XᵀR (+ ĝᵀV over the            X̃ᵀD = XᵀR; the untrusted rows of V
-//                    untrusted rows), db = Σ_i D_i       are zeroed in R and added from ĝ
-// The GEMMs go through ATen (MKL); every elementwise step is one at::parallel_for pass over rows
-// (run inline, on its group's thread, when the groups run in parallel).
+//   weight_grad      dW = XᵀR (+ X̃_uᵀD_u over the        X̃ᵀD = XᵀR; the untrusted rows of V
+//                    untrusted rows), db = Σ_i D_i       are zeroed in R and added from x̃
+// GEMMs through ATen (MKL), every row step one at::parallel_for pass (inline on its group's thread
+// when groups run in parallel); sea_rows.h the row primitives, sea_trust.h the rules of §3.
 #include "sea_cpu.h"
 
 #include <ATen/Dispatch.h>
@@ -45,102 +45,11 @@
 #include <vector>
 
 #include "sea_exp.h"
+#include "sea_rows.h"
+#include "sea_trust.h"
 
 namespace sea_kernels {
 namespace {
-
-using at::Tensor;
-
-// Below this many classes the GEMMs with a C-wide result (L = XW, dW = XᵀR) run several times
-// faster as their transposes (C-tall results) in MKL; the transposed copy back is b×C or d×C.
-constexpr int64_t kNarrow = 64;
-
-// Untrusted rows (docs/design.md §3): ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij is a sum of terms of size up to
-// max_j K_jj, so its relative rounding error grows as 1/‖ĝ_i‖² when the rows q_i mixes nearly
-// cancel, while the vector ĝ_i = q_i X loses only ≈ ε/‖ĝ_i‖. Rows whose ‖ĝ_i‖² is below τ times
-// its error scale (untrusted_rows) are recomputed from the vector. τ per compute type, measured
-// on nearly cancelling rows (tests/test_cpp_margins.py): the Gram-space error of ‖ĝ_i‖² is about
-// 0.1 ε·scale, so the two errors meet near ‖ĝ_i‖² ≈ 1e-2·scale in either type (the ratio, not ε,
-// sets τ; the torch backend's TAU is 1e-2 in both types too). Above it Gram space is as accurate
-// as the vector. The same τ flags the rows whose n_i² or g_i = W a'_i cancel.
-constexpr float kUntrustedTauFloat = 1e-2f;
-constexpr double kUntrustedTauDouble = 1e-2;
-template <typename T>
-constexpr T untrusted_tau() {
-  return std::is_same_v<T, float> ? T(kUntrustedTauFloat) : T(kUntrustedTauDouble);
-}
-
-// parallel_for grain: rows per task such that a task touches at least ~8k elements.
-int64_t grain(int64_t elements_per_row) {
-  return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, elements_per_row));
-}
-
-template <typename T>
-T dot(const T* u, const T* v, int64_t n) {
-  T acc = 0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t k = 0; k < n; ++k) acc += u[k] * v[k];
-  return acc;
-}
-
-template <typename T>
-T row_sum(const T* u, int64_t n) {
-  T acc = 0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t k = 0; k < n; ++k) acc += u[k];
-  return acc;
-}
-
-template <typename T>
-T abs_max(const T* u, int64_t n) {
-  T acc = 0;
-#pragma omp simd reduction(max : acc)
-  for (int64_t k = 0; k < n; ++k) acc = std::abs(u[k]) > acc ? std::abs(u[k]) : acc;
-  return acc;
-}
-
-template <typename T>
-T row_max(const T* u, int64_t n) {
-  T acc = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : acc)
-  for (int64_t k = 0; k < n; ++k) acc = u[k] > acc ? u[k] : acc;
-  return acc;
-}
-
-// out (n×n, unit column stride) = V Vᵀ for V (n×k), from its lower block triangle: one GEMM per
-// block row (rows [i0, i1) of V times rows [0, i1)), whose transpose is then copied above the
-// diagonal (block row i only writes columns [i0, i1) of rows < i0, which no other block row
-// touches). With rows enough for 2 blocks of ≥ 64 per thread, the threads take pairs of block
-// rows of equal total work (p and nb−1−p), each GEMM single-threaded: one synchronisation in all,
-// which also keeps it fast on a machine shared with other jobs. Otherwise the block rows run in
-// turn, each GEMM threaded inside.
-template <typename T>
-void symmetric_gram(const Tensor& v, const Tensor& out) {
-  const int64_t n = v.size(0), threads = at::get_num_threads();
-  T* o = out.data_ptr<T>();
-  const int64_t ld = out.stride(0);
-  auto block_row = [&](int64_t i0, int64_t i1) {
-    Tensor dst = out.narrow(0, i0, i1 - i0).narrow(1, 0, i1);
-    at::mm_out(dst, v.narrow(0, i0, i1 - i0), v.narrow(0, 0, i1).t());
-    for (int64_t j = 0; j < i0; ++j)
-      for (int64_t i = i0; i < i1; ++i) o[j * ld + i] = o[i * ld + j];
-    for (int64_t i = i0; i < i1; ++i)
-      for (int64_t j = i + 1; j < i1; ++j) o[i * ld + j] = o[j * ld + i];
-  };
-  if (threads > 1 && n >= 2 * threads * 64) {
-    const int64_t nb = 2 * threads * std::max<int64_t>(1, n / (2 * threads * 128));
-    const int64_t block = (n + nb - 1) / nb;
-    at::parallel_for(0, nb / 2, 1, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p)
-        for (const int64_t blk : {p, nb - 1 - p})
-          block_row(blk * block, std::min(n, (blk + 1) * block));
-    });
-    return;
-  }
-  const int64_t block = n <= 64 ? n : n <= 512 ? 64 : 128;
-  for (int64_t i0 = 0; i0 < n; i0 += block) block_row(i0, std::min(n, i0 + block));
-}
-
 
 // The scalar hyperparameters of one call, in the compute type; bias: the (C,) bias b of the
 // logits L + 1bᵀ of row_prep and row_epilogue (nullptr: none).
@@ -227,90 +136,6 @@ Tensor row_prep(const Tensor& kl, int64_t width, const int64_t* y, const Hyper<T
   return a;
 }
 
-// The result of grad_norms: ‖g_i‖² per row, and the rows where g_i = W a'_i nearly cancels
-// (indices ascending, as a vector and a tensor, and their rows of G = A'Wᵀ, m×d; undefined
-// tensors when there is none).
-template <typename T>
-struct GradNorms {
-  std::vector<T> g2;
-  std::vector<int64_t> row_list;
-  Tensor rows, g;
-};
-
-// grad_norms: ‖g_i‖² = ‖W a'_i‖² = a'_iᵀ (M a'_i) with M = WᵀW (C ≤ 2b), else Σ_k G_ik² over row
-// blocks of G = A'Wᵀ (≥ 64 rows for GEMM efficiency, ≤ ~2^20 elements); per row, so over the
-// whole batch whatever the groups. When g_i = W a'_i is small against its terms (nearly parallel
-// columns of W), Gram space loses digits twice: a'_iᵀMa'_i is squared-conditioned like ‖ĝ_i‖²
-// (untrusted_rows), its rounding error ≲ γ ε B_i with B_i = Σ_cc' |a'_c||M_cc'||a'_c'| ≤
-// (Σ_c |a'_ic| ‖w_c‖)², and attention's scores S_i = (A'Lᵀ)_i carry an error ≈ ε √B_i ‖x_j‖
-// against x_jᵀg_i. So the rows with ‖g_i‖² < τ (Σ_c |a'_ic| ‖w_c‖)² (either route) get their rows
-// of G = A'Wᵀ directly (one m×C by C×d GEMM, none when no row is flagged): ‖g_i‖² from them, and
-// attention takes their scores from G Xᵀ.
-template <typename T>
-GradNorms<T> grad_norms(const Tensor& a, const Tensor& w) {
-  const int64_t b = a.size(0), C = a.size(1), d = w.size(0);
-  const T* ap = a.const_data_ptr<T>();
-  GradNorms<T> out;
-  std::vector<T>& g2 = out.g2;
-  g2.resize(b);
-  std::vector<T> wn(C);  // ‖w_c‖
-  if (C <= 2 * b) {
-    Tensor m = at::empty({C, C}, a.options());
-    symmetric_gram<T>(w.t(), m);
-    const Tensor am = at::mm(a, m);
-    const T* amp = am.const_data_ptr<T>();
-    const T* mp = m.const_data_ptr<T>();
-    for (int64_t c = 0; c < C; ++c) wn[c] = std::sqrt(std::max(mp[c * C + c], T(0)));
-    at::parallel_for(0, b, grain(C), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; ++i) g2[i] = dot(amp + i * C, ap + i * C, C);
-    });
-  } else {
-    const Tensor norms = w.mul(w).sum(0).sqrt().contiguous();
-    std::copy_n(norms.const_data_ptr<T>(), C, wn.data());
-    const int64_t rows = std::min(b, std::max<int64_t>(64, (int64_t(1) << 20) / d));
-    Tensor gbuf = at::empty({rows, d}, a.options());
-    for (int64_t i0 = 0; i0 < b; i0 += rows) {
-      const int64_t m = std::min(rows, b - i0);
-      Tensor g = gbuf.narrow(0, 0, m);
-      at::mm_out(g, a.narrow(0, i0, m), w.t());
-      const T* gp = g.const_data_ptr<T>();
-      at::parallel_for(0, m, grain(d), [&](int64_t r0, int64_t r1) {
-        for (int64_t i = r0; i < r1; ++i) g2[i0 + i] = dot(gp + i * d, gp + i * d, d);
-      });
-    }
-  }
-  constexpr T tau = untrusted_tau<T>();
-  const T* wnp = wn.data();
-  std::vector<char> flag(b);
-  at::parallel_for(0, b, grain(C), [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0; i < r1; ++i) {
-      const T* ai = ap + i * C;
-      T acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t c = 0; c < C; ++c) acc += std::abs(ai[c]) * wnp[c];
-      flag[i] = !(g2[i] >= tau * acc * acc);  // (NaN: recomputed too)
-    }
-  });
-  std::vector<int64_t>& rows = out.row_list;
-  for (int64_t i = 0; i < b; ++i)
-    if (flag[i]) rows.push_back(i);
-  if (rows.empty()) return out;
-  const int64_t n = static_cast<int64_t>(rows.size());
-  out.rows = at::from_blob(rows.data(), {n}, at::kLong).clone();
-  out.g = at::mm(a.index_select(0, out.rows), w.t());  // their rows of G = A'Wᵀ
-  const Tensor gg = (out.g * out.g).sum(1);
-  const T* ggp = gg.const_data_ptr<T>();
-  for (int64_t k = 0; k < n; ++k) g2[rows[k]] = ggp[k];
-  return out;
-}
-
-// One group: its rows [begin, begin + n) of the batch, and its views of the batch's buffers
-// (x n×d, kl n×(width+C) with K_g in the columns [0, n), q n×n with row stride width).
-struct Group {
-  int64_t begin, n, width;
-  Tensor x, kl, q;
-};
-
 // attention (one group): S = A'_g L_gᵀ into q (the rows grad_norms flagged from G_g X_gᵀ), then
 // per row Q_i = softmax_j(S_ij / (α‖g_i‖)) over the group's rows, S_ii = −∞, in place (a zero
 // g_i gives S_i = 0: a uniform q_i); and x_iᵀĝ_i = Σ_j Q_ij K_ij into xg. Zero rows of X
@@ -359,99 +184,6 @@ void attention(const Tensor& a, const Group& grp, const T* g2, const Tensor& fla
       xg[i] = dot(qi, klp + i * ld, n);
     }
   });
-}
-
-// The untrusted rows of docs/design.md §3 (local indices in their group, m of them) and their
-// ĝ = Q[rows] X (m×d, each row scaled, see untrusted_rows); undefined tensors when there is none.
-struct Untrusted {
-  Tensor rows, xt;  // the rows (local indices) and their x̃ formed directly (m×d)
-  bool any() const { return rows.defined(); }
-};
-
-// untrusted_rows (part of row_epilogue, docs/design.md §3; one group, j over its rows).
-// ‖ĝ_i‖² = Σ_j (QK)_ij Q_ij formed in Gram space has an absolute rounding error ≲ γ ε B_i with
-//   B_i = Σ_j Q_ij Σ_k Q_ik |K_jk| ≤ Σ_j Q_ij (Q_ij K_jj + κ_j (1 − Q_ij)) ≤ max_j K_jj
-// (κ_j = max_{k≠j} |K_jk|; the middle bound is bound_i), plus the rounding of K's own entries,
-// ≲ ε max_j K_jj at worst. A row is untrusted when
-//   ‖ĝ_i‖² < τ·max(bound_i, ε max_j K_jj)       (its relative error could exceed ≈ ε/τ), or
-//   n_i² < τ (√K_ii + η)²                          (n_i² = K_ii + 2η r_i x_iᵀĝ_i + η² cancels: ĝ_i
-//                                                  points against x_i and η ≈ ‖x_i‖).
-// Since bound_i ≤ max_j K_jj the first rule flags a subset of the rows ‖ĝ_i‖² < τ max_j K_jj
-// flags, with the same guarantee, and not the rows of nearly orthogonal features (random
-// high-dimensional rows have ‖ĝ_i‖² ~ 1e-2 but κ ~ 1/√d, so their Gram-space value is accurate);
-// the floor ε max_j K_jj keeps every row whose ‖ĝ_i‖² underflowed (q_i concentrated on a zero
-// row: bound_i underflows too). The flagged rows' ĝ_i = q_i X are formed by one m×n by n×d GEMM
-// on their gathered rows of Q and scaled by 1/max_k |ĝ_ik| (only r_i ĝ_i = Π(ĝ_i) is ever used,
-// so the scale drops out, and ‖ĝ_i‖² cannot underflow); from them x̃_i = Π(x_i + ηΠ(ĝ_i)) is
-// formed directly, as the torch backend does: the row factors become c1 = 0, c2 = 1 with
-// (QL)_i ← x̃_iᵀW (one m×d by d×C GEMM), and their share of dW is x̃_i D_iᵀ (row_epilogue,
-// weight_grad). Forming L̃_i = (l_i + ηr_i(QL)_i)/n_i instead lost ε/n_i where u_i = x_i + ηΠ(ĝ_i)
-// is short (n_i = 0.074: dW rows 30× the torch backend's error; the fuzz campaign). Nothing is done (no allocation, no GEMM)
-// when no row is flagged; a group of one row (Q = 0 exactly) is never flagged. κ and bound_i are
-// formed only when some row has ‖ĝ_i‖² < τ max_j K_jj (then one pass over K for κ and O(n) per
-// such row).
-template <typename T>
-Untrusted untrusted_rows(const Group& grp, const Tensor& w, const std::vector<T>& kd,
-                         const std::vector<T>& gh2, const std::vector<T>& n2, T eta,
-                         std::vector<T>& c1, std::vector<T>& c2, Tensor& qkl) {
-  const int64_t n = grp.n, ld = grp.kl.size(1), ldq = grp.width, C = w.size(1);
-  Untrusted u;
-  if (n == 1) return u;
-  constexpr T tau = untrusted_tau<T>(), eps = std::numeric_limits<T>::epsilon();
-  const T kmax = *std::max_element(kd.begin(), kd.end()), floor = eps * kmax;
-  std::vector<int64_t> rows, small;  // small: ‖ĝ_i‖² < τ max_j K_jj, bound_i still to check
-  for (int64_t i = 0; i < n; ++i) {
-    const T n2_scale = (std::sqrt(kd[i]) + eta) * (std::sqrt(kd[i]) + eta);
-    if (gh2[i] > 0 && !(n2[i] >= tau * n2_scale))
-      rows.push_back(i);
-    else if (!(gh2[i] >= tau * kmax))  // (NaN: recomputed too)
-      small.push_back(i);
-  }
-  if (!small.empty()) {
-    const T* klp = grp.kl.const_data_ptr<T>();
-    const T* qp = grp.q.const_data_ptr<T>();
-    std::vector<T> kappa(n);  // κ_j = max_{k≠j} |K_jk|
-    at::parallel_for(0, n, grain(n), [&](int64_t r0, int64_t r1) {
-      for (int64_t j = r0; j < r1; ++j) {
-        const T* kj = klp + j * ld;
-        kappa[j] = std::max(abs_max(kj, j), abs_max(kj + j + 1, n - j - 1));
-      }
-    });
-    const T* kap = kappa.data();
-    const T* kdp = kd.data();
-    std::vector<char> keep(small.size());
-    at::parallel_for(0, int64_t(small.size()), grain(n), [&](int64_t r0, int64_t r1) {
-      for (int64_t k = r0; k < r1; ++k) {
-        const int64_t i = small[k];
-        const T* qi = qp + i * ldq;
-        T bound = 0;
-#pragma omp simd reduction(+ : bound)
-        for (int64_t j = 0; j < n; ++j)
-          bound += qi[j] * (qi[j] * kdp[j] + kap[j] * (T(1) - qi[j]));
-        keep[k] = !(gh2[i] >= tau * std::max(bound, floor));
-      }
-    });
-    for (size_t k = 0; k < small.size(); ++k)
-      if (keep[k]) rows.push_back(small[k]);
-    std::sort(rows.begin(), rows.end());
-  }
-  if (rows.empty()) return u;
-  const int64_t m = static_cast<int64_t>(rows.size());
-  u.rows = at::from_blob(rows.data(), {m}, at::kLong).clone();
-  Tensor gh = at::mm(grp.q.index_select(0, u.rows), grp.x);  // ĝ of the flagged rows (m×d)
-  const Tensor gmax = gh.abs().amax(1, /*keepdim=*/true);
-  gh = at::where(gmax > 0, gh / at::where(gmax > 0, gmax, at::ones_like(gmax)), gh);
-  const Tensor g2 = (gh * gh).sum(1);
-  const Tensor rf = at::where(g2 > 0, g2.rsqrt(), at::zeros_like(g2));
-  const Tensor uf = grp.x.index_select(0, u.rows) + (eta * rf).unsqueeze(1) * gh;  // x + ηΠ(ĝ)
-  const Tensor inv_nf = (uf * uf).sum(1).clamp_min(std::numeric_limits<T>::min()).rsqrt();
-  u.xt = uf * inv_nf.unsqueeze(1);  // x̃_i = Π(x_i + ηΠ(ĝ_i))
-  for (int64_t k = 0; k < m; ++k) {
-    c1[rows[k]] = T(0);
-    c2[rows[k]] = T(1);
-  }
-  qkl.narrow(1, grp.width, C).index_copy_(0, u.rows, at::mm(u.xt, w));  // (QL)_i ← x̃_iᵀW
-  return u;
 }
 
 // The gradient buffers of one group, views of the batch's (undefined without compute_grad):

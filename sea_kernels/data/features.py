@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["prepare_features", "as_blocks", "block_dims"]
+__all__ = ["prepare_features", "as_blocks", "block_dims", "LazyRows"]
 
 
 def _to_tensor(block, name: str) -> Tensor:
@@ -75,7 +75,13 @@ def _unit_rows(t: Tensor, name: str) -> Tensor:
         rows = zero.nonzero()[:, 0]
         raise ValueError(f"{name} has {rows.numel()} all-zero row(s) (first: row {int(rows[0])}), "
                          "which cannot be normalised to unit length; drop them")
-    if not torch.isfinite(norm).all():  # float32 overflow of the squared norm: rescale first
+    return _normalise(t, norm, not bool(torch.isfinite(norm).all()))
+
+
+def _normalise(t: Tensor, norm: Tensor, rescale: bool) -> Tensor:
+    """t / ‖t‖ per row; with `rescale` (a float32 overflow of some squared norm) every row is
+    first divided by its max |value| — decided for the whole matrix, so LazyRows passes it."""
+    if rescale:
         scale = t.abs().amax(dim=1, keepdim=True)
         t = t / scale
         norm = torch.linalg.vector_norm(t, dim=1, keepdim=True)
@@ -120,3 +126,94 @@ def check_block_dims(X, expected: Sequence[int], name: str = "X") -> None:
         raise ValueError(f"{name} has feature blocks of widths {got}, but the model was fitted on "
                          f"blocks of widths {list(expected)}; pass the features in the same "
                          "layout (same models, same order)")
+
+
+#: Bytes of one float64 chunk of the LazyRows verification scan (the peak is a few chunks).
+SCAN_BYTES = 1 << 24
+
+
+class LazyRows:
+    """Prepared rows of ONE n×d numpy array (np.memmap included) on demand, never the n×d copy.
+
+    `lazy[idx]` (idx: an index tensor/array) reads only those rows of the source and returns
+    exactly `prepare_features(X, device=device)[idx]`: the same conversion (float64 stays
+    float64, anything else float32), per-row L2 normalisation and, when some float32 squared
+    norm overflows anywhere in X, the same rescaling of every row. Construction verifies the
+    whole source in chunks of ≤ SCAN_BYTES (2-D, ≥ 1 row and column, numbers, no NaN/Inf, no
+    zero row: prepare_features' errors, whole-matrix row numbers) and keeps the n float64 row
+    sums of the prepared rows (`row_sums`, for `train.checkpoint.fingerprint`) — O(n) memory.
+    """
+
+    def __init__(self, X: np.ndarray, *, device: str | torch.device | None = None,
+                 chunk_rows: int | None = None, name: str = "X"):
+        if not isinstance(X, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array (np.memmap included) for LazyRows, "
+                            f"got {type(X).__name__}")
+        if X.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must hold numbers, got numpy dtype {X.dtype}")
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (examples × features), got shape "
+                             f"{tuple(X.shape)}")
+        n, d = (int(v) for v in X.shape)
+        if d == 0:
+            raise ValueError(f"{name} has no feature columns")
+        if n == 0:
+            raise ValueError("X has no rows")
+        self.source, self.shape = X, torch.Size((n, d))
+        self.dtype = torch.float64 if X.dtype == np.float64 else torch.float32
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.chunk_rows = chunk_rows or max(1, SCAN_BYTES // (8 * d))
+        self._rescale, self._sums = self._scan(name)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _load(self, rows) -> Tensor:
+        """Rows of the source (a slice or an index array) as a fresh tensor on the device."""
+        np_dtype = np.float64 if self.dtype == torch.float64 else np.float32
+        arr = np.array(self.source[rows], dtype=np_dtype)   # a copy: reads only these rows
+        return torch.from_numpy(arr).to(device=self.device, dtype=self.dtype)
+
+    def _scan(self, name: str) -> tuple[bool, Tensor]:
+        n, step = self.shape[0], self.chunk_rows
+        bad = zero = 0
+        first_bad = first_zero = None
+        overflow = False
+        sums = []
+        for s in range(0, n, step):
+            t = self._load(slice(s, s + step))
+            rows = (~torch.isfinite(t)).any(dim=1).nonzero()[:, 0]
+            if rows.numel():
+                bad += rows.numel()
+                first_bad = s + int(rows[0]) if first_bad is None else first_bad
+                continue
+            norm = torch.linalg.vector_norm(t, dim=1, keepdim=True)
+            rows = (norm[:, 0] == 0).nonzero()[:, 0]
+            if rows.numel():
+                zero += rows.numel()
+                first_zero = s + int(rows[0]) if first_zero is None else first_zero
+            overflow = overflow or not bool(torch.isfinite(norm).all())
+            if not (bad or zero or overflow):
+                sums.append(_normalise(t, norm, False).double().sum(1))
+        if bad:
+            raise ValueError(f"{name} contains NaN or Inf in {bad} row(s) (first: row "
+                             f"{first_bad}); clean or drop those rows before training")
+        if zero:
+            raise ValueError(f"{name} has {zero} all-zero row(s) (first: row {first_zero}), "
+                             "which cannot be normalised to unit length; drop them")
+        if overflow:   # rare: every row is rescaled, so the row sums are read again
+            self._rescale = True
+            sums = [self[torch.arange(s, min(s + step, n))].double().sum(1)
+                    for s in range(0, n, step)]
+        return overflow, torch.cat(sums)
+
+    def __getitem__(self, index) -> Tensor:
+        """prepare_features(X)[index] for an index tensor/array, reading only those rows."""
+        idx = torch.as_tensor(index).reshape(-1).cpu().numpy()
+        t = self._load(idx)
+        norm = torch.linalg.vector_norm(t, dim=1, keepdim=True)
+        return _normalise(t, norm, self._rescale).contiguous()
+
+    def row_sums(self) -> Tensor:
+        """Σ_j x_ij of every prepared row, float64 (n,), on the device (from the scan)."""
+        return self._sums

@@ -83,9 +83,11 @@ def _label_list(classes) -> list:
 
 
 def fingerprint(x: Tensor, labels: Tensor, classes: np.ndarray) -> list:
-    """Cheap content check of the training data: shape, classes and two weighted sums."""
+    """Cheap content check of the training data: shape, classes and two weighted sums.
+    x: the prepared tensor, or a `data.features.LazyRows` (its row sums, from its chunked scan,
+    are bitwise those of the prepared tensor, so both give the same fingerprint)."""
     n, d = x.shape
-    rows = x.double().sum(1)
+    rows = x.row_sums() if hasattr(x, "row_sums") else x.double().sum(1)
     pos = torch.arange(n, dtype=torch.float64, device=x.device) / max(n, 1)
     return [int(n), int(d), int(len(classes)), float(rows.sum()), float((rows * pos).sum()),
             int(labels.sum()), float((labels.double() * pos).sum()), _label_list(classes)]

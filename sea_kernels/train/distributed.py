@@ -25,6 +25,8 @@ Step (`train_step`). Rank r computes its rows' mean loss times m_r/m (m_r rows o
 Σ_{i∈r} ℓ_i/m, backward gives dW_r = Σ_{i∈r} ∇ℓ_i/m; one all-reduce (sum) of [dW_r, loss_r,
 diverged_r, failed_r] gives every rank dW = Σ_i ∇ℓ_i/m — the one-process mean gradient up to
 summation order — and the batch loss; then the same SGD step on every rank keeps W identical.
+`x[rows]` is taken for this rank's rows only, so with lazy features (`lazy_features`,
+`data.features.LazyRows`) a rank reads only its rows of each global batch from the file.
 
 Failure. Errors are agreed between ranks (`agree`: an all_gather of (error, info)): a rank whose
 step raised (a NaN loss, bad input, out of memory) reports it through the flags of the step's
@@ -50,8 +52,8 @@ from torch import Tensor
 
 __all__ = ["World", "SINGLE", "TIMEOUT_ENV", "DEFAULT_TIMEOUT_S", "RankLost", "setup",
            "single_process", "timeout_s", "local_batch_size", "projection_group", "rank_rows",
-           "check_augment", "train_step", "agree", "start_fit", "Run", "is_main", "notice",
-           "mark_quiet"]
+           "check_augment", "lazy_features", "train_step", "agree", "start_fit", "Run",
+           "is_main", "notice", "mark_quiet"]
 
 TIMEOUT_ENV = "SEA_DIST_TIMEOUT"
 #: Seconds a collective waits for the other ranks before it raises (SEA_DIST_TIMEOUT overrides).
@@ -60,6 +62,9 @@ DEFAULT_TIMEOUT_S = 60.0
 #: exact when the batch is split across ranks. rand/mixup draw from a per-batch generator and
 #: ISDA updates class covariances from each whole batch: one process only.
 _SHARDABLE = ("sea", "sea_neg", "none", "adv", "me_ada")
+#: Of those, the ones that never use the whole training set (no before_epoch / training_set
+#: state; me_ada generates copies of every row): with N > 1 their features stay lazy.
+_ROW_WISE = ("sea", "sea_neg", "none", "adv")
 _single = [0]
 
 
@@ -199,6 +204,13 @@ def check_augment(augment: str, world: World) -> None:
         raise ValueError(f"augment={augment!r} cannot train on {world.size} processes (its random "
                          "draws or class statistics are per whole batch); run it in one process "
                          f"or use one of {', '.join(_SHARDABLE)}")
+
+
+def lazy_features(augment: str, X, world: World) -> bool:
+    """True when fit should read only this rank's rows of X (`data.features.LazyRows`): N > 1,
+    X one numpy array (np.memmap included) and `augment` row-wise (_ROW_WISE)."""
+    import numpy as np
+    return world.size > 1 and augment in _ROW_WISE and isinstance(X, np.ndarray)
 
 
 def local_batch_size(batch_size: int, world: World) -> int:

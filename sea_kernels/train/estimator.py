@@ -85,7 +85,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.features import block_dims, prepare_features
+from ..data.features import LazyRows, block_dims, prepare_features
 from ..data.labels import check_label_kind, encode_labels, label_array, sortable_labels
 from ..op.validation import NonFiniteLoss
 from ..params import (
@@ -269,7 +269,9 @@ class SeAClassifier(EstimatorBase):
         (atomically); an existing file is resumed from. progress: tqdm bar over epochs.
         Raises TrainingDiverged when the loss blows up (see the module docstring).
         Under torchrun (or with an initialised process group) one model trains on all the
-        processes (`train.distributed`): batch_size is the global batch.
+        processes (`train.distributed`): batch_size is the global batch; with one numpy X
+        (np.memmap included) and augment sea/sea_neg/none/adv each rank reads only its rows
+        (`data.features.LazyRows`; the whole X is verified and fingerprinted in chunks).
         """
         with dist.Run(dist.setup(self.device)) as run:
             return self._fit(run, X, y, eval_set=eval_set, checkpoint=checkpoint,
@@ -285,7 +287,9 @@ class SeAClassifier(EstimatorBase):
 
         X_in, X = X, feature_input(X)
         dims = block_dims(X)
-        x = self._prepare_X(X)
+        # N > 1 and one numpy X: each rank reads only its rows (verified and fingerprinted whole)
+        x = LazyRows(X, device=device) if dist.lazy_features(self.augment, X, world) else \
+            self._prepare_X(X)
         feature_names(self, X_in, reset=True)
         n, d = x.shape
         classes, y_idx = encode_labels(sortable_labels(target_input(y, n), "y", n), min_classes=2)
