@@ -2,7 +2,23 @@
 the variable must be set before any kernel is defined, so it is set here, before collection."""
 import os
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture()
+def no_training(monkeypatch):
+    """Training raises if it is ever reached (the sweep engine and the estimator's epochs): for
+    the tests that bad input is refused before any work (its AssertionError would exit the CLI
+    with status 1)."""
+    from sea_kernels.train import sweep as sweep_mod
+    from sea_kernels.train.estimator import SeAClassifier
+
+    def trained(*a, **k):
+        raise AssertionError("training started before the input was checked")
+
+    monkeypatch.setattr(SeAClassifier, "_run_epoch", trained)
+    monkeypatch.setattr(sweep_mod, "train_many", trained)

@@ -10,7 +10,6 @@ import torch
 
 from sea_kernels.params import ParameterError
 from sea_kernels.train import devices
-from sea_kernels.train import sweep as sweep_mod
 from sea_kernels.train.estimator import SeAClassifier
 from sea_kernels.train.many import train_many
 from sea_kernels.train.sweep import stratified_split, sweep
@@ -30,16 +29,6 @@ FAST = dict(epochs=1, batch_size=32)
 @pytest.fixture()
 def no_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-
-
-@pytest.fixture()
-def no_training(monkeypatch):
-    """The sweep's engine and the estimator's fit fail loudly if they are ever reached."""
-    def trained(*a, **k):
-        raise AssertionError("training started before the input was checked")
-
-    monkeypatch.setattr(sweep_mod, "train_many", trained)
-    monkeypatch.setattr(SeAClassifier, "_run_epoch", trained)
 
 
 # ---------------------------------------------------------------- devices

@@ -13,8 +13,9 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+from backends import backend_params, takes  # noqa: E402
 from helpers import make_problem, rel_err  # noqa: E402
-from test_groups import HYPER, backend_params, device_for  # noqa: E402, F401
+from test_groups import HYPER, device_for  # noqa: E402, F401
 
 import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
@@ -77,7 +78,6 @@ def test_fused_sea_with_bias(backend, reduction, direction, group_size, device_f
 
 
 def _takes_group(backend):
-    from test_groups import takes
     return takes(backend, "group_size")
 
 

@@ -379,18 +379,6 @@ def test_extract_image_folder(tmp_path, capsys):
 # one exit status per kind of error, every check before any training
 # ----------------------------------------------------------------------------------------------
 
-@pytest.fixture()
-def no_training(monkeypatch):
-    """Training raises if it is ever reached (its AssertionError would exit with status 1)."""
-    from sea_kernels.train import sweep as sweep_mod
-    from sea_kernels.train.estimator import SeAClassifier
-
-    def trained(*a, **k):
-        raise AssertionError("training started before the input was checked")
-
-    monkeypatch.setattr(SeAClassifier, "_run_epoch", trained)
-    monkeypatch.setattr(sweep_mod, "train_many", trained)
-
 
 @pytest.fixture(scope="module")
 def damaged(bad_files):

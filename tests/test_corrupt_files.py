@@ -11,21 +11,12 @@ import io
 import numpy as np
 import pytest
 import torch
+from test_checkpoint import KW, _toy
 
 from sea_kernels.data import files, writers
 from sea_kernels.data.errors import BadFileError
 from sea_kernels.train import checkpoint as ck
 from sea_kernels.train.estimator import SeAClassifier
-
-
-def _toy(n=60, d=8, c=3, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, c, n)
-    x = (rng.standard_normal((c, d))[y] * 2 + rng.standard_normal((n, d))).astype(np.float32)
-    return x, y
-
-
-KW = dict(lr=0.4, eta=0.4, random_state=0, backend="torch", batch_size=16)
 
 
 @pytest.fixture(scope="module")

@@ -30,27 +30,16 @@ if not torch.cuda.is_available():
 import fuzz_oracle as fo  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from backends import TRITON_OK, one_thread  # noqa: E402, F401  (one_thread: autouse)
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from sea_kernels.op import cpp_backend, triton_backend  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread for these small cases (each parallel pass is one task anyway): on a busy
-    machine OpenMP's spin-waits made every call ~100× slower with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from sea_kernels.op import cpp_backend  # noqa: E402
 
 needs_cpp = pytest.mark.skipif(not cpp_backend.CPP_AVAILABLE,
                                reason=f"C++ extension not built: {cpp_backend.CPP_ERROR}")
 needs_triton_cpu = pytest.mark.skipif(
-    not (triton_backend.AVAILABLE and (torch.cuda.is_available() or
-                                       triton_backend.interpreter_on())),
-    reason="triton unavailable, or not under TRITON_INTERPRET=1 without a GPU")
+    not TRITON_OK, reason="triton unavailable, or not under TRITON_INTERPRET=1 without a GPU")
 
 
 # no Phase.explain: it reruns failing examples many times and writes patch files

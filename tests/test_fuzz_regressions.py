@@ -13,28 +13,9 @@ if not torch.cuda.is_available():
 import fuzz_oracle as fo  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from backends import backend_params, one_thread  # noqa: E402, F401  (one_thread: autouse)
 
-from sea_kernels.op import cpp_backend, triton_backend  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread for these small cases (each parallel pass is one task anyway): on a busy
-    machine OpenMP's spin-waits made every call ~100× slower with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-TRITON_OK = triton_backend.AVAILABLE and (torch.cuda.is_available() or
-                                          triton_backend.interpreter_on())
-BACKENDS = [
-    "torch",
-    pytest.param("cpp", marks=pytest.mark.skipif(
-        not cpp_backend.CPP_AVAILABLE, reason=f"C++ extension not built: {cpp_backend.CPP_ERROR}")),
-    pytest.param("triton", marks=pytest.mark.skipif(
-        not TRITON_OK, reason="triton unavailable, or not under TRITON_INTERPRET=1 without a GPU")),
-]
+BACKENDS = backend_params()
 
 
 def check(case, backend, arrays=None):

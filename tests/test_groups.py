@@ -7,7 +7,6 @@ groups' dW. Every path is compared with it: the torch backend's stages, the refe
 sea_augment and the batched sweep engine, at odd sizes (b not a multiple of G, G = 1, G ≥ b,
 G = b − 1, a one-row last group), in float64 and float32.
 """
-import inspect
 import os
 
 import torch
@@ -18,11 +17,12 @@ if not torch.cuda.is_available():
 import fuzz_oracle as fo  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from backends import backend_params  # noqa: E402
 from helpers import make_problem, rel_err  # noqa: E402
 
 import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
-from sea_kernels.op import cpp_backend, dispatch, torch_backend, triton_backend  # noqa: E402
+from sea_kernels.op import torch_backend, triton_backend  # noqa: E402
 from sea_kernels.op.batched import Hyper, batched_sea_grad  # noqa: E402
 from sea_kernels.op.groups import BlockDiag, group_blocks, group_ranges  # noqa: E402
 from sea_kernels.params import ParameterError  # noqa: E402
@@ -30,31 +30,9 @@ from sea_kernels.params import ParameterError  # noqa: E402
 HYPER = dict(alpha=0.05, eta=0.8, lam=0.2, delta=0.5)
 #: (b, G): b a multiple of G, not a multiple, G = 1, G = b, G > b, G = b − 1, one-row last groups.
 SIZES = [(8, 4), (7, 3), (6, 1), (5, 5), (5, 9), (6, 5), (7, 2), (10, 3)]
-TRITON_OK = triton_backend.AVAILABLE and (torch.cuda.is_available() or
-                                          triton_backend.interpreter_on())
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL = triton_backend.Config(row_m=16, row_c=16, block_m=16, block_n=16, block_c=16, block_v=16,
                               block_d=16)
-
-
-def takes(backend, *names):
-    """Whether the backend's sea_forward accepts these keywords (the contract of issue #9)."""
-    params = inspect.signature(dispatch.forward_of(backend)).parameters
-    return all(n in params for n in names)
-
-
-def backend_params(*features):
-    """torch, cpp and triton, each skipped when unavailable or lacking the keywords."""
-    out = []
-    for name, ok, why in (("torch", True, ""),
-                          ("cpp", cpp_backend.CPP_AVAILABLE, "C++ extension not built"),
-                          ("triton", TRITON_OK, "triton unavailable (no GPU, no interpreter)")):
-        marks = [pytest.mark.skipif(not ok, reason=why),
-                 pytest.mark.skipif(not takes(name, *features),
-                                    reason=f"{name}.sea_forward takes no {'/'.join(features)} "
-                                           "yet")]
-        out.append(pytest.param(name, marks=marks))
-    return out
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 from helpers import TOLERANCE, make_problem, rel_err  # noqa: E402
 
 from sea_kernels import reference  # noqa: E402
-from sea_kernels.op import triton_backend  # noqa: E402
+from sea_kernels.op import torch_backend, triton_backend  # noqa: E402
 from sea_kernels.params import ParameterError  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not triton_backend.AVAILABLE,
@@ -198,7 +198,8 @@ def _aug_logits_row0(x, y, w, bias):
     logits, v = tb.logits_and_gram(xf, wf)
     nz = (xf != 0).any(dim=1).float()
     a = tb.row_prep(logits, bf, y, 0.1, 0.0, False, cfg)
-    sc, ql, mz, gh2, xg = tb.attention(a, logits, v, nz, tb.grad_norms(a, wf), 0.001, 3, cfg)
+    sc, ql, mz, gh2, xg = tb.attention(a, logits, v, nz, torch_backend.grad_norms(a, wf), 0.001,
+                                        3, cfg)
     c1, c2, _, _ = tb.factors(xf, wf, lambda r: tb.q_rows(a, logits, sc, mz, nz, 3, r), ql, gh2,
                               xg, v.diagonal(), 0.8)
     return (c1[0] * logits[0] + c2[0] * ql[0]).double()[None]

@@ -15,22 +15,16 @@ if not torch.cuda.is_available():
 import fuzz_oracle as fo  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from backends import backend_params, takes  # noqa: E402
 from helpers import make_problem  # noqa: E402
 from test_groups import truth  # noqa: E402
 
 import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
-from sea_kernels.op import cpp_backend, torch_backend, triton_backend  # noqa: E402
+from sea_kernels.op import torch_backend  # noqa: E402
 from sea_kernels.op.batched import Hyper, batched_sea_grad  # noqa: E402
 
-TRITON_OK = triton_backend.AVAILABLE and (torch.cuda.is_available() or
-                                          triton_backend.interpreter_on())
-BACKENDS = [
-    "torch",
-    pytest.param("cpp", marks=pytest.mark.skipif(not cpp_backend.CPP_AVAILABLE,
-                                                 reason="C++ extension not built")),
-    pytest.param("triton", marks=pytest.mark.skipif(not TRITON_OK, reason="triton unavailable")),
-]
+BACKENDS = backend_params()
 #: The fuzz failure (cpp float32 loss 50–70 % off; the oracle itself underflowed e^-752).
 CASE = fo.Case(b=3, d=6, c=4, alpha=0.001, eta=1.125, lam=0.08666, delta=1.444, kind="clustered",
                margin=1000, one_class=True, zero_rows=1, reduction="none", dtype="float32",
@@ -106,7 +100,6 @@ def test_only_zero_partners(backend):
     """Groups of 3 where row 0's partners are both zero: q_0 = 0, x̃_0 = Π(x_0); the zero rows
     themselves move to Π(x_0) (their only non-zero partner); group 2 is ordinary."""
     if backend != "torch":
-        from test_groups import takes
         if not takes(backend, "group_size"):
             pytest.skip(f"{backend} takes no group_size yet")
     x, y, w = make_problem(6, 4, 3, seed=3)

@@ -20,8 +20,8 @@ host module launches the kernels of op/triton_kernels.py stage by stage. What di
 * Bias b (C,): added to L in `_row_prep` and `_row_epilogue` (L̃ = c1 L + c2 QL + 1bᵀ), not to the
   keys L of the scores; db = Σ_i D_i. Without a bias the kernels get zeros (adding +0 is exact).
 * Tiles: rows in blocks of Config.row_m / block_m / block_n, the class dimension looped over in
-  tiles (any C, no maximum), any b ≥ 1. `logits_and_gram`, `grad_norms` (M = WᵀW for C ≤ 2b,
-  else A'Wᵀ, as the torch backend) and `weight_grad` are torch GEMMs, the row factors
+  tiles (any C, no maximum), any b ≥ 1. `logits_and_gram`, `grad_norms_and_rows` (M = WᵀW for
+  C ≤ 2b, else A'Wᵀ, as the torch backend) and `weight_grad` are torch GEMMs, the row factors
   c1 = 1/n, c2 = ηr/n are O(b) torch ops on the host (`torch_backend.factors`); the other four
   stages are one kernel launch each.
 * The untrusted rows of docs/design.md §3 (‖ĝ_i‖² < τ·max_j K_jj, `torch_backend.untrusted_rows`)
@@ -40,13 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from ..params import check_int
-from .torch_backend import (  # noqa: F401  (grad_norms: the stage name, used by tests)
-    add_direct_grad,
-    factors,
-    grad_norms,
-    grad_norms_and_rows,
-    weight_grad,
-)
+from .torch_backend import add_direct_grad, factors, grad_norms_and_rows, weight_grad
 
 try:
     import triton
