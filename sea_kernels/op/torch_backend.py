@@ -22,10 +22,10 @@ What differs from the common formulation:
   `sea_augment` forms ĝ = QX anyway and normalises every
   row directly.
 
-Its stage functions are shared: the Triton host code uses `grad_norms`, `weight_grad`,
-`untrusted_rows` and `add_direct_grad`, the batched engine `TAU`, `loss_terms` and `softplus`, the
+Its stage functions are shared: the Triton host code uses `grad_norms_and_rows`, `factors`,
+`weight_grad` and `add_direct_grad`, the batched engine `TAU`, `loss_terms` and `softplus`, the
 fused op's double backward `loss_terms`, and `sea_augment` (the one place a b×d result is formed,
-on request) reuses `row_prep`, `grad_norms` and `projection`.
+on request) reuses `row_prep`, `grad_norms_and_rows` and `projection_blocks`.
 """
 from __future__ import annotations
 
