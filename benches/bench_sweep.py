@@ -39,7 +39,7 @@ from sea_kernels.op import cpp_backend as _ext  # noqa: E402
 from sea_kernels.op.fused import resolve_backend  # noqa: E402
 from sea_kernels.params import MOMENTUM  # noqa: E402
 
-sw = importlib.import_module("sea_kernels.train.sweep")  # the module, not a same-named function
+sw = importlib.import_module("sea_kernels.sweeps.engine")  # train_many and its engine
 
 
 def data_path() -> Path:
@@ -50,7 +50,7 @@ def data_path() -> Path:
 
 def grid48(kind: str) -> list[dict]:
     etas = [0.0, 0.2, 0.4, 0.8] if kind == "paper-slice" else [0.2, 0.4, 0.6, 0.8]
-    return sw.expand_grid({"lr": [2.0 ** i for i in range(-2, 4)], "eta": etas,
+    return sea_kernels.sweeps.grid.expand_grid({"lr": [2.0 ** i for i in range(-2, 4)], "eta": etas,
                            "delta": [0.0, 1.0]})
 
 
@@ -185,7 +185,7 @@ def run_paper_grid(args):
         idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:args.paper_rows]
         x, y = x[idx], y[idx]
     c = int(y.max()) + 1
-    configs = sw.expand_grid(None)
+    configs = sea_kernels.sweeps.grid.expand_grid(None)
     try:  # hand the loader's freed buffers back to the OS, so RSS counts what is in use
         import ctypes
         ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -1,7 +1,7 @@
 """Helpers shared by the runnable scripts (demo.py, reproduce_cifar10.py): timed fits and scores,
 and the selection of one method on a validation split. The multi-seed comparison itself (select,
 refit, test per seed; mean ± std, 95% intervals, paired differences) is
-`sea_kernels.train.compare.compare`."""
+`sea_kernels.compare.compare`."""
 from __future__ import annotations
 
 import time
@@ -9,9 +9,9 @@ import time
 # ME-ADA's feature-space ascent step, searched on validation next to the lr (the paper searched
 # ME-ADA's parameters): the fixed default 0.003 (sea_kernels.train.baselines) turns copies
 # adversarial enough to cost CIFAR-10 test accuracy once W has grown (100 epochs on all 50,000
-# rows). One definition, `sea_kernels.train.compare.ME_ADA_ASCENT_STEPS`; the first step is
+# rows). One definition, `sea_kernels.compare.ME_ADA_ASCENT_STEPS`; the first step is
 # sea_kernels.train.baselines' default (what --quick runs).
-from sea_kernels.train.compare import ME_ADA_ASCENT_STEPS  # noqa: F401  (re-exported)
+from sea_kernels.compare import ME_ADA_ASCENT_STEPS  # noqa: F401  (re-exported)
 
 PARAM_NAMES = {"lr": "lr", "eta": "η", "lam": "λ", "alpha": "α", "weight_decay": "wd", "delta": "δ",
                "me_ada_lr": "ascent"}

@@ -11,7 +11,7 @@ x_test 10,000 × 1280, float16; see its README), or --features PATH.
    hyper-parameters picked on a validation split (stratified --val-fraction of the training rows),
    refitted on train + val and scored on the test set; on the full training set and on a
    stratified 10% subset (--subset-fraction, drawn once with --seed). Run by
-   `sea_kernels.train.compare.compare` once per seed (--seeds K: seeds --seed … --seed+K−1; the
+   `sea_kernels.compare.compare` once per seed (--seeds K: seeds --seed … --seed+K−1; the
    seed drives the validation split and the training shuffles): baseline and SeA come from one
    sweep pass over lr × η × λ per seed (the whole grid at once); the others are separate
    `SeAClassifier` fits per candidate, anchored on that seed's baseline pick (its lr × 0.5/1/2
@@ -105,7 +105,7 @@ def rows_of(res):
 def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
     """Table 5 for one training set over the seeds: returns (rows, CompareResult, SeA params of
     the first seed)."""
-    from sea_kernels.train.compare import compare
+    from sea_kernels.compare import compare
     n_va = int(round(cfg.val_fraction * len(y_fit)))
     log(f"\n== {name}: {len(y_fit)} training rows (~{n_va} held out for validation per seed), "
         f"{len(y_te)} test, {cfg.epochs} epochs, seeds {cfg.seeds}")
@@ -131,7 +131,7 @@ def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
     log("   " + "\n   ".join(res.table(params=False).splitlines()))
     tag = "full" if name.startswith("full") else "subset"
     from sea_kernels.data.writers import atomic_write
-    from sea_kernels.train.plots import plot_heatmap
+    from sea_kernels.plots import plot_heatmap
     res.to_json(out / f"compare_{tag}.json")
     res.plot(out / f"compare_{tag}.png", title=f"CIFAR-10 {name}: test top-1 over "
                                                f"{len(cfg.seeds)} seed(s), mean ± 95% CI")
@@ -147,8 +147,8 @@ def run_setting(name, x_fit, y_fit, x_te, y_te, cfg, out):
 def eta_ablation(x_tr, y_tr, x_te, y_te, params, cfg, out):
     """Fig. 2–3: all η at once (train_many), train/test accuracy after every epoch."""
     from sea_kernels.data.writers import write_csv
-    from sea_kernels.train.plots import histories_from_many, plot_curves
-    from sea_kernels.train.sweep import train_many
+    from sea_kernels.plots import histories_from_many, plot_curves
+    from sea_kernels.sweeps.engine import train_many
     configs = [dict(params, eta=e) for e in cfg.ablation_etas]
     log(f"\n== η ablation (Fig. 2–3): η ∈ {cfg.ablation_etas} at {fmt(params)}, whole training "
         f"set, {cfg.epochs} epochs, scored every epoch")
@@ -270,7 +270,7 @@ def main(argv=None):
     from sea_kernels.data.features import prepare_features
     from sea_kernels.data.files import load_dataset
     from sea_kernels.data.writers import write_json
-    from sea_kernels.train.sweep import stratified_split
+    from sea_kernels.sweeps.search import stratified_split
     t_start = time.perf_counter()
     sea_kernels.info()
     X, y = load_dataset(cfg.features, split="train")

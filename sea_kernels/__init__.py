@@ -7,11 +7,13 @@
     sea_kernels.info()                                 # versions and usable backends
 
 The package is in wings by job (docs/design.md §6): `op` (the spec `op.reference`, the custom op,
-its backends and their dispatch, the batched engine), `train` (estimator, augmentation
-strategies, baselines, checkpoints, divergence, sweeps, metrics, plots), `data` (feature files,
-writers, labels, feature preparation, extraction) and `cli` (one module per `sea` command);
-`params` holds every name and default once. The public names below are imported on first use,
-so `import sea_kernels` (and the command line's parser) does not import torch.
+its backends and their dispatch, the batched engine), `train` (the estimator, augmentation
+strategies, baselines, checkpoints, divergence, devices, processes, metrics), `sweeps` (grids,
+the sweep engine, sharding, results), `compare` (honest comparisons over seeds), `data` (feature
+files, writers, labels, feature preparation, extraction) and `cli` (one module per `sea`
+command); `params` holds every name and default once, `plots` every PNG. The public names below
+are imported on first use, so `import sea_kernels` (and the command line's parser) does not
+import torch.
 """
 from __future__ import annotations
 
@@ -30,9 +32,9 @@ _PUBLIC = {
     "SeAClassifier": ("sea_kernels.train.estimator", "SeAClassifier"),
     "TrainingDiverged": ("sea_kernels.train.divergence", "TrainingDiverged"),
     "NonFiniteLoss": ("sea_kernels.op.validation", "NonFiniteLoss"),
-    "sweep": ("sea_kernels.train.sweep", "sweep"),
-    "train_many": ("sea_kernels.train.sweep", "train_many"),
-    "SweepResult": ("sea_kernels.train.sweep", "SweepResult"),
+    "sweep": ("sea_kernels.sweeps.search", "sweep"),
+    "train_many": ("sea_kernels.sweeps.engine", "train_many"),
+    "SweepResult": ("sea_kernels.sweeps.results", "SweepResult"),
     "prepare_features": ("sea_kernels.data.features", "prepare_features"),
     "top1": ("sea_kernels.train.metrics", "top1"),
     "mean_per_class": ("sea_kernels.train.metrics", "mean_per_class"),

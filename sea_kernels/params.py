@@ -1,7 +1,7 @@
 """Every name and default of the package, and the rule each scalar argument obeys — torch-free.
 
 One definition, used by the op (`op.fused`), the estimator (`train.estimator`), the sweep engine
-(`train.grid`) and the command line (`cli`, which builds its parser from this module without
+(`sweeps.grid`) and the command line (`cli`, which builds its parser from this module without
 importing torch). The defaults (docs/design.md §1): α = 0.01, η = 0.8, λ = 0.1, δ = 0, SGD with
 momentum 0.9, weight decay 1e-6, 100 epochs, and lr 1.6 at batch 256 — a starting point, not the
 paper's choice: the paper picks lr from its grid (powers of two) on validation, and lr 1.6 with

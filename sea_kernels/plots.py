@@ -7,7 +7,7 @@ backend a caller chose is left alone; every file written atomically).
 A *history* is a list of per-epoch dicts, as `SeAClassifier.history_` records them: ``epoch``,
 ``train_loss`` and, per evaluation set, its top-1 / mean per-class accuracy — flat keys such as
 ``"test_top1"`` / ``"eval0_top1"`` / ``"test/top1"``, or nested ``{"test": {"top1": …}}``.
-`histories_from_many` turns `sea_kernels.train.many.train_many`'s result into such histories.
+`histories_from_many` turns `sea_kernels.sweeps.engine.train_many`'s result into such histories.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.writers import atomic_write
+from .data.writers import atomic_write
 
 _METRIC_NAMES = {"top1": "top-1 accuracy", "mean_per_class": "mean per-class accuracy"}
 

@@ -14,7 +14,7 @@ def no_training(monkeypatch):
     """Training raises if it is ever reached (the sweep engine and the estimator's epochs): for
     the tests that bad input is refused before any work (its AssertionError would exit the CLI
     with status 1)."""
-    from sea_kernels.train import sweep as sweep_mod
+    from sea_kernels.sweeps import search as sweep_mod
     from sea_kernels.train.estimator import SeAClassifier
 
     def trained(*a, **k):

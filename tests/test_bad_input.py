@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from sea_kernels.params import ParameterError
+from sea_kernels.sweeps.engine import train_many
+from sea_kernels.sweeps.search import stratified_split, sweep
 from sea_kernels.train import devices
 from sea_kernels.train.estimator import SeAClassifier
-from sea_kernels.train.many import train_many
-from sea_kernels.train.sweep import stratified_split, sweep
 
 
 def _toy(n=90, d=8, c=3, seed=0):

@@ -114,8 +114,7 @@ def test_sweep_tiny_grid_writes_json_csv_png(tmp_path, cifar_npz, capsys):
 
 
 def test_sweep_grid_is_the_paper_grid_without_axes_else_the_defaults(cifar_npz):
-    from sea_kernels.params import DEFAULTS
-    from sea_kernels.train.sweep import PAPER_GRID
+    from sea_kernels.params import DEFAULTS, PAPER_GRID
     args = cli.build_parser().parse_args(["sweep", str(cifar_npz)])
     assert sweep_cmd.grid(args) == PAPER_GRID
     args = cli.build_parser().parse_args(["sweep", str(cifar_npz), "--eta", "0", "0.8"])

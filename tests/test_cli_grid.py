@@ -20,7 +20,7 @@ from sea_kernels.cli import compare as compare_cmd
 from sea_kernels.cli import main as cli
 from sea_kernels.cli import sweep as sweep_cmd
 from sea_kernels.params import DEFAULTS, GRID_PARAMS, PAPER_GRID
-from sea_kernels.train.grid import BASE_GRIDS, command_line_grid, describe_grid, expand_grid
+from sea_kernels.sweeps.grid import BASE_GRIDS, command_line_grid, describe_grid, expand_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -161,7 +161,7 @@ def test_sweep_grid_rule(argv, base, size):
 
 
 def test_compare_grid_rule_matches_sweep():
-    from sea_kernels.train.compare import DEFAULT_GRID
+    from sea_kernels.compare import DEFAULT_GRID
     assert compare_cmd.base_and_grid(_compare_args()) == ("compare", DEFAULT_GRID)
     name, g = compare_cmd.base_and_grid(_compare_args("--lr", 0.5, 2))
     assert name == "defaults" and g == {**BASE_GRIDS["defaults"], "lr": [0.5, 2.0]}
@@ -220,8 +220,8 @@ def _test_lines(stdout: str) -> list[str]:
 def stop_before_training(monkeypatch):
     """sweep() and compare() raise RunFailed when reached: the command prints what it announces
     before training and exits 1."""
-    from sea_kernels.train import compare as compare_mod
-    from sea_kernels.train import sweep as sweep_mod
+    import sea_kernels.compare as compare_mod
+    from sea_kernels.sweeps import search as sweep_mod
 
     def stop(*a, **k):
         raise common.RunFailed("stopped before training")

@@ -1,4 +1,4 @@
-"""`sea_kernels.train.compare` and `sea compare`: several seeds per method, mean ± std, Student-t
+"""`sea_kernels.compare` and `sea compare`: several seeds per method, mean ± std, Student-t
 intervals and paired differences, checked against numpy / scipy on the per-seed values of a small
 real CIFAR-10 slice; the t-table fallback; bad arguments; the command end to end."""
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from data_fixtures import cifar_slice
 from scipy import stats as sstats
 
-from sea_kernels.train import compare as cmp
-from sea_kernels.train import stats as seed_stats
-from sea_kernels.train.compare import CompareResult, compare, summarize, t_quantile
+import sea_kernels.compare as cmp
+from sea_kernels.compare import CompareResult, compare, summarize, t_quantile
+from sea_kernels.compare import statistics as seed_stats
 
 PNG = b"\x89PNG\r\n\x1a\n"
 GRID = {"lr": [0.5, 1.0], "eta": [0.0, 0.4], "lam": [0.1]}
@@ -77,8 +77,8 @@ def test_the_seed_drives_the_split_and_the_shuffles(two_seeds):
     """A run is reproduced by hand: the seed's stratified split, the winner refitted on
     train + validation with the same seed, scored on the test set."""
     from sea_kernels.data.features import prepare_features
+    from sea_kernels.sweeps.search import stratified_split
     from sea_kernels.train.estimator import SeAClassifier
-    from sea_kernels.train.sweep import stratified_split
     xtr, ytr, xte, yte = _slice()
     seed = 8
     run = two_seeds.run("sea", seed)
@@ -351,7 +351,7 @@ def test_plot_leaves_the_backend_alone_and_never_imports_pyplot(tmp_path):
     path = tmp_path / "c.json"
     _synthetic().to_json(path)
     code = ("import sys, matplotlib\nmatplotlib.use('svg')\n"
-            "from sea_kernels.train.compare import CompareResult\n"
+            "from sea_kernels.compare import CompareResult\n"
             f"r = CompareResult.from_json({str(path)!r})\n"
             f"r.plot({str(tmp_path / 'c.png')!r})\n"
             "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
@@ -369,8 +369,8 @@ def test_group_size_reaches_the_sweep_and_every_fit():
     train + validation rows (reproduced by hand), recorded in settings; bad values refused
     before any training."""
     from sea_kernels.data.features import prepare_features
+    from sea_kernels.sweeps.search import stratified_split
     from sea_kernels.train.estimator import SeAClassifier
-    from sea_kernels.train.sweep import stratified_split
     xtr, ytr, xte, yte = cifar_slice(120, 60, seed=2)
     grid = {"lr": [1.0], "eta": [0.0, 0.4], "lam": [0.1]}
     r = compare(xtr, ytr, methods=("none", "sea"), seeds=[4], grid=grid, X_test=xte,

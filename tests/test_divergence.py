@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sea_kernels.op.validation import NonFiniteLoss
+from sea_kernels.sweeps.engine import train_many
 from sea_kernels.train import divergence, estimator, many
 from sea_kernels.train.divergence import (
     COLLAPSE_FACTOR,
@@ -21,7 +22,6 @@ from sea_kernels.train.divergence import (
     zero_classifier_loss,
 )
 from sea_kernels.train.estimator import SeAClassifier
-from sea_kernels.train.many import train_many
 
 
 def _toy(n=60, d=8, c=3, seed=0):

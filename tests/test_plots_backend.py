@@ -1,4 +1,4 @@
-"""sea_kernels.train.plots draws with matplotlib's object API: a user's backend stays as it was,
+"""sea_kernels.plots draws with matplotlib's object API: a user's backend stays as it was,
 pyplot is never imported, and the PNGs are written (atomically)."""
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_plots_leave_the_users_backend_alone(tmp_path, backend):
         import sys
         import matplotlib
         matplotlib.use({backend!r})
-        from sea_kernels.train.plots import plot_curves, plot_heatmap
+        from sea_kernels.plots import plot_curves, plot_heatmap
         out = sys.argv[1]
         plot_curves({HISTORIES!r}, out + "/curves.png")
         plot_curves({{"none": [{{"epoch": 1, "train_loss": 1.0}}]}}, out + "/loss.png")
@@ -56,7 +56,7 @@ def test_plots_leave_the_users_backend_alone(tmp_path, backend):
 def test_plots_in_process_keep_the_backend_and_write_other_formats(tmp_path):
     import matplotlib
 
-    from sea_kernels.train.plots import plot_curves, plot_heatmap
+    from sea_kernels.plots import plot_curves, plot_heatmap
     before = matplotlib.get_backend()
     assert plot_curves(HISTORIES, tmp_path / "c.png") == tmp_path / "c.png"
     plot_heatmap(SWEEP, tmp_path / "h.svg")

@@ -21,12 +21,12 @@ import sea_kernels
 from sea_kernels import params
 from sea_kernels.op.batched import Hyper, batched_sea_grad
 from sea_kernels.op.torch_backend import sea_forward
+from sea_kernels.sweeps.engine import prepare, train_many
+from sea_kernels.sweeps.grid import DEFAULTS, PARAMS, expand_grid, normalize_config
+from sea_kernels.sweeps.results import SweepResult
+from sea_kernels.sweeps.search import stratified_split, sweep
 from sea_kernels.train import divergence, metrics
 from sea_kernels.train.estimator import SeAClassifier
-from sea_kernels.train.grid import DEFAULTS, PARAMS, expand_grid, normalize_config
-from sea_kernels.train.many import prepare, train_many
-from sea_kernels.train.results import SweepResult
-from sea_kernels.train.sweep import stratified_split, sweep
 
 
 def _data_dir() -> Path:
@@ -357,13 +357,13 @@ def test_label_and_value_errors_name_the_argument(cifar):
 
 
 def test_public_names_come_from_the_sweep_module():
-    """sea_kernels.sweep / train_many / SweepResult are looked up in train.sweep, which re-exports
-    the grid, engine and result modules' names; the grid's names are params'."""
-    mod = importlib.import_module("sea_kernels.train.sweep")
-    assert sea_kernels.sweep is mod.sweep is sweep
-    assert sea_kernels.train_many is mod.train_many is train_many
-    assert sea_kernels.SweepResult is mod.SweepResult is SweepResult
-    assert mod.expand_grid is expand_grid and mod.PARAMS == params.GRID_PARAMS == PARAMS
-    assert mod.PAPER_GRID is params.PAPER_GRID and mod.DEFAULTS is params.DEFAULTS
+    """sea_kernels.sweep / train_many / SweepResult are looked up in sweeps.search, .engine and
+    .results; the grid's names are params'."""
+    grid = importlib.import_module("sea_kernels.sweeps.grid")
+    assert sea_kernels.sweep is sweep
+    assert sea_kernels.train_many is train_many
+    assert sea_kernels.SweepResult is SweepResult
+    assert grid.expand_grid is expand_grid and grid.PARAMS == params.GRID_PARAMS == PARAMS
+    assert grid.PAPER_GRID is params.PAPER_GRID and grid.DEFAULTS is params.DEFAULTS
     assert normalize_config({"wd": 0, "lambda": 1}) == {**params.DEFAULTS, "weight_decay": 0.0,
                                                         "lam": 1.0}

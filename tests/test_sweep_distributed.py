@@ -21,10 +21,10 @@ import pytest
 import torch
 
 from sea_kernels.params import ParameterError
-from sea_kernels.train.many import train_many
-from sea_kernels.train.results import SweepResult
-from sea_kernels.train.sweep import sweep
-from sea_kernels.train.sweep_shards import assign_shards, config_costs
+from sea_kernels.sweeps.engine import train_many
+from sea_kernels.sweeps.results import SweepResult
+from sea_kernels.sweeps.search import sweep
+from sea_kernels.sweeps.shards import assign_shards, config_costs
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = {"lr": [0.5, 2.0], "alpha": [0.01, 0.05], "eta": [0.0, 0.4, 0.8]}
@@ -83,7 +83,7 @@ def _spawn(script: Path, args, world: int = 2, extra_env=None):
 WORKER = """
 import json, os, sys
 import numpy as np
-import sea_kernels.train.sweep as sw
+import sea_kernels.sweeps.search as sw
 z = np.load(sys.argv[1])
 mode = sys.argv[3]
 rank = int(os.environ["RANK"])
@@ -307,8 +307,8 @@ def test_grouped_train_many_equals_grouped_training_alone(group_size):
 def test_grouped_sweep_scores_grouped_training(npz):
     """sweep(group_size=G) trains the grid grouped: each configuration's validation accuracy is
     that of the grouped single-configuration loop on the same hold-out; the setting is kept."""
-    from sea_kernels.train.many import prepare
-    from sea_kernels.train.sweep import stratified_split
+    from sea_kernels.sweeps.engine import prepare
+    from sea_kernels.sweeps.search import stratified_split
     z = np.load(npz)
     x64 = z["x"].astype(np.float64)
     grid = {"lr": [0.25, 0.5], "eta": [0.0, 0.8]}

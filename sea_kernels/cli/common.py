@@ -134,7 +134,7 @@ AXIS_HELP = {"lr": "SGD learning rates, for a batch of 256", "weight_decay": "SG
 def add_axis_args(g, base: str, base_values: dict, extra: dict | None = None):
     """One option per grid axis (--lr, --wd/--weight-decay, --alpha, --lam, --delta, --eta; several
     values each; None when not given). `base_values` (axis → its values as text) are the axes of
-    the command's grid `base`, used when no axis is given (`sea_kernels.train.grid.
+    the command's grid `base`, used when no axis is given (`sea_kernels.sweeps.grid.
     command_line_grid`); every other axis defaults to its one value of params.DEFAULTS."""
     for name in GRID_PARAMS:
         flags = ["--wd", "--weight-decay"] if name == "weight_decay" else [f"--{name}"]

@@ -9,7 +9,7 @@ std, 95% intervals and the paired differences to the baseline (`none`, the linea
 grid axes (--lr, --wd, --alpha, --lam, --delta, --eta, as in `sea sweep`; none and sea from one
 sweep pass, η = 0 rows for none, η > 0 for sea), --adv-eta for adv and --me-ada-lr (ME-ADA's
 ascent step); each other method is one SeAClassifier fit per candidate
-(`sea_kernels.train.compare`). The grid follows the rule of `sea sweep`: with no axis given,
+(`sea_kernels.compare`). The grid follows the rule of `sea sweep`: with no axis given,
 DEFAULT_GRID (lr 0.25–4 × λ 0.1, 1 × η 0–0.8); an axis given replaces its axis and the others
 take their one default (params.DEFAULTS), unless ``--grid compare|paper`` names the base grid;
 its size is printed before any training. --out DIR gets compare.json and compare.png. Every
@@ -32,7 +32,7 @@ from .sweep import GRIDS as _SWEEP_GRIDS
 #: The base grids `--grid` names: compare's own (DEFAULT_GRID) and those of `sea sweep`.
 GRIDS = ("compare", *_SWEEP_GRIDS)
 
-#: Shown in --help; the values are `sea_kernels.train.compare.DEFAULT_METHODS` / DEFAULT_GRID
+#: Shown in --help; the values are `sea_kernels.compare.DEFAULT_METHODS` / DEFAULT_GRID
 #: (read when the command runs, so that building the parser imports no numpy).
 _DEFAULTS_HELP = {"methods": "none sea mixup", "lr": "0.25 0.5 1 2 4", "eta": "0 0.2 0.4 0.8",
                   "lam": "0.1 1"}
@@ -86,11 +86,11 @@ def add_parser(sub):
 
 def base_and_grid(args) -> tuple[str, dict]:
     """(base grid name, candidates) of a `sea compare` command line, by the rule of `sea sweep`
-    (`train.grid.command_line_grid`): --grid NAME when named; else DEFAULT_GRID ("compare") when
+    (`sweeps.grid.command_line_grid`): --grid NAME when named; else DEFAULT_GRID ("compare") when
     no axis is given; else the axes given, every other axis at its one default. --adv-eta (adv's
     η) and --me-ada-lr (ME-ADA's steps) are added; they are no grid axes."""
-    from ..train.compare import DEFAULT_GRID
-    from ..train.grid import BASE_GRIDS, command_line_grid
+    from ..compare import DEFAULT_GRID
+    from ..sweeps.grid import BASE_GRIDS, command_line_grid
     name, out = command_line_grid(common.given_axes(args), args.grid, default="compare",
                                   bases={"compare": DEFAULT_GRID, **BASE_GRIDS})
     if args.me_ada_lr is not None:
@@ -111,15 +111,15 @@ def seeds(args):
 
 
 def methods(args) -> list:
-    from ..train.compare import DEFAULT_METHODS
+    from ..compare import DEFAULT_METHODS
     return list(args.methods or DEFAULT_METHODS)
 
 
 def check_args(args, device: str):
     """Every option that is not data, checked the way `compare()` checks it (ValueError /
     ParameterError naming it) before any data is read; returns the `Plan`."""
+    from ..compare import plan
     from ..params import check_int, check_real
-    from ..train.compare import plan
     if args.adv_eta is not None and "adv" not in methods(args):
         raise UsageError("--adv-eta is for the method adv; add it to --methods")
     if args.me_ada_lr is not None and "me_ada" not in methods(args):
@@ -144,14 +144,14 @@ def _announce(args, p, n, val, n_test):
     print(f"compare: {len(p.methods)} methods (candidates per seed: {', '.join(parts)}) × "
           f"{len(p.seeds)} seeds ({', '.join(map(str, p.seeds))}) × {args.epochs} epochs on "
           f"{n} examples; {how}; test: {n_test} examples", flush=True)
-    from ..train.grid import describe_grid
+    from ..sweeps.grid import describe_grid
     name, g = base_and_grid(args)
     print(f"grid: {describe_grid(g)} from base grid {name}", flush=True)
 
 
 def _line(r):
     """One line per finished run (when there are no progress bars)."""
-    from ..train.compare import fmt_params
+    from ..compare import fmt_params
     what = (fmt_params(r["params"], r.get("varied")) if r["params"] is not None
             else f"failed ({r['error']})")
     print(f"  seed {r['seed']} {r['method']}: {what}; test top-1 {common.pct(r['test_top1'])} "
@@ -172,7 +172,7 @@ def run(args) -> int:
     """Compare the methods over the seeds, print the tables, write the outputs (all or nothing)."""
     import math
 
-    from ..train.compare import compare
+    from ..compare import compare
 
     common.need_matplotlib(args)
     device = common.device(args.device)

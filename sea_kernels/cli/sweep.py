@@ -4,13 +4,13 @@
     sea sweep features.npz --lr 0.25 0.5 1 --eta 0 0.4 0.8 --out sweep/     # 9: lr × η
     sea sweep features.npz --lr 0.25 0.5 1 --grid paper --out sweep/        # 864
 
-The grid (`base_and_grid`, `sea_kernels.train.grid.command_line_grid`): with no axis given, the
+The grid (`base_and_grid`, `sea_kernels.sweeps.grid.command_line_grid`): with no axis given, the
 paper's grid; an axis given replaces its axis and every other axis takes its one default
 (params.DEFAULTS), unless ``--grid paper`` keeps the paper's values for them. Its size and axes
 are printed before any training.
 
 --out DIR gets sweep.json, sweep.csv, heatmap.png and the winner's model.pt. The sweep engine is
-`sea_kernels.train.sweep` (docs/design.md §4). The grid, the scalar options, the device, --out and
+`sea_kernels.sweeps` (docs/design.md §4). The grid, the scalar options, the device, --out and
 every data set (features, labels, --val, --test) are checked before any training.
 """
 from __future__ import annotations
@@ -80,10 +80,10 @@ def _add_grid_args(s):
 
 
 def base_and_grid(args) -> tuple[str, dict]:
-    """(base grid name, grid) of a `sea sweep` command line (`train.grid.command_line_grid`):
+    """(base grid name, grid) of a `sea sweep` command line (`sweeps.grid.command_line_grid`):
     --grid NAME when named; else the paper's 1,728 configurations when no axis is given; else
     the axes given, every other axis at its one default (params.DEFAULTS)."""
-    from ..train.grid import command_line_grid
+    from ..sweeps.grid import command_line_grid
     return command_line_grid(common.given_axes(args), args.grid, default="paper")
 
 
@@ -96,7 +96,7 @@ def check_args(args, g) -> None:
     """The grid and the scalar options, checked the way `sweep()` checks them (ValueError /
     ParameterError naming the option) — before any data is read."""
     from ..params import check_int, check_real, check_seed
-    from ..train.grid import expand_grid
+    from ..sweeps.grid import expand_grid
     expand_grid(g)
     check_int("epochs", args.epochs)
     check_int("batch_size", args.batch_size)
@@ -111,7 +111,7 @@ def check_args(args, g) -> None:
 
 def _announce(args, g, n, val):
     """The first line: how many configurations, epochs, examples, and the validation set."""
-    from ..train.grid import describe_grid
+    from ..sweeps.grid import describe_grid
     print(f"sweep: {describe_grid(g)} from base grid {base_and_grid(args)[0]} × "
           f"{args.epochs} epochs on {n} examples; "
           + (f"validation: {len(val[1])} given examples" if val is not None else
@@ -119,7 +119,7 @@ def _announce(args, g, n, val):
 
 
 def _sweep_kwargs(args, val, test, device: str) -> dict:
-    """Keyword arguments of `sea_kernels.train.sweep.sweep` from the command line."""
+    """Keyword arguments of `sea_kernels.sweeps.search.sweep` from the command line."""
     kw = dict(val_fraction=args.val_fraction, epochs=args.epochs, batch_size=args.batch_size,
               random_state=args.seed, backend=args.backend, metric=args.metric,
               retrain=not args.no_retrain, progress=common.show_progress(args), device=device)
@@ -159,7 +159,7 @@ def _write_files(args, out, result):
     result.to_json(out.path("sweep.json"))
     result.to_csv(out.path("sweep.csv"))
     if not args.no_plot:
-        from ..train.plots import plot_heatmap
+        from ..plots import plot_heatmap
         plot_heatmap(result, out.path("heatmap.png"), x=args.heatmap_x, y=args.heatmap_y)
     if result.model is not None:
         result.model.save(out.path("model.pt"))
@@ -170,8 +170,8 @@ def _write_files(args, out, result):
 def run(args) -> int:
     """Sweep the grid, print the ranking and the winner, write the outputs (all or nothing).
     Under torchrun every rank trains its share of the grid; rank 0 alone prints and writes."""
+    from ..sweeps.search import sweep
     from ..train import distributed
-    from ..train.sweep import sweep
 
     g = grid(args)
     common.need_matplotlib(args)

@@ -144,7 +144,7 @@ def _write_files(args, out, model, metrics, plot: bool):
     if rows:
         writers.write_csv(out.path("history.csv"), rows)
         if plot:
-            from ..train.plots import plot_curves
+            from ..plots import plot_curves
             plot_curves({f"{args.augment}, η={args.eta:g}, lr={args.lr:g}": rows},
                         out.path("curves.png"))
     written = out.commit()

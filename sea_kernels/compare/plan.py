@@ -207,9 +207,9 @@ def _product(axes: Mapping) -> list:
     return [dict(zip(order, combo)) for combo in itertools.product(*(axes[k] for k in order))]
 
 
-def _check_candidates(method, cands, *, epochs, batch_size, backend, device, where) -> list:
+def check_candidates(method, cands, *, epochs, batch_size, backend, device, where) -> list:
     """Candidate dicts checked as SeAClassifier would check them (before any training)."""
-    from .estimator import SeAClassifier
+    from ..train.estimator import SeAClassifier
     if isinstance(cands, Mapping) or not isinstance(cands, Sequence) or not cands:
         raise ValueError(f"{where} must be a non-empty list of hyper-parameter dicts, "
                          f"got {cands!r}")
@@ -271,17 +271,17 @@ def plan(methods=DEFAULT_METHODS, seeds=3, grid=None, *, baseline: str | None = 
                 if extra:
                     raise ValueError(f"grid[{m!r}]: {extra} are not sweep axes {GRID_PARAMS}")
             axes = _method_axes(m, shared, ov, "grid")
-            from .grid import expand_grid
+            from ..sweeps.grid import expand_grid
             expand_grid(axes)
             spaces[m] = ("sweep", axes)
         elif callable(ov):
             spaces[m] = ("fits", ov)
         elif ov is not None and not isinstance(ov, Mapping):
-            spaces[m] = ("fits", _check_candidates(m, ov, epochs=epochs, batch_size=batch_size,
+            spaces[m] = ("fits", check_candidates(m, ov, epochs=epochs, batch_size=batch_size,
                                                    backend=backend, device=device, where=where))
         else:
             axes = _method_axes(m, shared, None if ov is None else _axes(ov, where), "grid")
-            spaces[m] = ("fits", _check_candidates(m, _product(axes), epochs=epochs,
+            spaces[m] = ("fits", check_candidates(m, _product(axes), epochs=epochs,
                                                    batch_size=batch_size, backend=backend,
                                                    device=device, where=where))
     return Plan(methods, seeds, baseline, metric, spaces)

@@ -12,8 +12,8 @@ import numpy as np
 from ..params import (
     check_choice,
 )
-from .compare_plan import FORMAT, TEST_METRICS
-from .stats import Stats, summarize
+from .plan import FORMAT, TEST_METRICS
+from .statistics import Stats, summarize
 
 # ------------------------------------------------------------------------------- the result
 
@@ -200,7 +200,7 @@ def fmt_params(p: Mapping, keys=None) -> str:
     return " ".join(f"{PARAM_SYMBOLS.get(k, k)}={p[k]:g}" for k in keys)
 
 
-def _pct(v, sign=False) -> str:
+def percent(v, sign=False) -> str:
     if v is None or not math.isfinite(v):
         return "—"
     return f"{100 * v:+.2f}" if sign else f"{100 * v:.2f}"
@@ -212,12 +212,13 @@ def _stats_table(res: CompareResult, rows, *, paired: bool) -> list:
         head += [f"{'top-1' if k == 'top1' else 'mean/class'} mean ± std", "95% CI"]
     table = []
     for m, label in rows:
-        row = [label, " ".join(_pct(v, paired) for v in res.stats(m, "top1", paired=paired).values)]
+        top1 = res.stats(m, "top1", paired=paired).values
+        row = [label, " ".join(percent(v, paired) for v in top1)]
         for k in TEST_METRICS:
             st = res.stats(m, k, paired=paired)
-            row.append(f"{_pct(st.mean, paired)} ± {_pct(st.std)}" if st.n > 1
-                       else _pct(st.mean, paired))
-            row.append(f"[{_pct(st.ci95[0], paired)}, {_pct(st.ci95[1], paired)}]"
+            row.append(f"{percent(st.mean, paired)} ± {percent(st.std)}" if st.n > 1
+                       else percent(st.mean, paired))
+            row.append(f"[{percent(st.ci95[0], paired)}, {percent(st.ci95[1], paired)}]"
                        if math.isfinite(st.halfwidth) else "n/a")
         table.append(row)
     widths = [max(len(h), *(len(r[j]) for r in table)) for j, h in enumerate(head)]

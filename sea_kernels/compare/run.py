@@ -1,7 +1,7 @@
 """Honest comparisons: every method selected, refitted and tested once per seed, and the paired
-difference to the baseline with a 95% interval over the seeds (issue #10).
+difference to the baseline with a 95% interval over the seeds.
 
-    from sea_kernels.train.compare import compare
+    from sea_kernels.compare import compare
     res = compare(X, y, methods=("none", "sea", "mixup"), seeds=3, X_test=Xt, y_test=yt)
     print(res.table())                      # mean ± std, 95% CI, paired differences to "none"
     res.ci95("sea", paired=True)            # (lo, hi) of sea − none, test top-1
@@ -66,28 +66,14 @@ from ..params import (
     VAL_FRACTION,
     check_real,
 )
-
-__all__ = ["compare", "CompareResult", "Stats", "Plan", "plan", "summarize", "t_quantile",
-           "DEFAULT_GRID", "DEFAULT_METHODS", "ADV_ETAS", "ME_ADA_ASCENT_STEPS", "FORMAT"]
-
-
-from .compare_plan import (  # noqa: F401  (re-exported: the public names of compare)
-    ADV_ETAS,
-    AXES,
+from .plan import (
     BASELINE,
-    DEFAULT_GRID,
     DEFAULT_METHODS,
-    FORMAT,
-    ME_ADA_ASCENT_STEPS,
     SWEEP_METHODS,
-    Plan,
-    _check_candidates,
-    check_methods,
-    check_seeds,
+    check_candidates,
     plan,
 )
-from .compare_result import CompareResult, _pct, fmt_params  # noqa: F401
-from .stats import Stats, summarize, t_quantile  # noqa: F401
+from .result import CompareResult, fmt_params, percent
 
 # ------------------------------------------------------------------------------- compare
 
@@ -102,7 +88,7 @@ def _cat(a, b):
 
 
 def _score(pred, y, metric: str) -> float:
-    from .metrics import mean_per_class, top1
+    from ..train.metrics import mean_per_class, top1
     return top1(pred, y) if metric == "top1" else mean_per_class(pred, y)
 
 
@@ -124,7 +110,7 @@ def _report(progress) -> Callable | None:
     def line(r):
         what = (fmt_params(r["params"], r.get("varied")) if r["params"] is not None
                 else f"failed ({r['error']})")
-        print(f"seed {r['seed']} {r['method']}: {what}; test top-1 {_pct(r['test_top1'])}% "
+        print(f"seed {r['seed']} {r['method']}: {what}; test top-1 {percent(r['test_top1'])}% "
               f"({r['select_s'] + r['fit_s']:.1f} s)", file=sys.stderr, flush=True)
     return line
 
@@ -163,11 +149,11 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
 
     from ..data.features import block_dims, check_block_dims, prepare_features
     from ..data.labels import label_array
-    from .devices import check_device
-    from .divergence import TrainingDiverged
-    from .estimator import SeAClassifier
-    from .many import check_group_size
-    from .sweep import stratified_split, sweep
+    from ..sweeps.engine import check_group_size
+    from ..sweeps.search import stratified_split, sweep
+    from ..train.devices import check_device
+    from ..train.divergence import TrainingDiverged
+    from ..train.estimator import SeAClassifier
 
     t_start = time.perf_counter()
     if device is None:
@@ -285,7 +271,7 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
                 except KeyError as e:
                     raise ValueError(f"grid[{m!r}]: its candidates need the pick of {e} (add "
                                      "that method, or it failed for this seed)") from None
-                cands = _check_candidates(m, cands, epochs=epochs, batch_size=batch_size,
+                cands = check_candidates(m, cands, epochs=epochs, batch_size=batch_size,
                                           backend=backend, device=device, where=f"grid[{m!r}]")
             else:
                 cands = space

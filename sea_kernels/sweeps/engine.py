@@ -34,8 +34,8 @@ import torch
 from ..data.labels import class_indices
 from ..op.batched import Hyper, Workspace, batched_sea_grad
 from ..params import BATCH_SIZE, EPOCHS, MOMENTUM, ParameterError, check_int, check_seed
-from .devices import check_device
-from .divergence import divergence_reasons, zero_classifier_loss
+from ..train.devices import check_device
+from ..train.divergence import divergence_reasons, zero_classifier_loss
 from .grid import normalize_config
 
 __all__ = ["ManyResult", "train_many", "evaluate_many", "prepare", "check_group_size"]

@@ -1,23 +1,18 @@
-"""Hyper-parameter sweeps: the whole grid trained in one pass over the features (docs/design.md §4).
+"""`sweep()`: the hold-out split, the whole grid trained in one pass of the sweep engine, the pick
+on validation, the retrained winner; `stratified_split` (docs/design.md §4).
 
-    from sea_kernels.train.sweep import sweep
+    from sea_kernels import sweep
     result = sweep(X, y, X_test=X_test, y_test=y_test)     # the paper's 1,728 configurations
     print(result.table()); result.to_json("sweep.json"); result.to_csv("sweep.csv")
 
 The paper (Sec. 4) picks lr ∈ {2⁻²…2³}, weight decay ∈ {0, 1e-6, 1e-5, 1e-4}, α ∈ {0.01, 0.02,
-0.05}, λ ∈ {0.05, 0.1, 1}, δ ∈ {0, 1}, η ∈ {0, 0.2, 0.4, 0.8} on a validation set. The parts:
-
-* `train.grid` — configurations: `expand_grid`, `normalize_config` (names, aliases, defaults and
-  the paper's grid from `sea_kernels.params`);
-* `train.many` — `train_many`, every configuration at once on shared batches, each equal to
-  `SeAClassifier` training it alone; `evaluate_many`;
-* `train.results` — `SweepResult` (table, ranking, JSON / CSV files);
-* here — `sweep()` (hold-out split, the grid, the pick, the retrained winner) and
-  `stratified_split`.
+0.05}, λ ∈ {0.05, 0.1, 1}, δ ∈ {0, 1}, η ∈ {0, 0.2, 0.4, 0.8} on a validation set
+(`params.PAPER_GRID`). The configurations come from `sweeps.grid`, the training from
+`sweeps.engine.train_many`, the table from `sweeps.results.SweepResult`; under torchrun the
+configurations are sharded across ranks by `sweeps.shards`.
 
 A configuration that diverges (`train.divergence`) is frozen; its validation accuracy is NaN and
-it is never picked. The names above are re-exported here (`sea_kernels.sweep`, `train_many` and
-`SweepResult` are looked up from this module).
+it is never picked.
 """
 from __future__ import annotations
 
@@ -31,23 +26,19 @@ import torch
 from ..data.features import block_dims, check_block_dims
 from ..data.labels import check_label_kind, encode_labels, label_array, sortable_labels
 from ..params import BACKENDS, BATCH_SIZE, EPOCHS, VAL_FRACTION, check_choice, check_int, check_real
-from .grid import ALIASES, DEFAULTS, METRICS, PAPER_GRID, PARAMS, expand_grid, normalize_config
-from .many import (
-    ManyResult,
+from .engine import (
     _as_tensor,
     _resolve_device,
     check_group_size,
     check_random_state,
-    evaluate_many,
     prepare,
     train_many,
 )
+from .grid import METRICS, expand_grid
 from .results import SweepResult
-from .sweep_shards import config_costs, train_sharded
+from .shards import config_costs, train_sharded
 
-__all__ = ["sweep", "stratified_split", "train_many", "evaluate_many", "ManyResult",
-           "SweepResult", "expand_grid", "normalize_config", "prepare", "PARAMS", "ALIASES",
-           "DEFAULTS", "PAPER_GRID", "METRICS"]
+__all__ = ["sweep", "stratified_split"]
 
 
 def stratified_split(y, val_fraction: float = VAL_FRACTION, random_state: int = 0):
@@ -108,7 +99,7 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
     docs/design.md §5), for the grid and the retrained winner.
 
     Under torchrun (WORLD_SIZE > 1, or an initialised process group) the configurations are
-    sharded across the ranks by cost (`train.sweep_shards`), each rank trains its share in one
+    sharded across the ranks by cost (`sweeps.shards`), each rank trains its share in one
     pass and every rank gets the gathered scores and the same pick as one process; rank 0
     retrains the winner (result.model and the test scores exist on rank 0 only) and alone shows
     progress.
@@ -169,7 +160,7 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
         x_tr, y_tr = x_all, y_all
         y_va = torch.from_numpy(idx[n:])
     c = len(classes)
-    from . import distributed
+    from ..train import distributed
     world = distributed.setup(device)
     rank0 = world.main
 
@@ -191,7 +182,7 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
     else:
         costs = config_costs(configs, batch_size=batch_size, n_rows=x_tr.shape[0],
                              d=x_tr.shape[1], c=c, group_size=group_size)
-        from .checkpoint import fingerprint
+        from ..train.checkpoint import fingerprint
         got = train_sharded(train, configs, costs, world, metric=metric,
                             fingerprint=fingerprint(x_tr, y_tr, classes))
         val_top1, val_mpc = got.val_top1, got.val_mean_per_class
@@ -219,12 +210,12 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
         return result
     best = int(np.argmax(np.where(finite, scores, -np.inf)))
     result.best, result.best_index, result.best_val = dict(configs[best]), best, float(scores[best])
-    from .metrics import mean_per_class, top1
+    from ..train.metrics import mean_per_class, top1
     if not rank0:                          # rank 0 retrains, scores on test and writes
         result.wall_time_s = time.perf_counter() - t0
         return result
     if retrain:
-        from .estimator import SeAClassifier
+        from ..train.estimator import SeAClassifier
         if X_val is None:
             x_fit, y_fit = X, y_raw
         else:

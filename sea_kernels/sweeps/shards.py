@@ -104,8 +104,8 @@ def train_sharded(train: Callable, configs: Sequence[dict], costs, world, *,
     error of any rank is raised on every rank), merge in grid order. `fingerprint`
     (`checkpoint.fingerprint` of the training rows) must match rank 0's (ValueError on every
     rank otherwise: every rank must sweep the same data)."""
-    from .checkpoint import same_fingerprint
-    from .distributed import agree, mark_quiet
+    from ..train.checkpoint import same_fingerprint
+    from ..train.distributed import agree, mark_quiet
 
     shards = assign_shards(costs, world.size)
     error, mine = _payload(train, configs, shards[world.rank], metric)
