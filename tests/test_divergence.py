@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from sea_kernels.op.validation import NonFiniteLoss
+from sea_kernels.sweeps import engine as many
 from sea_kernels.sweeps.engine import train_many
-from sea_kernels.train import divergence, estimator, many
+from sea_kernels.train import divergence, estimator
 from sea_kernels.train.divergence import (
     COLLAPSE_FACTOR,
     COLLAPSED,
