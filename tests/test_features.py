@@ -48,13 +48,20 @@ def test_input_types_float16_memmap_tensor(tmp_path):
     assert prepare_features([x.astype(np.float64), x]).dtype == torch.float32
 
 
-def test_zero_rows_are_named_with_their_count():
+def test_zero_rows_stay_zero_rows():
+    """As sklearn.preprocessing.normalize: a zero row is kept (the op masks it), in one block and
+    in the result; a row zero in one block only is the unit row of its other blocks."""
     x = _rand(6, 3, 4)
     x[[1, 4]] = 0
-    with pytest.raises(ValueError, match=r"2 all-zero row\(s\) \(first: row 1\)"):
-        prepare_features(x)
-    with pytest.raises(ValueError, match=r"X\[1\] has 2 all-zero"):
-        prepare_features([_rand(6, 2, 5), x])
+    out = prepare_features(x)
+    assert torch.all(out[[1, 4]] == 0)
+    torch.testing.assert_close(out[[0, 2, 3, 5]], prepare_features(x[[0, 2, 3, 5]]))
+    other = _rand(6, 2, 5)
+    both = prepare_features([other, x])
+    torch.testing.assert_close(both[[1, 4]], torch.cat([prepare_features(other)[[1, 4]],
+                                                        torch.zeros(2, 3)], dim=1))
+    assert torch.all(prepare_features([x, x])[[1, 4]] == 0)
+    assert torch.all(prepare_features(x.astype(np.int64))[[1, 4]] == 0)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

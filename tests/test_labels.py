@@ -68,7 +68,8 @@ def test_sortable_labels():
     assert sortable_labels(np.array(["b", "a"])).dtype.kind == "U"
     assert sortable_labels(np.array([True, False])).dtype == bool
     assert sortable_labels(np.array([1.0, 2.0])).dtype == np.int64      # whole floats: integers
-    assert sortable_labels(np.array([0.5, 1.5])).dtype == np.float64
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        sortable_labels(np.array([0.5, 1.5]))              # a regression target, not classes
     assert sortable_labels(np.array(["x", "y"], dtype=object)).dtype == object
     assert sortable_labels(np.array([b"x", b"y"])).dtype.kind == "S"
     assert sortable_labels(torch.tensor([2, 0])).tolist() == [2, 0]

@@ -1,4 +1,4 @@
-"""SeAClassifier as a scikit-learn estimator (issue #10): check_estimator, meta-estimators
+"""SeAClassifier as a scikit-learn estimator: check_estimator (no expected failure), meta-estimators
 (Pipeline, cross_val_score, GridSearchCV, CalibratedClassifierCV, OneVsRestClassifier), the X
 kinds (arrays, tensors, DataFrame-likes, lists of rows vs lists of blocks), labels of any type,
 the parameter and random_state contracts, and the fallback without scikit-learn."""
@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from sea_kernels.data.features import prepare_features
 from sea_kernels.train import estimator as estimator_module
 from sea_kernels.train import sklearn_compat
 from sea_kernels.train.estimator import NotFittedError, SeAClassifier
-from sea_kernels.train.sklearn_compat import EXPECTED_FAILED_CHECKS, HAVE_SKLEARN
+from sea_kernels.train.sklearn_compat import HAVE_SKLEARN
 
 needs_sklearn = pytest.mark.skipif(not HAVE_SKLEARN, reason="scikit-learn is not installed")
 QUICK = dict(epochs=4, lr=0.4, batch_size=64, random_state=0)   # one step an epoch
@@ -39,24 +40,59 @@ if HAVE_SKLEARN:
 
     # check_estimator's own data (a few hundred rows); 2 epochs of one batch train it enough.
     @parametrize_with_checks([SeAClassifier(epochs=2, lr=1.0, batch_size=1024, random_state=0)],
-                             expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
                              **_strict)
     def test_check_estimator(estimator, check):
         check(estimator)
 
 
-def test_expected_failures_fail_for_the_stated_reason():
-    """The two declared check_estimator failures are design decisions, not accidents."""
+@pytest.mark.parametrize("y_of", [lambda y: np.array([0.3, 1.7, 2.25])[y],
+                                   lambda y: (np.array([0.3, 1.7, 2.25])[y]).tolist(),
+                                   lambda y: torch.tensor(np.array([0.5, 1.5, 2.0])[y])])
+def test_a_continuous_target_is_refused_as_scikit_learn_does(y_of):
+    """Floats with a fractional part are a regression target: ValueError naming it, before any
+    training (scikit-learn's "Unknown label type: continuous")."""
     X, y = _toy()
-    floats = np.array([0.25, 1.5, 2.75])[y]            # float labels are class names
-    clf = SeAClassifier(**QUICK).fit(X, floats)
-    assert clf.classes_.tolist() == [0.25, 1.5, 2.75] and clf.predict(X).dtype == np.float64
-    Xz = X.copy()
-    Xz[4] = 0
-    with pytest.raises(ValueError, match="1 all-zero row"):
-        SeAClassifier(**QUICK).fit(Xz, y)
-    assert set(EXPECTED_FAILED_CHECKS) == {"check_classifiers_regression_target",
-                                           "check_estimators_dtypes"}
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        SeAClassifier(**QUICK).fit(X, y_of(y))
+    whole = SeAClassifier(**QUICK).fit(X, y.astype(np.float64) + 1.0)   # whole floats: classes
+    assert whole.classes_.tolist() == [1, 2, 3]
+
+
+@needs_sklearn
+def test_the_continuous_rule_is_scikit_learns():
+    from sklearn.utils.multiclass import type_of_target
+    X, y = _toy()
+    for labels in (np.array([0.3, 1.7, 2.25])[y], y.astype(np.float32), y, y.astype(str)):
+        refused = type_of_target(labels) == "continuous"
+        try:
+            SeAClassifier(**{**QUICK, "epochs": 1}).fit(X, labels)
+            fitted = True
+        except ValueError as e:
+            assert "continuous" in str(e)
+            fitted = False
+        assert fitted is not refused
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.float32, np.float64])
+def test_an_all_zero_row_stays_zero_and_fits(dtype):
+    """A zero row of X is kept as a zero row (the op masks it), for integer and floating X."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 4, (40, 5)).astype(dtype)
+    X[X.sum(1) == 0, 0] = 1
+    X[[3, 17]] = 0
+    y = np.arange(40) % 3
+    clf = SeAClassifier(**QUICK).fit(X, y)
+    assert clf.predict(X).shape == (40,) and np.isfinite(clf.decision_function(X)).all()
+    x = prepare_features(X)
+    assert torch.all(x[[3, 17]] == 0)
+    norms = torch.linalg.vector_norm(x, dim=1)
+    others = torch.ones(40, dtype=torch.bool)
+    others[[3, 17]] = False
+    torch.testing.assert_close(norms[others], torch.ones_like(norms[others]))
+    blocks = prepare_features([X, X[:, :2]])           # zero in one block, or in both
+    assert torch.all(blocks[[3, 17]] == 0)
+    torch.testing.assert_close(torch.linalg.vector_norm(blocks[others], dim=1),
+                               torch.ones(38, dtype=blocks.dtype))
 
 
 # ------------------------------------------------------------------------- meta-estimators
@@ -137,9 +173,9 @@ def test_binary_decision_function_is_one_score():
 @pytest.mark.parametrize("labels", [
     np.array(["cat", "dog", "eel"]),
     np.array(["cat", "dog", "eel"], dtype=object),
-    np.array([-0.5, 1.25, 3.0]),
+    np.array([-5, 12, 300], dtype=np.int64),
     np.array([10, 20, 30], dtype=np.int16),
-], ids=["str", "object", "float", "int16"])
+], ids=["str", "object", "int64", "int16"])
 def test_labels_round_trip_in_their_own_dtype(labels):
     X, y = _toy()
     yl = labels[y]

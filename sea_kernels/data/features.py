@@ -12,9 +12,10 @@ Convention (the sweep engine relies on it, keep it exact):
 3. the blocks are concatenated in the order given (Eq. 1), and the result is renormalised per row
    ("the combined feature vector is further normalized to the unit length").
 
-A zero row (in any block) or a NaN/Inf value is a ValueError that says how many rows are affected
-and where the first one is: silently keeping a zero row would train on a point that SeA cannot
-project, and a NaN poisons every step.
+A zero row stays a zero row (in its block, and in the result when it is zero in every block), as
+`sklearn.preprocessing.normalize` keeps it: the op masks zero rows exactly (Π(0) = 0, a zero row
+is nobody's projection partner). A NaN/Inf value is a ValueError that says how many rows are
+affected and where the first one is: a NaN poisons every step.
 """
 from __future__ import annotations
 
@@ -70,22 +71,22 @@ def _unit_rows(t: Tensor, name: str) -> Tensor:
         raise ValueError(f"{name} contains NaN or Inf in {bad.numel()} row(s) (first: row "
                          f"{int(bad[0])}); clean or drop those rows before training")
     norm = torch.linalg.vector_norm(t, dim=1, keepdim=True)
-    zero = norm[:, 0] == 0
-    if bool(zero.any()):
-        rows = zero.nonzero()[:, 0]
-        raise ValueError(f"{name} has {rows.numel()} all-zero row(s) (first: row {int(rows[0])}), "
-                         "which cannot be normalised to unit length; drop them")
     return _normalise(t, norm, not bool(torch.isfinite(norm).all()))
 
 
+def _nonzero(norm: Tensor) -> Tensor:
+    """`norm` with its zeros replaced by 1: dividing a zero row by it leaves the zero row."""
+    return torch.where(norm > 0, norm, torch.ones_like(norm))
+
+
 def _normalise(t: Tensor, norm: Tensor, rescale: bool) -> Tensor:
-    """t / ‖t‖ per row; with `rescale` (a float32 overflow of some squared norm) every row is
-    first divided by its max |value| — decided for the whole matrix, so LazyRows passes it."""
+    """t / ‖t‖ per row, a zero row kept zero; with `rescale` (a float32 overflow of some squared
+    norm) every row is first divided by its max |value| — decided for the whole matrix, so
+    LazyRows passes it."""
     if rescale:
-        scale = t.abs().amax(dim=1, keepdim=True)
-        t = t / scale
+        t = t / _nonzero(t.abs().amax(dim=1, keepdim=True))
         norm = torch.linalg.vector_norm(t, dim=1, keepdim=True)
-    return t / norm
+    return t / _nonzero(norm)
 
 
 def prepare_features(X, *, device: str | torch.device | None = None) -> Tensor:
@@ -93,8 +94,8 @@ def prepare_features(X, *, device: str | torch.device | None = None) -> Tensor:
 
     X: one n×d array/tensor, or a list of them (n×d_k each, the same n examples in the same order).
     Returns a float32 tensor (float64 if every block is float64) of shape n×Σd_k, on `device`
-    (default: the device of the first block, CPU for numpy). Raises ValueError for NaN/Inf, zero
-    rows, mismatched row counts, and TypeError for non-numeric input.
+    (default: the device of the first block, CPU for numpy); a zero row stays zero. Raises
+    ValueError for NaN/Inf and mismatched row counts, TypeError for non-numeric input.
     """
     blocks = as_blocks(X)
     multi = len(blocks) > 1
@@ -116,7 +117,8 @@ def prepare_features(X, *, device: str | torch.device | None = None) -> Tensor:
     if not multi:
         return units[0].contiguous()
     cat = torch.cat(units, dim=1)
-    return cat / torch.linalg.vector_norm(cat, dim=1, keepdim=True)  # each row has norm √K > 0
+    # a row has norm √(number of its non-zero blocks): 0 only for a row zero in every block
+    return cat / _nonzero(torch.linalg.vector_norm(cat, dim=1, keepdim=True))
 
 
 def check_block_dims(X, expected: Sequence[int], name: str = "X") -> None:
@@ -139,9 +141,10 @@ class LazyRows:
     exactly `prepare_features(X, device=device)[idx]`: the same conversion (float64 stays
     float64, anything else float32), per-row L2 normalisation and, when some float32 squared
     norm overflows anywhere in X, the same rescaling of every row. Construction verifies the
-    whole source in chunks of ≤ SCAN_BYTES (2-D, ≥ 1 row and column, numbers, no NaN/Inf, no
-    zero row: prepare_features' errors, whole-matrix row numbers) and keeps the n float64 row
-    sums of the prepared rows (`row_sums`, for `train.checkpoint.fingerprint`) — O(n) memory.
+    whole source in chunks of ≤ SCAN_BYTES (2-D, ≥ 1 row and column, numbers, no NaN/Inf:
+    prepare_features' errors, whole-matrix row numbers; a zero row stays zero) and keeps the n
+    float64 row sums of the prepared rows (`row_sums`, for `train.checkpoint.fingerprint`) —
+    O(n) memory.
     """
 
     def __init__(self, X: np.ndarray, *, device: str | torch.device | None = None,
@@ -176,8 +179,8 @@ class LazyRows:
 
     def _scan(self, name: str) -> tuple[bool, Tensor]:
         n, step = self.shape[0], self.chunk_rows
-        bad = zero = 0
-        first_bad = first_zero = None
+        bad = 0
+        first_bad = None
         overflow = False
         sums = []
         for s in range(0, n, step):
@@ -188,19 +191,12 @@ class LazyRows:
                 first_bad = s + int(rows[0]) if first_bad is None else first_bad
                 continue
             norm = torch.linalg.vector_norm(t, dim=1, keepdim=True)
-            rows = (norm[:, 0] == 0).nonzero()[:, 0]
-            if rows.numel():
-                zero += rows.numel()
-                first_zero = s + int(rows[0]) if first_zero is None else first_zero
             overflow = overflow or not bool(torch.isfinite(norm).all())
-            if not (bad or zero or overflow):
+            if not (bad or overflow):
                 sums.append(_normalise(t, norm, False).double().sum(1))
         if bad:
             raise ValueError(f"{name} contains NaN or Inf in {bad} row(s) (first: row "
                              f"{first_bad}); clean or drop those rows before training")
-        if zero:
-            raise ValueError(f"{name} has {zero} all-zero row(s) (first: row {first_zero}), "
-                             "which cannot be normalised to unit length; drop them")
         if overflow:   # rare: every row is rescaled, so the row sums are read again
             self._rescale = True
             sums = [self[torch.arange(s, min(s + step, n))].double().sum(1)

@@ -7,9 +7,10 @@
     y = integer_labels(y, "y", n_rows=len(X))        # integer labels only
 
 Every caller converts labels through these functions: the estimator and the sweep (labels of any
-sortable type — integers, floats, strings, bools, objects — remapped to 0..C−1 through the
-sorted unique labels `classes_`, predictions mapped back; whole-valued floats count as integers;
-the sweep takes the classes of y and y_val together), the sweep engine (class indices), the
+sortable type — integers, whole-valued floats (as integers), strings, bools, objects — remapped
+to 0..C−1 through the sorted unique labels `classes_`, predictions mapped back; a continuous
+target (floats with a fractional part) is refused, as scikit-learn's classifiers refuse it; the
+sweep takes the classes of y and y_val together), the sweep engine (class indices), the
 metrics and the file readers (`data.files`: names in a text file mapped to their index in a class
 list).
 """
@@ -65,11 +66,14 @@ def sortable_labels(y, name: str = "y", n_rows: int | None = None, *,
                     rows_of: str = "X") -> np.ndarray:
     """`label_array` restricted to labels a classifier can sort into classes (SeAClassifier's and
     sweep's rule): integers, bools, strings and bytes are kept as they are; floats with whole
-    values become int64 (as `integer_values`), other finite floats stay floats; an object array
-    is kept when its values sort against each other (strings, numbers, ...).
+    values become int64 (as `integer_values`); an object array is kept when its values sort
+    against each other (strings, numbers, ...).
 
-    ValueError for NaN/Inf labels (no class can hold them); TypeError for complex or structured
-    labels and for objects that do not sort (e.g. strings mixed with numbers, None).
+    ValueError for NaN/Inf labels (no class can hold them) and for a continuous target — a float
+    array with a fractional value — in scikit-learn's words ("Unknown label type: continuous",
+    what `sklearn.utils.multiclass.type_of_target` calls it and its classifiers refuse);
+    TypeError for complex or structured labels and for objects that do not sort (e.g. strings
+    mixed with numbers, None).
     """
     arr = label_array(y, name, n_rows, rows_of=rows_of)
     kind = arr.dtype.kind
@@ -79,7 +83,11 @@ def sortable_labels(y, name: str = "y", n_rows: int | None = None, *,
             raise ValueError(f"{name} contains {bad} NaN/Inf label(s); every label must be a "
                              "class")
         ints = integer_values(arr)
-        return arr if ints is None else ints
+        if ints is None:
+            raise ValueError(f"Unknown label type: continuous. {name} holds float values with a "
+                             "fractional part (a regression target); a classifier expects "
+                             "discrete classes: pass integer or string labels")
+        return ints
     if kind in "iubUSmM":
         return arr
     if kind == "O":

@@ -1,4 +1,4 @@
-"""What makes `SeAClassifier` a scikit-learn estimator (issue #10), and its fallback without one.
+"""What makes `SeAClassifier` a scikit-learn estimator, and its fallback without one.
 
     class SeAClassifier(EstimatorBase): ...   # ClassifierMixin + BaseEstimator when importable
 
@@ -15,7 +15,11 @@
   ValueError that says how to reshape it.
 * Labels (`target_input`): y=None and 2-D y are refused with scikit-learn's wording, except an
   n×1 column, which is raveled with a DataConversionWarning; everything else goes through
-  `data.labels.sortable_labels` (the one label path).
+  `data.labels.sortable_labels` (the one label path: a continuous target is refused there, as
+  scikit-learn's classifiers refuse it).
+* `check_estimator` passes with no expected failure: a continuous target is a ValueError
+  ("Unknown label type: continuous"), and a zero row of X — of any dtype — stays a zero row
+  (`data.features.prepare_features`), as `sklearn.preprocessing.normalize` keeps it.
 * Seeds (`checked_seed`, `draw_seed`): random_state may be an int, None, or a
   np.random.RandomState / np.random.Generator, from which fit draws its seed (consuming it, as
   scikit-learn estimators do).
@@ -39,20 +43,9 @@ try:  # the optional extra `sea-kernels[sklearn]`
 except ImportError:
     HAVE_SKLEARN = False
 
-__all__ = ["HAVE_SKLEARN", "EXPECTED_FAILED_CHECKS", "EstimatorBase", "NotFittedError",
+__all__ = ["HAVE_SKLEARN", "EstimatorBase", "NotFittedError",
            "DataConversionWarning", "accuracy", "feature_input", "check_n_features",
            "readonly_ok", "feature_names", "target_input", "checked_seed", "draw_seed"]
-
-# Checks of sklearn.utils.estimator_checks that cannot hold for this estimator, with the reason
-# (pass to check_estimator(expected_failed_checks=...)).
-EXPECTED_FAILED_CHECKS = {
-    "check_classifiers_regression_target":
-        "float labels are class names by design (data.labels.sortable_labels keeps finite "
-        "non-integer floats as classes), so a continuous target is not refused",
-    "check_estimators_dtypes":
-        "its integer X (3·uniform cast to int) has all-zero rows, which Eq. 1's per-row L2 "
-        "normalisation cannot scale to unit length (data.features refuses them)",
-}
 
 if not HAVE_SKLEARN:
     class DataConversionWarning(UserWarning):
@@ -107,8 +100,7 @@ def _same(a, b) -> bool:
 
 def accuracy(y, pred, sample_weight=None) -> float:
     """(Weighted) fraction of pred == y — scikit-learn's accuracy_score, written out so that it
-    takes every label kind SeAClassifier does (accuracy_score refuses non-integer float
-    labels as "continuous")."""
+    takes every label kind SeAClassifier does (object arrays of mixed numbers included)."""
     y, pred = np.asarray(y), np.asarray(pred)
     if y.shape[0] != pred.shape[0]:
         raise ValueError(f"y has {y.shape[0]} labels but X has {pred.shape[0]} rows")
