@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sea_kernels.cli import common
+from sea_kernels.cli import arguments, errors
 from sea_kernels.cli import compare as compare_cmd
 from sea_kernels.cli import main as cli
 from sea_kernels.cli import sweep as sweep_cmd
@@ -57,7 +57,7 @@ def test_version_falls_back_to_pyproject_when_not_installed(monkeypatch, capsys)
     def absent(name):
         raise metadata.PackageNotFoundError(name)
     monkeypatch.setattr(metadata, "version", absent)
-    assert common.package_version() == _pyproject_version()
+    assert arguments.package_version() == _pyproject_version()
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"sea {_pyproject_version()}"
 
@@ -152,7 +152,7 @@ def test_sweep_grid_rule(argv, base, size):
     args = _sweep_args(*argv)
     name, g = sweep_cmd.base_and_grid(args)
     assert name == base and len(expand_grid(g)) == size
-    given = common.given_axes(args)
+    given = arguments.given_axes(args)
     for k in GRID_PARAMS:
         if k in given:
             assert g[k] == list(dict.fromkeys(given[k]))
@@ -224,7 +224,7 @@ def stop_before_training(monkeypatch):
     from sea_kernels.sweeps import search as sweep_mod
 
     def stop(*a, **k):
-        raise common.RunFailed("stopped before training")
+        raise errors.RunFailed("stopped before training")
     monkeypatch.setattr(sweep_mod, "sweep", stop)
     monkeypatch.setattr(compare_mod, "compare", stop)
 

@@ -252,7 +252,7 @@ def test_anchored_candidates_see_the_seeds_picks():
 def _harness():
     """A `sea`-like parser with only the compare command (main.py registers it for real)."""
     from sea_kernels.cli import compare as command
-    from sea_kernels.cli.common import Parser
+    from sea_kernels.cli.arguments import Parser
     p = Parser(prog="sea")
     sub = p.add_subparsers(dest="command", parser_class=Parser)
     command.add_parser(sub)
@@ -305,7 +305,7 @@ def test_sea_compare_bad_options_before_any_data(tmp_path, argv, match):
 
 
 def test_sea_compare_needs_a_test_set(tmp_path):
-    from sea_kernels.cli.common import UsageError
+    from sea_kernels.cli.errors import UsageError
     xtr, ytr, _, _ = _slice()
     path = tmp_path / "train_only.npz"
     np.savez(path, x=xtr, y=ytr)
@@ -315,7 +315,8 @@ def test_sea_compare_needs_a_test_set(tmp_path):
 
 
 def test_compare_parser_imports_no_torch_or_numpy():
-    code = ("import sys\nfrom sea_kernels.cli import compare\nfrom sea_kernels.cli.common import "
+    code = ("import sys\nfrom sea_kernels.cli import compare\nfrom sea_kernels.cli.arguments "
+            "import "
             "Parser\np = Parser(prog='sea')\ncompare.add_parser(p.add_subparsers())\n"
             "print('torch' in sys.modules, 'numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

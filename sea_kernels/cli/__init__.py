@@ -1,2 +1,3 @@
-"""The `sea` command line: `main` (parser, dispatch, exit codes), `common` (what the commands
-share) and one module per command: `train`, `sweep`, `eval`, `extract`, `bench`, `info`."""
+"""The `sea` command line: `main` (parser, dispatch, exit codes), one module per command
+(`train`, `sweep`, `compare`, `eval`, `extract`, `bench`, `info`) and what the commands share, by
+concern: `errors`, `arguments`, `preflight`, `inputs`, `outputs`."""

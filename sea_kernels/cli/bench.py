@@ -13,7 +13,8 @@ import io
 import sys
 from pathlib import Path
 
-from .common import UsageError, integer
+from .arguments import integer
+from .errors import UsageError
 
 #: This command takes the options it does not know through to benches/run.py.
 PASS_THROUGH = True

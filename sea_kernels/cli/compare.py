@@ -25,8 +25,9 @@ from ..params import (
     METRICS,
     VAL_FRACTION,
 )
-from . import common
-from .common import RunFailed, UsageError, integer, number
+from . import arguments, inputs, outputs, preflight
+from .arguments import integer, number
+from .errors import RunFailed, UsageError
 from .sweep import GRIDS as _SWEEP_GRIDS
 
 #: The base grids `--grid` names: compare's own (DEFAULT_GRID) and those of `sea sweep`.
@@ -43,9 +44,9 @@ def add_parser(sub):
     s = sub.add_parser("compare", help="compare methods over several seeds: per-method mean ± "
                                        "std and 95%% interval, paired differences to the "
                                        "baseline (--out DIR: compare.json, compare.png)")
-    common.add_data_args(s, "train")
-    common.add_set_args(s, "val", "validation")
-    common.add_set_args(s, "test", "test")
+    arguments.add_data_args(s, "train")
+    arguments.add_set_args(s, "val", "validation")
+    arguments.add_set_args(s, "test", "test")
     s.add_argument("--methods", nargs="+", choices=AUGMENTS, default=None, metavar="METHOD",
                    help=f"methods to compare, 'none' (the baseline) among them; from "
                         f"{', '.join(AUGMENTS)} (default: {_DEFAULTS_HELP['methods']})")
@@ -58,8 +59,9 @@ def add_parser(sub):
                    help="base grid of the axes not given: compare (lr × λ × η below; default "
                         "when no axis is given), paper (the paper's search) or defaults (one "
                         "value per axis; default when an axis is given)")
-    common.add_axis_args(g, "compare", {k: v for k, v in _DEFAULTS_HELP.items() if k != "methods"},
-                         extra={"eta": "none takes η = 0, sea, sea_neg, mixup and rand the "
+    axes = {k: v for k, v in _DEFAULTS_HELP.items() if k != "methods"}
+    arguments.add_axis_args(g, "compare", axes,
+                            extra={"eta": "none takes η = 0, sea, sea_neg, mixup and rand the "
                                        "values > 0"})
     g.add_argument("--adv-eta", nargs="+", type=number, default=None,
                    help="η of adv, the raw gradient step (default: 0.2 1)")
@@ -76,10 +78,10 @@ def add_parser(sub):
                    help="selection metric on validation")
     s.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="fused_sea backend of every SeAClassifier fit")
-    common.add_device(s)
+    arguments.add_device(s)
     s.add_argument("--no-plot", action="store_true", help="do not write compare.png")
     s.add_argument("--out", default=None, help="output folder")
-    common.add_progress(s)
+    arguments.add_progress(s)
     s.set_defaults(func=run)
     return s
 
@@ -91,7 +93,7 @@ def base_and_grid(args) -> tuple[str, dict]:
     η) and --me-ada-lr (ME-ADA's steps) are added; they are no grid axes."""
     from ..compare import DEFAULT_GRID
     from ..sweeps.grid import BASE_GRIDS, command_line_grid
-    name, out = command_line_grid(common.given_axes(args), args.grid, default="compare",
+    name, out = command_line_grid(arguments.given_axes(args), args.grid, default="compare",
                                   bases={"compare": DEFAULT_GRID, **BASE_GRIDS})
     if args.me_ada_lr is not None:
         out["me_ada_lr"] = list(dict.fromkeys(args.me_ada_lr))
@@ -154,7 +156,7 @@ def _line(r):
     from ..compare import fmt_params
     what = (fmt_params(r["params"], r.get("varied")) if r["params"] is not None
             else f"failed ({r['error']})")
-    print(f"  seed {r['seed']} {r['method']}: {what}; test top-1 {common.pct(r['test_top1'])} "
+    print(f"  seed {r['seed']} {r['method']}: {what}; test top-1 {outputs.pct(r['test_top1'])} "
           f"({r['select_s'] + r['fit_s']:.1f} s)", flush=True)
 
 
@@ -174,26 +176,22 @@ def run(args) -> int:
 
     from ..compare import compare
 
-    common.need_matplotlib(args)
-    device = common.device(args.device)
+    preflight.need_matplotlib(args)
+    device = preflight.device(args.device)
     p = check_args(args, device)
-    with common.output(args.out) as out:
-        X, y, classes = common.load_main(args)
-        val = common.load_extra(args, "val", classes)
-        test = common.load_extra(args, "test", classes)
+    with outputs.output(args.out) as out:
+        data = inputs.load(args, "val", "test")
+        X, y, val, test = data.X, data.y, data.extra["val"], data.extra["test"]
         if test is None:
             raise UsageError("sea compare needs a test set: --test FEATURES, or a features file "
                              "holding x_test/y_test")
-        for what, s in (("validation", val), ("test", test)):
-            if s is not None:
-                common.check_same_layout(X, s[0], what)
         _announce(args, p, len(y), val, len(test[1]))
         kw = {} if val is None else {"X_val": val[0], "y_val": val[1]}
         result = compare(X, y, methods=p.methods, seeds=p.seeds, grid=grid(args),
                          X_test=test[0], y_test=test[1], val_fraction=args.val_fraction,
                          epochs=args.epochs, batch_size=args.batch_size, metric=args.metric,
                          backend=args.backend, device=device, group_size=args.group_size,
-                         progress=True if common.show_progress(args) else _line, **kw)
+                         progress=True if arguments.show_progress(args) else _line, **kw)
         print()
         print(result.table())
         if not any(math.isfinite(r["test_top1"]) for r in result.runs):

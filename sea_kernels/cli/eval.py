@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import common
-from .common import UsageError
+from . import arguments, inputs, outputs, preflight
+from .errors import OutputError, UsageError
 
 
 def add_parser(sub):
     """The `eval` subcommand: a model.pt and the features (test split by default)."""
     e = sub.add_parser("eval", help="top-1 and mean per-class accuracy of a saved model, as JSON")
     e.add_argument("model", help="model.pt from `sea train` / `sea sweep`")
-    common.add_data_args(e, "test")
+    arguments.add_data_args(e, "test")
     e.add_argument("--out", default=None, help="also write the JSON to this file")
     e.set_defaults(func=run)
     return e
@@ -47,19 +47,20 @@ def run(args) -> int:
     from ..data import writers
 
     if args.out:
-        common.check_output_file(args.out, "--out")
+        preflight.check_output_file(args.out, "--out")
     model = load_model(args.model)
-    X, y, _ = common.load_main(args)
+    data = inputs.load(args)
+    X, y = data.X, data.y
     dims = getattr(model, "feature_dims_", None)
-    if dims is not None and list(dims) != common.dims(X):
+    if dims is not None and list(dims) != inputs.dims(X):
         raise UsageError(f"the model was trained on feature blocks of widths {list(dims)}, these "
-                         f"features have {common.dims(X)}")
-    m = common.metrics(model, X, y)
+                         f"features have {inputs.dims(X)}")
+    m = outputs.metrics(model, X, y)
     m.update(model=str(args.model), features=[str(f) for f in args.features])
     print(json.dumps(m, indent=2))
     if args.out:
         try:
             writers.write_json(args.out, m)
         except OSError as e:
-            raise common.OutputError(f"cannot write {args.out}: {type(e).__name__}: {e}") from e
+            raise OutputError(f"cannot write {args.out}: {type(e).__name__}: {e}") from e
     return 0

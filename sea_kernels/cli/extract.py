@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import common
-from .common import UsageError, integer
+from . import arguments, inputs, preflight
+from .arguments import integer
+from .errors import UsageError
 
 #: Label columns looked for, in order, when --label-column is not given.
 LABEL_COLUMNS = ("category", "label", "labels", "intent")
@@ -34,7 +35,7 @@ def add_parser(sub):
                         "(images); default: the packaged MiniLM / EfficientNet-Lite0")
     x.add_argument("--batch-size", type=integer, default=64, help="extraction batch size")
     x.add_argument("--force", action="store_true", help="recompute even when the cache matches")
-    common.add_progress(x)
+    arguments.add_progress(x)
     x.set_defaults(func=run)
     return x
 
@@ -88,7 +89,7 @@ def _images(args, src: Path, out: Path, classes):
         classes = folder_classes
     x = ex.extract_cached("image", paths, out, labels=labels, classes=classes,
                           model=args.model, batch_size=args.batch_size,
-                          progress=common.show_progress(args), force=args.force)
+                          progress=arguments.show_progress(args), force=args.force)
     return x, f"{len(paths)} images, {len(classes)} classes"
 
 
@@ -102,7 +103,7 @@ def _texts(args, src: Path, out: Path, classes):
         labels = files.labels_to_indices(names, classes, source=str(src))
         classes = classes if classes is not None else sorted(set(names))
     x = ex.extract_cached("text", texts, out, labels=labels, classes=classes, model=args.model,
-                          batch_size=args.batch_size, progress=common.show_progress(args),
+                          batch_size=args.batch_size, progress=arguments.show_progress(args),
                           force=args.force)
     return x, f"{len(texts)} texts" + (f", {len(classes)} classes" if labels is not None else "")
 
@@ -114,8 +115,8 @@ def run(args) -> int:
         raise UsageError(f"--out must name a .npz file, got {out}")
     if not src.exists():
         raise UsageError(f"input not found: {src} (a .csv/.tsv/.txt file or an image folder)")
-    common.check_output_file(out, "--out")
-    classes = common.read_classes(args.classes)
+    preflight.check_output_file(out, "--out")
+    classes = inputs.read_classes(args.classes)
     t0 = time.perf_counter()
     x, what = (_images if src.is_dir() else _texts)(args, src, out, classes)
     print(f"{out}: x {x.shape[0]}×{x.shape[1]} ({what}) in {time.perf_counter() - t0:.1f} s")

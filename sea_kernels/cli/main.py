@@ -11,10 +11,13 @@
     sea --version                                     # the installed (or checkout's) version
 
 One module per command (`sea_kernels.cli.train`, `.sweep`, `.eval`, `.extract`, `.bench`,
-`.info`: each its ``add_parser(subparsers)`` and ``run(args)``); what they share is in
-`sea_kernels.cli.common`. The parser is built without importing torch: its defaults and choices
-come from `sea_kernels.params` (docs/design.md §1), and each command imports torch and the heavy
-modules only when it runs.
+`.info`: each its ``add_parser(subparsers)`` and ``run(args)``); what they share, by concern:
+`cli.errors` (the error kinds), `cli.arguments` (the parser, argument types and groups),
+`cli.preflight` (device, output locations, checkpoint: checked before any data is read),
+`cli.inputs` (every input file read once) and `cli.outputs` (metrics, the staged --out
+folder). The parser is built without importing torch: its defaults and choices come from
+`sea_kernels.params` (docs/design.md §1), and each command imports torch and the heavy modules
+only when it runs.
 
 Feature files: .npy, .npz, .pt, .safetensors (`sea_kernels.data.files`); several files for the
 same examples are concatenated per example (Eq. 1). In a file holding x_<split>/y_<split> arrays,
@@ -54,7 +57,8 @@ import warnings
 from ..data.errors import BadFileError
 from . import bench, compare, extract, info, sweep, train
 from . import eval as evaluate
-from .common import OutputError, Parser, RunFailed, UsageError, package_version
+from .arguments import Parser, package_version
+from .errors import OutputError, RunFailed, UsageError
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_BAD_INPUT", "EXIT_BAD_FILE", "EXIT_OUTPUT",
            "EXIT_INTERRUPTED", "EXIT_CODES", "BadFileError", "OutputError", "RunFailed",

@@ -26,8 +26,9 @@ from ..params import (
     PAPER_GRID,
     VAL_FRACTION,
 )
-from . import common
-from .common import RunFailed, UsageError, integer, number
+from . import arguments, inputs, outputs, preflight
+from .arguments import integer, number
+from .errors import RunFailed, UsageError
 
 GRIDS = ("paper", "defaults")
 
@@ -37,9 +38,9 @@ def add_parser(sub):
     s = sub.add_parser("sweep", help="train a hyper-parameter grid in one pass, pick on "
                                      "validation, retrain (--out DIR: sweep.json, sweep.csv, "
                                      "heatmap.png, model.pt)")
-    common.add_data_args(s, "train")
-    common.add_set_args(s, "val", "validation")
-    common.add_set_args(s, "test", "test")
+    arguments.add_data_args(s, "train")
+    arguments.add_set_args(s, "val", "validation")
+    arguments.add_set_args(s, "test", "test")
     _add_grid_args(s)
     s.add_argument("--val-fraction", type=number, default=VAL_FRACTION,
                    help="stratified validation hold-out when there is no --val")
@@ -50,7 +51,7 @@ def add_parser(sub):
                    help="rows per SeA group in every batch (default: the whole batch, the paper)")
     s.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="fused_sea backend of the retrained winner")
-    common.add_device(s)
+    arguments.add_device(s)
     s.add_argument("--metric", default=METRICS[0], choices=METRICS,
                    help="selection metric on validation")
     s.add_argument("--no-retrain", action="store_true",
@@ -61,7 +62,7 @@ def add_parser(sub):
     s.add_argument("--heatmap-y", default="eta", choices=GRID_PARAMS, help="heatmap rows")
     s.add_argument("--no-plot", action="store_true", help="do not write heatmap.png")
     s.add_argument("--out", default=None, help="output folder")
-    common.add_progress(s)
+    arguments.add_progress(s)
     s.set_defaults(func=run)
     return s
 
@@ -75,7 +76,7 @@ def _add_grid_args(s):
                    help=f"base grid of the axes not given: paper (the paper's {n_paper:,} "
                         "configurations; default when no axis is given) or defaults (one value "
                         "per axis, docs/design.md §1; default when an axis is given)")
-    common.add_axis_args(g, "paper", {k: " ".join(f"{v:g}" for v in vals)
+    arguments.add_axis_args(g, "paper", {k: " ".join(f"{v:g}" for v in vals)
                                       for k, vals in PAPER_GRID.items()})
 
 
@@ -84,7 +85,7 @@ def base_and_grid(args) -> tuple[str, dict]:
     --grid NAME when named; else the paper's 1,728 configurations when no axis is given; else
     the axes given, every other axis at its one default (params.DEFAULTS)."""
     from ..sweeps.grid import command_line_grid
-    return command_line_grid(common.given_axes(args), args.grid, default="paper")
+    return command_line_grid(arguments.given_axes(args), args.grid, default="paper")
 
 
 def grid(args) -> dict:
@@ -122,7 +123,7 @@ def _sweep_kwargs(args, val, test, device: str) -> dict:
     """Keyword arguments of `sea_kernels.sweeps.search.sweep` from the command line."""
     kw = dict(val_fraction=args.val_fraction, epochs=args.epochs, batch_size=args.batch_size,
               random_state=args.seed, backend=args.backend, metric=args.metric,
-              retrain=not args.no_retrain, progress=common.show_progress(args), device=device)
+              retrain=not args.no_retrain, progress=arguments.show_progress(args), device=device)
     if args.group_size is not None:
         kw.update(group_size=args.group_size)
     if val is not None:
@@ -141,12 +142,12 @@ def _print_result(args, result):
     if result.best is None:
         raise RunFailed("every configuration diverged; lower the learning rates (--lr)")
     best = ", ".join(f"{k}={v:g}" for k, v in result.best.items())
-    print(f"best on validation: {best} (validation {args.metric} {common.pct(result.best_val)})")
+    print(f"best on validation: {best} (validation {args.metric} {outputs.pct(result.best_val)})")
     if result.test_top1 is not None:
         how = ("the sweep's own winner, trained without the validation rows" if args.no_retrain
                else "retrained on train + validation")
-        print(f"test ({how}): top-1 {common.pct(result.test_top1)}, mean per-class "
-              f"{common.pct(result.test_mean_per_class)}")
+        print(f"test ({how}): top-1 {outputs.pct(result.test_top1)}, mean per-class "
+              f"{outputs.pct(result.test_mean_per_class)}")
 
 
 def _write(args, out, result):
@@ -174,18 +175,14 @@ def run(args) -> int:
     from ..train import distributed
 
     g = grid(args)
-    common.need_matplotlib(args)
+    preflight.need_matplotlib(args)
     check_args(args, g)
-    device = common.device(args.device)
+    device = preflight.device(args.device)
     world = distributed.setup(device)
     rank0 = world.main
-    with common.output(args.out if rank0 else None) as out:
-        X, y, classes = common.load_main(args)
-        val = common.load_extra(args, "val", classes)
-        test = common.load_extra(args, "test", classes)
-        for what, s in (("validation", val), ("test", test)):
-            if s is not None:
-                common.check_same_layout(X, s[0], what)
+    with outputs.output(args.out if rank0 else None) as out:
+        data = inputs.load(args, "val", "test")
+        X, y, val, test = data.X, data.y, data.extra["val"], data.extra["test"]
         if rank0:
             _announce(args, g, len(y), val)
         result = sweep(X, y, g, **_sweep_kwargs(args, val, test, device))

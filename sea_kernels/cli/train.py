@@ -6,9 +6,14 @@ curves.png.
     torchrun --nproc-per-node 2 -m sea_kernels.cli.main train f.npz --batch-size 512 \
         --group-size 256 --out run/     # one model on 2 processes (`sea_kernels.train.distributed`)
 
-Everything is checked before any training: the hyper-parameters and --set keys and values, the
-device, --out and --checkpoint's folder (and an existing checkpoint verified), the feature, label
-and test files (`sea_kernels.cli.main` lists the exit status of each kind of error).
+From argv to the saved model, each thing once: the parser reads the options (defaults from
+`sea_kernels.params`); the device is resolved (auto → cuda or cpu) and checked; the processes are
+set up (`train.distributed.session`: the one Run that `fit` then trains in); the estimator is
+built and its one parameter check runs (`SeAClassifier.checked_params`); --out and --checkpoint
+are checked (an existing checkpoint verified); every input file is read once
+(`cli.inputs.load`); `fit` prepares the features once (the train score reuses them) and scores
+the test set after every epoch; the summary's accuracies are the last epoch's scores
+(`sea_kernels.cli.main` lists the exit status of each kind of error).
 """
 from __future__ import annotations
 
@@ -16,16 +21,17 @@ import json
 import time
 
 from ..params import AUGMENTS, BACKENDS, BATCH_SIZE, DEFAULTS, EPOCHS, MOMENTUM
-from . import common
-from .common import UsageError, integer, number
+from . import arguments, inputs, outputs, preflight
+from .arguments import integer, number
+from .errors import UsageError
 
 
 def add_parser(sub):
     """The `train` subcommand and its options (defaults from `sea_kernels.params`)."""
     t = sub.add_parser("train", help="train one classifier (--out DIR: model.pt, metrics.json, "
                                      "history.csv, curves.png)")
-    common.add_data_args(t, "train")
-    common.add_set_args(t, "test", "test")
+    arguments.add_data_args(t, "train")
+    arguments.add_set_args(t, "test", "test")
     h = t.add_argument_group("hyper-parameters (defaults: docs/design.md §1)")
     h.add_argument("--augment", default="sea", choices=AUGMENTS,
                    help="SeA, one of its ablations, or a baseline augmentation")
@@ -47,7 +53,7 @@ def add_parser(sub):
                    help="SeA projection group: each row is projected onto the other rows of its "
                         "group of this many consecutive rows (default: the whole batch; under "
                         "torchrun it must divide batch-size / world size, default that)")
-    common.add_device(h)
+    arguments.add_device(h)
     h.add_argument("--seed", type=integer, default=0, help="random_state")
     h.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE",
                    help="other SeAClassifier arguments, e.g. --set isda_strength=0.5")
@@ -57,7 +63,7 @@ def add_parser(sub):
     t.add_argument("--no-train-eval", action="store_true",
                    help="do not score the training set after every epoch (no train curve)")
     t.add_argument("--no-plot", action="store_true", help="do not write curves.png")
-    common.add_progress(t)
+    arguments.add_progress(t)
     t.set_defaults(func=run)
     return t
 
@@ -100,21 +106,21 @@ def history_rows(history) -> list[dict]:
     return rows
 
 
-def _model(args):
-    """The SeAClassifier of the command line (--set may add or override arguments), its
-    parameters checked (unknown --set keys and bad values are a UsageError / ValueError)."""
+def _model(args, device: str):
+    """The SeAClassifier of the command line (--set may add or override arguments) on `device`,
+    and its one parameter check run (unknown --set keys are a UsageError, bad values the
+    estimator's ValueError)."""
     from ..train.estimator import SeAClassifier
     kw = dict(augment=args.augment, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
               momentum=args.momentum, weight_decay=args.weight_decay, alpha=args.alpha,
               eta=args.eta, lam=args.lam, delta=args.delta, backend=args.backend,
-              random_state=args.seed, device=common.device(args.device),
-              group_size=args.group_size)
+              random_state=args.seed, device=device, group_size=args.group_size)
     kw.update(parse_set(args.set))
     try:
         model = SeAClassifier(**kw)
     except TypeError as e:
         raise UsageError(f"--set: {e}") from None
-    model._checked_params()
+    model.checked_params()
     return model
 
 
@@ -122,12 +128,12 @@ def _print_summary(args, metrics, n, wall):
     """The result lines on stdout: what was trained, train and (when scored) test accuracy."""
     print(f"trained augment={args.augment} (η={args.eta:g}, lr={args.lr:g}) on {n} "
           f"examples, {args.epochs} epochs in {wall:.1f} s")
-    print(f"train: top-1 {common.pct(metrics['train']['top1'])}, mean per-class "
-          f"{common.pct(metrics['train']['mean_per_class'])}")
+    print(f"train: top-1 {outputs.pct(metrics['train']['top1'])}, mean per-class "
+          f"{outputs.pct(metrics['train']['mean_per_class'])}")
     if "test" in metrics:
         m = metrics["test"]
-        print(f"test: top-1 {common.pct(m['top1'])}, mean per-class "
-              f"{common.pct(m['mean_per_class'])} ({m['n']} examples)")
+        print(f"test: top-1 {outputs.pct(m['top1'])}, mean per-class "
+              f"{outputs.pct(m['mean_per_class'])} ({m['n']} examples)")
 
 
 def _write(args, out, model, metrics, plot: bool):
@@ -153,24 +159,24 @@ def _write_files(args, out, model, metrics, plot: bool):
 
 def run(args) -> int:
     """Check everything, train, print train/test accuracy, write the outputs (all or nothing).
-    Under torchrun every rank trains the one model (`sea_kernels.train.distributed`); only rank 0
-    checks --out, prints and writes, and an error of any rank ends every rank with it."""
+    Under torchrun every rank trains the one model (`sea_kernels.train.distributed`): the
+    processes are set up once here and `fit` trains in that session; only rank 0 checks --out,
+    prints and writes, and an error of any rank ends every rank with it."""
     from ..train import distributed
-    world = distributed.setup(common.device(args.device))
-    with distributed.Run(world) as guard:
-        return _run(args, world, guard)
+    device = preflight.device(args.device)
+    with distributed.session(device) as guard:
+        return _run(args, device, guard)
 
 
-def _run(args, world, guard) -> int:
+def _run(args, device, guard) -> int:
     from ..train import distributed
-    common.need_matplotlib(args)
-    model = _model(args)
-    common.check_checkpoint(args.checkpoint)
-    with common.output(args.out if world.main else None) as out:
-        X, y, classes = common.load_main(args)
-        test = common.load_extra(args, "test", classes)
-        if test is not None:
-            common.check_same_layout(X, test[0], "test")
+    world = guard.world
+    preflight.need_matplotlib(args)
+    model = _model(args, device)
+    preflight.check_checkpoint(args.checkpoint)
+    with outputs.output(args.out if world.main else None) as out:
+        data = inputs.load(args, "test")
+        X, y, test = data.X, data.y, data.extra["test"]
         eval_set = {}
         if not args.no_train_eval:
             eval_set["train"] = (X, y)
@@ -178,7 +184,7 @@ def _run(args, world, guard) -> int:
             eval_set["test"] = test
         fit_kw = {"checkpoint": args.checkpoint} if args.checkpoint else {}
         t0 = time.perf_counter()
-        model.fit(X, y, eval_set=eval_set or None, progress=common.show_progress(args), **fit_kw)
+        model.fit(X, y, eval_set=eval_set or None, progress=arguments.show_progress(args), **fit_kw)
         wall = time.perf_counter() - t0
         guard.started = True    # past fit's agreements: an error from here on is rank 0's own
         error = None
@@ -191,15 +197,25 @@ def _run(args, world, guard) -> int:
     return 0
 
 
+def _scores(model, name: str, X, y) -> dict:
+    """top1, mean_per_class and n of the fitted model on (X, y): the last epoch's scores of the
+    eval set `name` in history_ (fit scored it with the final weights), else computed."""
+    last = (getattr(model, "history_", None) or [{}])[-1]
+    if f"{name}_top1" in last:
+        return {"top1": last[f"{name}_top1"], "mean_per_class": last[f"{name}_mean_per_class"],
+                "n": int(len(y))}
+    return outputs.metrics(model, X, y)
+
+
 def _report(args, out, model, X, y, test, eval_set, wall, world):
     """Rank 0: print the summary and write --out."""
     metrics = {"params": plain(model.get_params()), "wall_time_s": wall,
                "world_size": world.size,
                "features": [str(f) for f in args.features],
                "num_classes": int(len(model.classes_)),
-               "train": common.metrics(model, X, y)}
+               "train": _scores(model, "train", X, y)}
     if test is not None:
-        metrics["test"] = common.metrics(model, *test)
+        metrics["test"] = _scores(model, "test", *test)
     _print_summary(args, metrics, len(y), wall)
     if out.out is not None:
         _write(args, out, model, metrics, plot=not args.no_plot and bool(eval_set))

@@ -228,7 +228,7 @@ def check_candidates(method, cands, *, epochs, batch_size, backend, device, wher
             raise ValueError(f"{where}[{i}]: {method} needs η > 0, got {cand.get('eta')}")
         try:
             SeAClassifier(augment=method, epochs=epochs, batch_size=batch_size,
-                          backend=backend, device=device, **cand)._checked_params()
+                          backend=backend, device=device, **cand).checked_params()
         except TypeError as e:
             if isinstance(e, ValueError):
                 raise

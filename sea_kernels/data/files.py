@@ -269,61 +269,90 @@ def labels_to_indices(values: Sequence, classes: Sequence[str] | None = None, *,
 def load_dataset(features: str | os.PathLike | Sequence[str | os.PathLike], labels=None, *,
                  key: str | None = None, label_key: str | None = None, split: str | None = None,
                  classes: Sequence[str] | None = None, check: bool = True):
-    """(X, y) from one feature file or several (X then a list of arrays, one per file).
+    """(X, y) from one feature file or several (X then a list of arrays, one per file):
+    `FeatureFiles(features).dataset(...)`.
 
     ``labels``: a separate labels file; otherwise they are read from the (first) features file
     (key ``label_key``, or derived from the features key: x → y, x_test → y_test). ``split``
     picks `x_<split>`/`y_<split>` when no key is given. With ``check`` (default) the data is
     validated with `check_dataset`. Raises ValueError with a clear message on any problem.
     """
-    specs = [features] if isinstance(features, (str, os.PathLike)) else list(features)
-    if not specs:
-        raise ValueError("no features file given")
-    arrays, keys_used = [], []
-    for spec in specs:
-        path, inline_key = split_key(spec)
-        k = key if key is not None else inline_key
-        _check_exists(path, "features")
-        ext = _check_extension(path, FEATURE_EXTENSIONS, "features")
-        obj = _open_named(path, ext)
-        if isinstance(obj, np.ndarray):
-            if k is not None:
-                raise ValueError(f"{path}: holds a single array, there is no key {k!r} to select")
-            arrays.append(obj)
-            keys_used.append((path, None, None))
+    return FeatureFiles(features).dataset(labels, key=key, label_key=label_key, split=split,
+                                          classes=classes, check=check)
+
+
+class FeatureFiles:
+    """Feature files opened once (each checked to exist, its extension known, its container read
+    by `_open_named`): every split is then taken from the open files, so a `.pt` is loaded once
+    and a `.npz` member is read once however many splits a command uses."""
+
+    def __init__(self, features: str | os.PathLike | Sequence[str | os.PathLike]):
+        specs = [features] if isinstance(features, (str, os.PathLike)) else list(features)
+        if not specs:
+            raise ValueError("no features file given")
+        #: (path, key written after the path, the open file: an array or a dict-like) per file
+        self.files = []
+        for spec in specs:
+            path, inline_key = split_key(spec)
+            _check_exists(path, "features")
+            ext = _check_extension(path, FEATURE_EXTENSIONS, "features")
+            self.files.append((path, inline_key, _open_named(path, ext)))
+
+    def has_split(self, split: str) -> bool:
+        """Whether every file holds named arrays with an ``x_<split>`` array (and no key after its
+        path pins one array)."""
+        return all(inline is None and not isinstance(obj, np.ndarray)
+                   and f"x_{split}" in obj.keys() for _, inline, obj in self.files)
+
+    def dataset(self, labels=None, *, key: str | None = None, label_key: str | None = None,
+                split: str | None = None, classes: Sequence[str] | None = None,
+                check: bool = True):
+        """(X, y) of these files, as `load_dataset` describes."""
+        arrays, keys_used = [], []
+        for path, inline_key, obj in self.files:
+            k = key if key is not None else inline_key
+            if isinstance(obj, np.ndarray):
+                if k is not None:
+                    raise ValueError(f"{path}: holds a single array, there is no key {k!r} to "
+                                     "select")
+                arrays.append(obj)
+                keys_used.append((path, None, None))
+            else:
+                fk = _feature_key(path, list(obj.keys()), k, split)
+                arrays.append(obj[fk])
+                keys_used.append((path, fk, obj))
+        if labels is not None:
+            y = load_labels(labels, key=label_key, split=split, classes=classes)
+            label_source = str(split_key(labels)[0])
         else:
-            fk = _feature_key(path, list(obj.keys()), k, split)
-            arrays.append(obj[fk])
-            keys_used.append((path, fk, obj))
-    if labels is not None:
-        y = load_labels(labels, key=label_key, split=split, classes=classes)
-        label_source = str(split_key(labels)[0])
-    else:
-        y, label_source = None, None
-        for path, fk, obj in keys_used:
-            if obj is None:
-                continue
-            names = list(obj.keys())
-            cands = [label_key] if label_key else _label_key_for(fk) + list(_LABEL_KEYS)
-            lk = next((c for c in cands if c in names), None)
-            if label_key and lk is None:
-                raise ValueError(f"{path}: no array named {label_key!r} "
-                                 f"(it has: {', '.join(names)})")
-            if lk is not None:
-                y, label_source = np.asarray(obj[lk]), f"{path}:{lk}"
-                break
-        if y is None:
-            raise ValueError(f"no labels found in {', '.join(str(p) for p, _, _ in keys_used)}: "
-                             "give a labels file (--labels) or store them as y / y_<split>")
-    for (path, _, _), a in zip(keys_used, arrays):
-        if a.ndim == 1:
-            raise ValueError(f"{path}: features must be 2-D (examples × dims), got a 1-D array "
-                             f"of {a.shape[0]} values")
-    X = arrays[0] if len(arrays) == 1 else arrays
-    y = np.asarray(y)
-    if check:
-        y = check_dataset(X, y, names=[str(p) for p, _, _ in keys_used], label_source=label_source)
-    return X, y
+            y, label_source = _labels_in(keys_used, label_key)
+        for (path, _, _), a in zip(keys_used, arrays):
+            if a.ndim == 1:
+                raise ValueError(f"{path}: features must be 2-D (examples × dims), got a 1-D "
+                                 f"array of {a.shape[0]} values")
+        X = arrays[0] if len(arrays) == 1 else arrays
+        y = np.asarray(y)
+        if check:
+            y = check_dataset(X, y, names=[str(p) for p, _, _ in keys_used],
+                              label_source=label_source)
+        return X, y
+
+
+def _labels_in(keys_used, label_key: str | None):
+    """(labels, their source) from the first named-array file that holds them (`label_key`, or
+    the features key's y-name, or the default label keys); ValueError when none does."""
+    for path, fk, obj in keys_used:
+        if obj is None:
+            continue
+        names = list(obj.keys())
+        cands = [label_key] if label_key else _label_key_for(fk) + list(_LABEL_KEYS)
+        lk = next((c for c in cands if c in names), None)
+        if label_key and lk is None:
+            raise ValueError(f"{path}: no array named {label_key!r} (it has: {', '.join(names)})")
+        if lk is not None:
+            return np.asarray(obj[lk]), f"{path}:{lk}"
+    raise ValueError(f"no labels found in {', '.join(str(p) for p, _, _ in keys_used)}: "
+                     "give a labels file (--labels) or store them as y / y_<split>")
 
 
 def _flatten(a: np.ndarray) -> np.ndarray:

@@ -400,7 +400,7 @@ def load_model(cls, path, *, device=None):
             params["device"] = "cpu"
     try:
         clf = cls(**params)
-        clf._checked_params()
+        clf.checked_params()
     except (TypeError, ValueError) as e:
         raise _bad("model", p, f"holds invalid parameters ({e})") from None
     clf.W_ = blob["W"].to(torch.device(clf.device))

@@ -405,3 +405,23 @@ class Run:
         with contextlib.suppress(AttributeError, TypeError):
             exc.sea_agreed = True      # handled: an enclosing Run leaves it alone
         return False
+
+
+#: The Runs open in this process (`session`), innermost last.
+_open_runs: list[Run] = []
+
+
+@contextlib.contextmanager
+def session(device="cpu"):
+    """The `Run` of this piece of work, set up once: the innermost one already open in this
+    process (a command opened it around everything it does, `fit` then trains in it), else — or
+    inside `single_process` — a new one on `setup(device)`, open for the block."""
+    if _open_runs and not _single[0]:
+        yield _open_runs[-1]
+        return
+    with Run(setup(device)) as run:
+        _open_runs.append(run)
+        try:
+            yield run
+        finally:
+            _open_runs.remove(run)

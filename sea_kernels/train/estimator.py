@@ -197,12 +197,13 @@ class SeAClassifier(EstimatorBase):
 
     # ------------------------------------------------------------------ parameters
     # get_params / set_params / repr: scikit-learn's BaseEstimator (or sklearn_compat's stand-in).
-    def _checked_params(self) -> dict:
+    def checked_params(self) -> dict:
         """The parameters, checked (ValueError / ParameterError naming the bad one), with the
         numeric ones as Python int/float (numpy scalars accepted) and random_state an int or
         None (None also for a numpy RandomState / Generator, which fit draws from). `device`
-        must be usable here (`train.devices.check_device`). (Not scikit-learn's
-        `_validate_params`, which checks `_parameter_constraints`.)"""
+        must be usable here (`train.devices.check_device`). The one check of the parameters:
+        fit runs it, and so does the command line before it reads any data. (Not
+        scikit-learn's `_validate_params`, which checks `_parameter_constraints`.)"""
         checked = self.get_params(deep=False)
         check_choice("augment", self.augment, AUGMENTS)
         for name in _NUMERIC_PARAMS:
@@ -235,7 +236,9 @@ class SeAClassifier(EstimatorBase):
         if not hasattr(self, "W_"):
             raise NotFittedError("this SeAClassifier is not fitted yet; call fit(X, y) first")
 
-    def _prepare_eval(self, eval_set):
+    def _prepare_eval(self, eval_set, train=None):
+        """[(name, prepared X, labels)] of eval_set; an entry whose X is the training X itself
+        (`train`: (X as given, its prepared tensor)) reuses the prepared training rows."""
         if eval_set is None:
             return []
         items = list(eval_set.items()) if isinstance(eval_set, dict) else \
@@ -246,7 +249,10 @@ class SeAClassifier(EstimatorBase):
                 raise TypeError(f"eval_set entry {name!r} must be an (X, y) pair, got "
                                 f"{type(pair).__name__}")
             Xe, ye = pair
-            xe = self._prepare_X(Xe, f"eval_set {name!r} X", fitted=True)
+            if train is not None and Xe is train[0]:
+                xe = train[1]
+            else:
+                xe = self._prepare_X(Xe, f"eval_set {name!r} X", fitted=True)
             out.append((str(name), xe, self._labels_like_classes(ye, f"eval_set {name!r} y",
                                                                  xe.shape[0])))
         return out
@@ -273,13 +279,13 @@ class SeAClassifier(EstimatorBase):
         (np.memmap included) and augment sea/sea_neg/none/adv each rank reads only its rows
         (`data.features.LazyRows`; the whole X is verified and fingerprinted in chunks).
         """
-        with dist.Run(dist.setup(self.device)) as run:
+        with dist.session(self.device) as run:
             return self._fit(run, X, y, eval_set=eval_set, checkpoint=checkpoint,
                              checkpoint_every=checkpoint_every, progress=progress)
 
     def _fit(self, run, X, y, *, eval_set, checkpoint, checkpoint_every, progress):
         world = run.world
-        params = self._checked_params()
+        params = self.checked_params()
         check_int("checkpoint_every", checkpoint_every)
         device = torch.device(self.device)
         for attr in ("W_", "history_", "n_iter_", "n_train_rows_"):
@@ -296,7 +302,9 @@ class SeAClassifier(EstimatorBase):
         self.classes_ = classes
         self.feature_dims_ = dims
         self.n_features_in_ = d
-        evals = [(name, xe.to(x.dtype), ye) for name, xe, ye in self._prepare_eval(eval_set)]
+        prepared = (X_in, x) if isinstance(x, Tensor) else None
+        evals = [(name, xe.to(x.dtype), ye)
+                 for name, xe, ye in self._prepare_eval(eval_set, prepared)]
         labels = torch.as_tensor(y_idx, dtype=torch.long, device=device)
         C = len(classes)
 
@@ -382,7 +390,7 @@ class SeAClassifier(EstimatorBase):
     def _run_epoch(self, epoch, x_train, y_train, W, opt, gen, strategy: Augmentation,
                    history, params: dict | None = None, *, world=dist.SINGLE,
                    group=None) -> float:
-        params = params if params is not None else self._checked_params()
+        params = params if params is not None else self.checked_params()
         n = x_train.shape[0]
         bs = params["batch_size"]
         perm = torch.randperm(n, generator=gen).to(x_train.device)
