@@ -118,21 +118,16 @@ def methods(args) -> list:
 
 
 def check_args(args, device: str):
-    """Every option that is not data, checked the way `compare()` checks it (ValueError /
-    ParameterError naming it) before any data is read; returns the `Plan`."""
+    """Every option that is not data, checked by compare()'s own check (`compare.plan`:
+    ValueError / ParameterError naming it) before any data is read; returns the `Plan`."""
     from ..compare import plan
-    from ..params import check_int, check_real
     if args.adv_eta is not None and "adv" not in methods(args):
         raise UsageError("--adv-eta is for the method adv; add it to --methods")
     if args.me_ada_lr is not None and "me_ada" not in methods(args):
         raise UsageError("--me-ada-lr is for the method me_ada; add it to --methods")
-    if args.val is None:
-        check_real("val_fraction", args.val_fraction)
-    if args.group_size is not None:
-        check_int("group_size", args.group_size, minimum=1)
     return plan(methods(args), seeds(args), grid(args), epochs=args.epochs,
                 batch_size=args.batch_size, metric=args.metric, backend=args.backend,
-                device=device)
+                device=device, val_fraction=args.val_fraction, group_size=args.group_size)
 
 
 def _announce(args, p, n, val, n_test):

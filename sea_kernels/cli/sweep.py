@@ -93,19 +93,19 @@ def grid(args) -> dict:
     return base_and_grid(args)[1]
 
 
+def _settings(args) -> dict:
+    """The options of `sweep()` that are not data."""
+    return dict(val_fraction=args.val_fraction, epochs=args.epochs, batch_size=args.batch_size,
+                random_state=args.seed, backend=args.backend, metric=args.metric,
+                group_size=args.group_size)
+
+
 def check_args(args, g) -> None:
-    """The grid and the scalar options, checked the way `sweep()` checks them (ValueError /
-    ParameterError naming the option) — before any data is read."""
-    from ..params import check_int, check_real, check_seed
-    from ..sweeps.grid import expand_grid
-    expand_grid(g)
-    check_int("epochs", args.epochs)
-    check_int("batch_size", args.batch_size)
-    check_seed(args.seed, "--seed")
-    if args.group_size is not None:
-        check_int("group_size", args.group_size, minimum=1)
-    if args.val is None:
-        check_real("val_fraction", args.val_fraction)
+    """The grid and the scalar options, checked by sweep()'s own check
+    (`sweeps.search.checked_settings`: ValueError / ParameterError naming the option) — before
+    any data is read; and --top."""
+    from ..sweeps.search import checked_settings
+    checked_settings(g, **_settings(args), seed_name="--seed")
     if args.top < 0:
         raise UsageError(f"--top must be ≥ 0, got {args.top}")
 
@@ -121,11 +121,8 @@ def _announce(args, g, n, val):
 
 def _sweep_kwargs(args, val, test, device: str) -> dict:
     """Keyword arguments of `sea_kernels.sweeps.search.sweep` from the command line."""
-    kw = dict(val_fraction=args.val_fraction, epochs=args.epochs, batch_size=args.batch_size,
-              random_state=args.seed, backend=args.backend, metric=args.metric,
-              retrain=not args.no_retrain, progress=arguments.show_progress(args), device=device)
-    if args.group_size is not None:
-        kw.update(group_size=args.group_size)
+    kw = dict(_settings(args), retrain=not args.no_retrain,
+              progress=arguments.show_progress(args), device=device)
     if val is not None:
         kw.update(X_val=val[0], y_val=val[1])
     if test is not None:

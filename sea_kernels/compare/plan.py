@@ -19,6 +19,7 @@ from ..params import (
     GRID_PARAMS,
     ME_ADA_DEFAULTS,
     METRICS,
+    VAL_FRACTION,
     ParameterError,
     canonical,
     check_choice,
@@ -74,6 +75,8 @@ class Plan:
     baseline: str | None
     metric: str
     spaces: dict
+    val_fraction: float = VAL_FRACTION
+    group_size: int | None = None
 
     def n_candidates(self, method: str) -> int | None:
         """Candidates of `method` per seed (None for a callable: known only per seed)."""
@@ -239,9 +242,15 @@ def check_candidates(method, cands, *, epochs, batch_size, backend, device, wher
 
 def plan(methods=DEFAULT_METHODS, seeds=3, grid=None, *, baseline: str | None = BASELINE,
          metric: str = "top1", epochs: int = EPOCHS, batch_size: int = BATCH_SIZE,
-         backend: str = "auto", device: str = "cpu") -> Plan:
+         backend: str = "auto", device: str = "cpu", val_fraction: float = VAL_FRACTION,
+         group_size: int | None = None) -> Plan:
     """Check every argument of `compare` that is not data and resolve each method's candidates
-    (module docstring); ValueError / ParameterError naming the argument. Nothing is trained."""
+    (module docstring); ValueError / ParameterError naming the argument. Nothing is trained.
+    The one check of these arguments: `compare` runs it, and so does `sea compare` before it
+    reads any data."""
+    from ..sweeps.engine import check_group_size
+    val_fraction = check_real("val_fraction", val_fraction)
+    group_size = check_group_size(group_size)
     methods = check_methods(methods, baseline)
     seeds = check_seeds(seeds)
     check_choice("metric", metric, METRICS)
@@ -284,4 +293,4 @@ def plan(methods=DEFAULT_METHODS, seeds=3, grid=None, *, baseline: str | None = 
             spaces[m] = ("fits", check_candidates(m, _product(axes), epochs=epochs,
                                                    batch_size=batch_size, backend=backend,
                                                    device=device, where=where))
-    return Plan(methods, seeds, baseline, metric, spaces)
+    return Plan(methods, seeds, baseline, metric, spaces, val_fraction, group_size)

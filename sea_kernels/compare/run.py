@@ -64,7 +64,6 @@ from ..params import (
     EPOCHS,
     GRID_PARAMS,
     VAL_FRACTION,
-    check_real,
 )
 from .plan import (
     BASELINE,
@@ -149,7 +148,6 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
 
     from ..data.features import block_dims, check_block_dims, prepare_features
     from ..data.labels import label_array
-    from ..sweeps.engine import check_group_size
     from ..sweeps.search import stratified_split, sweep
     from ..train.devices import check_device
     from ..train.divergence import TrainingDiverged
@@ -161,9 +159,9 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
     device = str(device)
     check_device(device)
     p = plan(methods, seeds, grid, baseline=baseline, metric=metric, epochs=epochs,
-             batch_size=batch_size, backend=backend, device=device)
-    val_fraction = check_real("val_fraction", val_fraction)
-    group_size = check_group_size(group_size)
+             batch_size=batch_size, backend=backend, device=device, val_fraction=val_fraction,
+             group_size=group_size)
+    val_fraction, group_size = p.val_fraction, p.group_size
     grouped = {} if group_size is None else {"group_size": group_size}
     if X_test is None or y_test is None:
         raise ValueError("compare needs a test set: give X_test and y_test")

@@ -38,7 +38,7 @@ from .grid import METRICS, expand_grid
 from .results import SweepResult
 from .shards import config_costs, train_sharded
 
-__all__ = ["sweep", "stratified_split"]
+__all__ = ["sweep", "stratified_split", "checked_settings"]
 
 
 def stratified_split(y, val_fraction: float = VAL_FRACTION, random_state: int = 0):
@@ -75,6 +75,29 @@ def _concat_rows(a, b):
     return np.concatenate([np.asarray(a), np.asarray(b)])
 
 
+def checked_settings(grid: Mapping[str, Sequence] | None = None, *,
+                     val_fraction: float = VAL_FRACTION, epochs: int = EPOCHS,
+                     batch_size: int = BATCH_SIZE, random_state: int = 0, backend: str = "auto",
+                     chunk_size: int | None = None, max_chunk_bytes: int | None = None,
+                     metric: str = "top1", group_size: int | None = None,
+                     seed_name: str = "random_state") -> dict:
+    """The arguments of `sweep` that are not data, checked (ValueError / ParameterError naming
+    each; the seed named `seed_name`, e.g. "--seed"), as a dict of the checked values with the
+    grid's configurations under "configs": the one check, which `sweep` runs and the command
+    line runs before it reads any data."""
+    check_choice("metric", metric, METRICS)
+    check_choice("backend", backend, BACKENDS)
+    return {"configs": expand_grid(grid), "metric": metric, "backend": backend,
+            "epochs": check_int("epochs", epochs),
+            "batch_size": check_int("batch_size", batch_size),
+            "random_state": check_random_state(random_state, seed_name),
+            "group_size": check_group_size(group_size),
+            "val_fraction": check_real("val_fraction", val_fraction),
+            "chunk_size": None if chunk_size is None else check_int("chunk_size", chunk_size),
+            "max_chunk_bytes": (None if max_chunk_bytes is None
+                                else check_int("max_chunk_bytes", max_chunk_bytes))}
+
+
 def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val=None,
           val_fraction: float = VAL_FRACTION, X_test=None, y_test=None, epochs: int = EPOCHS,
           batch_size: int = BATCH_SIZE, random_state: int = 0, backend: str = "auto",
@@ -109,16 +132,12 @@ def sweep(X, y, grid: Mapping[str, Sequence] | None = None, *, X_val=None, y_val
     of the kind of y's, test labels among the classes) — is checked before any training.
     """
     t0 = time.perf_counter()
-    check_choice("metric", metric, METRICS)
-    check_choice("backend", backend, BACKENDS)
-    configs = expand_grid(grid)
-    epochs, batch_size = check_int("epochs", epochs), check_int("batch_size", batch_size)
-    random_state = check_random_state(random_state)
-    group_size = check_group_size(group_size)
-    val_fraction = check_real("val_fraction", val_fraction)
-    chunk_size, max_chunk_bytes = (None if v is None else check_int(name, v) for name, v in
-                                   (("chunk_size", chunk_size),
-                                    ("max_chunk_bytes", max_chunk_bytes)))
+    s = checked_settings(grid, val_fraction=val_fraction, epochs=epochs, batch_size=batch_size,
+                         random_state=random_state, backend=backend, chunk_size=chunk_size,
+                         max_chunk_bytes=max_chunk_bytes, metric=metric, group_size=group_size)
+    configs, epochs, batch_size = s["configs"], s["epochs"], s["batch_size"]
+    random_state, group_size, val_fraction = s["random_state"], s["group_size"], s["val_fraction"]
+    chunk_size, max_chunk_bytes = s["chunk_size"], s["max_chunk_bytes"]
     if (X_val is None) != (y_val is None):
         raise ValueError("give both X_val and y_val, or neither")
     if (X_test is None) != (y_test is None):
