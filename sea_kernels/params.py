@@ -50,6 +50,11 @@ ISDA_STRENGTH = 0.5
 # copies across the class boundaries. Hence 0.003; the paper searched ME-ADA's parameters.
 ME_ADA_DEFAULTS = {"steps": 15, "rounds": 2, "gamma": 1.0, "beta": 10.0, "lr": 0.003}
 VAL_FRACTION = 0.2
+#: The methods `compare` compares by default, and its candidates when no grid is given (per
+#: method as `sea_kernels.compare.run` describes); here, so that `sea compare --help` shows them
+#: without importing numpy.
+COMPARE_METHODS = ("none", "sea", "mixup")
+COMPARE_GRID = {"lr": [0.25, 0.5, 1.0, 2.0, 4.0], "eta": [0.0, 0.2, 0.4, 0.8], "lam": [0.1, 1.0]}
 
 #: The paper's search (Sec. 4): 6 × 4 × 3 × 3 × 2 × 4 = 1,728 configurations.
 PAPER_GRID = {

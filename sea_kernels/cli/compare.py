@@ -21,6 +21,8 @@ from ..params import (
     AUGMENTS,
     BACKENDS,
     BATCH_SIZE,
+    COMPARE_GRID,
+    COMPARE_METHODS,
     EPOCHS,
     METRICS,
     VAL_FRACTION,
@@ -33,10 +35,10 @@ from .sweep import GRIDS as _SWEEP_GRIDS
 #: The base grids `--grid` names: compare's own (DEFAULT_GRID) and those of `sea sweep`.
 GRIDS = ("compare", *_SWEEP_GRIDS)
 
-#: Shown in --help; the values are `sea_kernels.compare.DEFAULT_METHODS` / DEFAULT_GRID
-#: (read when the command runs, so that building the parser imports no numpy).
-_DEFAULTS_HELP = {"methods": "none sea mixup", "lr": "0.25 0.5 1 2 4", "eta": "0 0.2 0.4 0.8",
-                  "lam": "0.1 1"}
+#: Shown in --help: params.COMPARE_METHODS and the axes of params.COMPARE_GRID, as text.
+_DEFAULTS_HELP = {"methods": " ".join(COMPARE_METHODS),
+                  **{k: " ".join(format(v, "g") for v in vals)
+                     for k, vals in COMPARE_GRID.items()}}
 
 
 def add_parser(sub):

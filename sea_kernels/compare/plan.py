@@ -14,6 +14,8 @@ from ..params import (
     AUGMENTS,
     BACKENDS,
     BATCH_SIZE,
+    COMPARE_GRID,
+    COMPARE_METHODS,
     DEFAULTS,
     EPOCHS,
     GRID_PARAMS,
@@ -31,10 +33,10 @@ from ..params import (
 #: The tag in compare.json.
 
 FORMAT = "sea_kernels.compare/1"
-DEFAULT_METHODS = ("none", "sea", "mixup")
+DEFAULT_METHODS = COMPARE_METHODS
 BASELINE = "none"
 #: `grid=None`: what `compare` searches (per method as in the module docstring).
-DEFAULT_GRID = {"lr": [0.25, 0.5, 1.0, 2.0, 4.0], "eta": [0.0, 0.2, 0.4, 0.8], "lam": [0.1, 1.0]}
+DEFAULT_GRID = COMPARE_GRID
 #: η of `adv` (x + η g with the raw gradient g, whose norm grows with W: not SeA's scale).
 ADV_ETAS = (0.2, 1.0)
 #: ME-ADA's feature-space ascent step, searched next to the lr: the package default (0.003) and

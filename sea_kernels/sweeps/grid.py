@@ -6,7 +6,7 @@
 
 A configuration is a dict over PARAMS (= params.GRID_PARAMS: lr, weight_decay, alpha, lam, delta,
 eta); names may be aliases (params.ALIASES: wd, lambda, margin, ...); a parameter left out takes
-params.DEFAULTS (the paper's, lr 1.6 at batch 256). Values are checked by params.check_real.
+params.DEFAULTS. Values are checked by params.check_real.
 
 The command line (`sea sweep`, `sea compare`) builds its grid by one rule, `command_line_grid`:
 with no axis given, the command's documented grid; an axis given replaces its axis and every

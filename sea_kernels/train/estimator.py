@@ -141,18 +141,19 @@ class SeAClassifier(EstimatorBase):
     Parameters (scikit-learn conventions: stored unchanged, validated in fit)
     ----------
     augment : "sea" (default), "sea_neg", "none", "adv", "rand", "mixup", "isda", "me_ada"
-    epochs : int, 100.   batch_size : int, 256.   lr : float, 1.6 (the paper's default at batch 256;
-        too large for some feature sets — see TrainingDiverged).   momentum : 0.9.
-    weight_decay : τ, 1e-6.   alpha : projection temperature α, 0.01.   eta : step η, 0.8
-        (0 = no augmentation).   lam : loss temperature λ, 0.1.   delta : margin δ, 0.0.
+    epochs : int.   batch_size : int.   lr : float, for a batch of params.BATCH_SIZE (the
+        default can be too large for some feature sets — see TrainingDiverged).   momentum.
+    weight_decay : τ.   alpha : projection temperature α.   eta : step η (0 = no
+        augmentation).   lam : loss temperature λ.   delta : margin δ.
     backend : "auto", "torch", "cpp", "triton" — the fused SeA kernel ("sea"/"sea_neg" only).
     random_state : int, None, or a numpy RandomState / Generator (fit draws its seed from it).
     device : "cpu", "cuda", ...
-    isda_strength : λ_0 of ISDA's ramp, 0.5 (ISDA's default).
-    me_ada_steps=15, me_ada_gamma=1.0, me_ada_beta=10.0, me_ada_rounds=2 (ME-ADA's CIFAR
-        defaults), me_ada_lr=0.003 (feature-space ascent step, see `params.ME_ADA_DEFAULTS`).
+    isda_strength : λ_0 of ISDA's ramp (ISDA's default).
+    me_ada_steps, me_ada_gamma, me_ada_beta, me_ada_rounds (ME-ADA's CIFAR defaults), me_ada_lr
+        (the feature-space ascent step; `params.ME_ADA_DEFAULTS` says why).
     verbose : print one line per epoch.
-    (The defaults are `sea_kernels.params`', checked by its check_real / check_int / check_seed.)
+    Every default is `sea_kernels.params`' (DEFAULTS, EPOCHS, BATCH_SIZE, MOMENTUM,
+    ISDA_STRENGTH, ME_ADA_DEFAULTS), checked by its check_real / check_int / check_seed.
 
     Attributes after fit: classes_, n_features_in_, feature_dims_, coef_ (C×d numpy), W_ (d×C
     tensor), history_, seed_, n_iter_ (epochs trained), backend_ (resolved backend), and for
