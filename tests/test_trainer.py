@@ -386,7 +386,7 @@ def test_bad_data_is_named():
     (lambda y: np.array(["cat", "dog", "eel"])[y], "U"),
     (lambda y: np.array(["cat", "dog", "eel"], dtype=object)[y], "O"),
     (lambda y: np.array([b"a", b"b", b"c"])[y], "S"),
-    (lambda y: np.array([0.5, 1.5, 2.25])[y], "f"),
+    (lambda y: np.array([3, 7, 200], dtype=np.uint8)[y], "u"),
     (lambda y: np.array([-1, 4, 9], dtype=np.int16)[y], "i"),
     (lambda y: y == 1, "b"),
     (lambda y: list(np.array(["x", "y", "z"])[y]), "U"),
