@@ -534,3 +534,44 @@ def test_resumed_cli_run_from_a_verified_checkpoint(damaged, capsys, tmp_path):
     assert got == 0, err
     from sea_kernels.train import checkpoint
     assert checkpoint.read_checkpoint(ck)["epoch"] == 2
+
+
+def test_train_reads_checks_and_prepares_each_thing_once(tmp_path, cifar_npz, capsys,
+                                                         monkeypatch):
+    """`sea train f.npz --checkpoint c --out d` (x_test in the file): the file is opened once,
+    the parameters checked by the estimator's one check, the processes set up once, the training
+    features prepared once (the train score reuses them) plus once for the test split; on resume
+    the checkpoint is read once; the summary equals a fresh evaluation of the saved model."""
+    from sea_kernels.data import files
+    from sea_kernels.train import checkpoint, distributed, estimator
+    calls = {"open": 0, "params": 0, "setup": 0, "prepare": 0, "ckpt": 0}
+
+    def counting(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+    monkeypatch.setattr(files, "_open_named", counting("open", files._open_named))
+    monkeypatch.setattr(estimator.SeAClassifier, "checked_params",
+                        counting("params", estimator.SeAClassifier.checked_params))
+    monkeypatch.setattr(distributed, "setup", counting("setup", distributed.setup))
+    monkeypatch.setattr(estimator, "prepare_features",
+                        counting("prepare", estimator.prepare_features))
+    monkeypatch.setattr(checkpoint, "load_verified", counting("ckpt", checkpoint.load_verified))
+    ck = tmp_path / "state.pt"
+    base = ["train", cifar_npz, "--lr", 0.5, "--eta", 0.4, "--seed", 1, "--checkpoint", ck,
+            "--no-plot"]
+    code, _, err = run([*base, "--epochs", 1, "--out", tmp_path / "a"], capsys)
+    assert code == 0, err
+    # params: the CLI runs the estimator's check before reading data, fit runs the same function
+    assert calls == {"open": 1, "params": 2, "setup": 1, "prepare": 2, "ckpt": 0}
+    calls.update(dict.fromkeys(calls, 0))
+    code, _, err = run([*base, "--epochs", 2, "--out", tmp_path / "b"], capsys)
+    assert code == 0, err
+    assert calls["open"] == 1 and calls["setup"] == 1 and calls["ckpt"] == 1
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    model = estimator.SeAClassifier.load(tmp_path / "b" / "model.pt")
+    z = np.load(cifar_npz)
+    for split in ("train", "test"):
+        pred = model.predict(z[f"x_{split}"])
+        assert metrics[split]["top1"] == pytest.approx(float(np.mean(pred == z[f"y_{split}"])))

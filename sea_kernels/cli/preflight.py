@@ -85,4 +85,4 @@ def check_checkpoint(path) -> None:
     check_output_file(path, "--checkpoint")
     if Path(path).exists():
         from ..train.checkpoint import read_checkpoint
-        read_checkpoint(path)
+        read_checkpoint(path, keep=True)   # fit resumes from it without reading it again

@@ -237,15 +237,42 @@ def _verify_checkpoint(ck: dict, fmt: str, path) -> dict:
     return ck
 
 
-def read_checkpoint(path) -> dict:
+#: The checkpoint last read with `read_checkpoint(path, keep=True)`: {"id": the file's identity,
+#: "content": what was read}, handed once to the next read of the same unchanged file.
+_kept: dict = {}
+
+
+def _file_id(path: str):
+    """(real path, size, modification time in ns) of an existing file; None when it is absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return os.path.realpath(path), st.st_size, st.st_mtime_ns
+
+
+def read_checkpoint(path, *, keep: bool = False) -> dict:
     """The verified content of the checkpoint at `path` (any format): BadFileError naming the
-    file when it is no SeAClassifier checkpoint, cannot be read, or fails verification."""
+    file when it is no SeAClassifier checkpoint, cannot be read, or fails verification.
+
+    With `keep`, the content is kept for the next read of the same, unchanged file, which takes
+    it instead of reading the file again (once): the command line verifies a checkpoint before it
+    reads any data, and `fit` then resumes from it without a second read."""
     p = os.fspath(path)
+    fid = _file_id(p)
+    if fid is not None and _kept.get("id") == fid:
+        content = _kept.pop("content")
+        _kept.clear()
+        return content
     fmt, ck = load_verified(p, (FORMAT_CKPT,), legacy=(FORMAT_CKPT_V2, FORMAT_CKPT_V1),
                             what="checkpoint",
                             not_ours=f"checkpoint {p!r} is not a SeAClassifier training "
                                      "checkpoint")
-    return _verify_checkpoint(ck, fmt, p)
+    content = _verify_checkpoint(ck, fmt, p)
+    _kept.clear()
+    if keep and fid is not None:
+        _kept.update(id=fid, content=content)
+    return content
 
 
 def load_training_state(path, *, params: dict, data_fingerprint: list, weight: Tensor,
