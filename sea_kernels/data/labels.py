@@ -99,7 +99,7 @@ def sortable_labels(y, name: str = "y", n_rows: int | None = None, *,
                             f"strings, ...), got values of types {', '.join(types)} "
                             f"({e})") from None
         return arr
-    raise TypeError(f"{name} must hold sortable class labels (integers, floats, strings, bools), "
+    raise TypeError(f"{name} must hold sortable class labels (integers, strings, bools), "
                     f"got dtype {arr.dtype}")
 
 

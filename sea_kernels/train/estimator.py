@@ -12,11 +12,12 @@ it, so it is spelled out exactly:
   DataFrame or anything with `to_numpy`/`__array__`, or a list of rows: lists or 1-D arrays) or
   a list/tuple of 2-D blocks (several models' features of the same examples): a list is blocks
   iff its first element is 2-D (`sklearn_compat.feature_input`). Every block L2-normalised per
-  row, concatenated, the result renormalised (Eq. 1). float32 (float64 input stays float64).
-  A 1-D X is a ValueError saying how to reshape it. Labels: any sortable type
-  (integers, floats, strings, bools, objects; `data.labels.sortable_labels` — whole-valued floats
-  count as integers, NaN is refused); `classes_` = the sorted unique labels in their own dtype,
-  remapped to 0..C−1; predictions map back to the original labels.
+  row (a zero row stays zero), concatenated, the result renormalised (Eq. 1). float32 (float64
+  input stays float64). A 1-D X is a ValueError saying how to reshape it. Labels: any sortable
+  type (integers, strings, bools, objects; `data.labels.sortable_labels` — whole-valued floats
+  count as integers; NaN and a continuous target, floats with a fractional part, are refused);
+  `classes_` = the sorted unique labels in their own dtype, remapped to 0..C−1; predictions map
+  back to the original labels.
 * Parameters are checked by `params` (numpy scalars such as np.float32(0.01) are accepted and
   trained with as Python numbers) and `device` by `train.devices.check_device` (a device this
   machine does not have is a ValueError naming the available ones), all before any work.
@@ -72,8 +73,8 @@ resume with epochs=N). The training hyper-parameters and the data must match the
 
 scikit-learn (`sklearn_compat`): with scikit-learn installed SeAClassifier is a ClassifierMixin +
 BaseEstimator (Pipeline, GridSearchCV, cross_val_score, CalibratedClassifierCV, OneVsRest...;
-it passes check_estimator but for `sklearn_compat.EXPECTED_FAILED_CHECKS`); without it, the same
-parameter protocol and score from a stand-in base. decision_function is n×C logits, (n,)
+it passes check_estimator with no expected failure); without it, the same parameter protocol
+and score from a stand-in base. decision_function is n×C logits, (n,)
 l₁ − l₀ for two classes (scikit-learn's binary convention).
 """
 from __future__ import annotations
