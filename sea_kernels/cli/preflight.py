@@ -77,12 +77,14 @@ def check_output_file(path, what: str) -> None:
     _check_creatable(path.parent, what, path)
 
 
-def check_checkpoint(path) -> None:
+def check_checkpoint(path) -> int:
     """--checkpoint: its folder writable (OutputError), and an existing file a verified
-    SeAClassifier checkpoint (BadFileError, exit 3) — before any data is read or trained on."""
+    SeAClassifier checkpoint (BadFileError, exit 3) — before any data is read or trained on.
+    Returns the epochs it holds (0 without one)."""
     if path is None:
-        return
+        return 0
     check_output_file(path, "--checkpoint")
-    if Path(path).exists():
-        from ..train.checkpoint import read_checkpoint
-        read_checkpoint(path, keep=True)   # fit resumes from it without reading it again
+    if not Path(path).exists():
+        return 0
+    from ..train.checkpoint import read_checkpoint
+    return int(read_checkpoint(path, keep=True)["epoch"])   # fit resumes without a second read

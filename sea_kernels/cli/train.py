@@ -173,7 +173,7 @@ def _run(args, device, guard) -> int:
     world = guard.world
     preflight.need_matplotlib(args)
     model = _model(args, device)
-    preflight.check_checkpoint(args.checkpoint)
+    resumed = preflight.check_checkpoint(args.checkpoint)
     with outputs.output(args.out if world.main else None) as out:
         data = inputs.load(args, "test")
         X, y, test = data.X, data.y, data.extra["test"]
@@ -190,32 +190,34 @@ def _run(args, device, guard) -> int:
         error = None
         try:
             if world.main:
-                _report(args, out, model, X, y, test, eval_set, wall, world)
+                _report(args, out, model, X, y, test, eval_set, wall, world,
+                        trained=len(model.history_) > resumed)
         except Exception as e:  # noqa: BLE001 — every rank ends with rank 0's error
             error = e
         distributed.agree(world, error)
     return 0
 
 
-def _scores(model, name: str, X, y) -> dict:
-    """top1, mean_per_class and n of the fitted model on (X, y): the last epoch's scores of the
-    eval set `name` in history_ (fit scored it with the final weights), else computed."""
-    last = (getattr(model, "history_", None) or [{}])[-1]
+def _scores(model, name: str, X, y, trained: bool) -> dict:
+    """top1, mean_per_class and n of the fitted model on (X, y): when this fit trained an epoch,
+    the last epoch's scores of the eval set `name` in history_ (fit scored it with the final
+    weights); else computed."""
+    last = model.history_[-1] if trained else {}
     if f"{name}_top1" in last:
         return {"top1": last[f"{name}_top1"], "mean_per_class": last[f"{name}_mean_per_class"],
                 "n": int(len(y))}
     return outputs.metrics(model, X, y)
 
 
-def _report(args, out, model, X, y, test, eval_set, wall, world):
+def _report(args, out, model, X, y, test, eval_set, wall, world, trained: bool):
     """Rank 0: print the summary and write --out."""
     metrics = {"params": plain(model.get_params()), "wall_time_s": wall,
                "world_size": world.size,
                "features": [str(f) for f in args.features],
                "num_classes": int(len(model.classes_)),
-               "train": _scores(model, "train", X, y)}
+               "train": _scores(model, "train", X, y, trained)}
     if test is not None:
-        metrics["test"] = _scores(model, "test", *test)
+        metrics["test"] = _scores(model, "test", *test, trained)
     _print_summary(args, metrics, len(y), wall)
     if out.out is not None:
         _write(args, out, model, metrics, plot=not args.no_plot and bool(eval_set))
