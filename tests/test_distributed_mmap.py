@@ -60,7 +60,17 @@ def test_float32_overflow_rescales_every_row_as_the_eager_path(tmp_path):
     assert ckpt.fingerprint(lazy, labels, classes) == ckpt.fingerprint(eager, labels, classes)
 
 
-@pytest.mark.parametrize("bad", ["nan", "inf", "zero", "both"])
+def test_zero_rows_stay_zero_as_in_the_eager_path(tmp_path):
+    x = np.random.default_rng(2).normal(size=(40, 4))
+    x[[5, 22, 39]] = 0.0
+    mm = _memmap(tmp_path, x)
+    eager, lazy = _eager(mm), LazyRows(mm, chunk_rows=6)
+    assert torch.equal(lazy[torch.arange(40)], eager) and torch.all(eager[[5, 22, 39]] == 0)
+    labels, classes = torch.zeros(40, dtype=torch.long), np.arange(2)
+    assert ckpt.fingerprint(lazy, labels, classes) == ckpt.fingerprint(eager, labels, classes)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "both"])
 def test_the_chunked_scan_raises_the_eager_error(tmp_path, bad):
     x = np.random.default_rng(2).normal(size=(40, 4))
     if bad in ("nan", "both"):
