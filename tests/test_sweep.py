@@ -346,6 +346,8 @@ def test_label_and_value_errors_name_the_argument(cifar):
         train_many(x, y, [{}], eval_sets={"v": (x, -1 - y)})
     with pytest.raises(ValueError, match="y contains a single class"):
         sweep(x, np.zeros(50, dtype=int), {"lr": [1.0]})
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        sweep(x, y + 0.25, {"lr": [1.0]})           # the estimator's label rule
     with pytest.raises(ValueError, match="y_val has 4 labels but X_val has 5 rows"):
         sweep(x, y, {"lr": [1.0]}, X_val=x[:5], y_val=y[:4])
     with pytest.raises(ValueError, match=r"configs\[0\]: lr must be > 0"):
