@@ -3,11 +3,11 @@
 The oracle itself (`augment`, `loss_and_grad`, `step`, `projection`, `direction_rows`: NumPy only,
 no Gram space, groups by projecting each group alone, the bias in the logits but not in g_i) is
 tests/fuzz_numpy.py, re-exported here. This module is the harness shared by tests/test_fuzz.py,
-tests/test_fuzz_regressions.py and benches/fuzz.py: building a case from parameters (group_size
-and bias included), handing it to a backend through the public ops (non-contiguous layouts
-included), and the per-dtype acceptance bound
+tests/test_backends_agree.py (the table of tests/cases.py) and benches/fuzz.py: building a case
+from parameters (group_size and bias included), handing it to a backend through the public ops
+(non-contiguous layouts included), and the per-dtype acceptance bound
 
-    ‖backend − truth‖ ≤ K_OWN · own + TOL[dtype] · scale + floor
+    ‖backend − truth‖ ≤ K_OWN · own + TOL[dtype] · scale + floor   (K_OWN: see `k_own`)
 
 where truth is the oracle on the inputs rounded to the dtype (float64 arithmetic for
 float32/bf16/fp16, longdouble for float64), scale is ‖truth‖ (for dW ‖|X̃|ᵀ|D|‖, as dW = X̃ᵀD
