@@ -282,6 +282,7 @@ for red in ("mean", "sum", "none"):
                                                  delta=1.0, reduction=red, direction=direction,
                                                  seed=5))
 add("unnormalised_rows", case(17, 16, 5, unnormalised=True, seed=1))
+add("unnormalised_eta_0", case(9, 13, 4, eta=0.0, unnormalised=True, reduction="none", seed=13))
 add("row_weights_zero", case(9, 40, 6, reduction="none"),
     lambda: random_arrays(9, 40, 6, 3)[:3] + (np.zeros(9),))
 add("row_weights_one_row", case(9, 40, 6, reduction="none"),
@@ -303,6 +304,8 @@ add("margin_100_eta_0.05", case(24, 12, 5, eta=0.05, reduction="none"),
     lambda: margin_arrays(100))
 add("margin_1000_delta_1_lam_0.05", case(24, 12, 5, delta=1.0, lam=0.05, reduction="none"),
     lambda: margin_arrays(1000, lam=0.05))
+add("margin_300_d_ge_b", case(12, 16, 4, reduction="none"),   # ĝ via QK in the batched engine
+    lambda: margin_arrays(300, b=12, d=16, c=4))
 # the oracle's own clustered kind, all rows at the margin (a mean reduction)
 add("margin_1000_clustered", case(16, 8, 4, kind="clustered", margin=1000, seed=1000))
 # W = 30·randn on 64 unit rows: with a_y = p_y − 1 rounded x̃ was off by 0.84 … 1.08 (float32)

@@ -142,6 +142,14 @@ def test_group_and_bias_errors(case, error, match):
         run(x, y, w, s, group_size=group, bias=bias)
 
 
+def test_row_scale_is_cast_to_the_compute_dtype():
+    """A float32 row_scale with float64 inputs: the gradient is float64 and that of the float64
+    row_scale (to the rounding of the scale)."""
+    x, y, w, s, _ = problem(9, 40, 6, torch.float64, seed=3, with_bias=False)
+    loss, grad = run(x, y, w, s.float())
+    assert grad.dtype == torch.float64 and rel_err(grad, run(x, y, w, s)[1]) < 1e-6
+
+
 @pytest.mark.parametrize("with_bias", [None, False, True], ids=["old_schema", "nobias", "bias"])
 @pytest.mark.parametrize("compute_grad", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
