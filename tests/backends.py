@@ -50,10 +50,11 @@ def device(name: str) -> str:
     return "cuda" if name == "triton" and torch.cuda.is_available() else "cpu"
 
 
-def param(name: str, *values, id: str | None = None):
+def param(name: str, *values, id: str | None = None, marks=()):
     """A pytest param (name, *values) skipped where the backend cannot run here."""
     ok, why = _USABLE[name]
-    return pytest.param(name, *values, id=id, marks=pytest.mark.skipif(not ok, reason=why))
+    return pytest.param(name, *values, id=id,
+                        marks=[pytest.mark.skipif(not ok, reason=why), *marks])
 
 
 def backend_params(*needs: str, dtype: torch.dtype | None = None) -> list:
