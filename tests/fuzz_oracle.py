@@ -3,11 +3,11 @@
 The oracle itself (`augment`, `loss_and_grad`, `step`, `projection`, `direction_rows`: NumPy only,
 no Gram space, groups by projecting each group alone, the bias in the logits but not in g_i) is
 tests/fuzz_numpy.py, re-exported here. This module is the harness shared by tests/test_fuzz.py,
-tests/test_fuzz_regressions.py and benches/fuzz.py: building a case from parameters (group_size
-and bias included), handing it to a backend through the public ops (non-contiguous layouts
-included), and the per-dtype acceptance bound
+tests/test_backends_agree.py (the table of tests/cases.py) and benches/fuzz.py: building a case
+from parameters (group_size and bias included), handing it to a backend through the public ops
+(non-contiguous layouts included), and the per-dtype acceptance bound
 
-    ‖backend − truth‖ ≤ K_OWN · own + TOL[dtype] · scale + floor
+    ‖backend − truth‖ ≤ K_OWN · own + TOL[dtype] · scale + floor   (K_OWN: see `k_own`)
 
 where truth is the oracle on the inputs rounded to the dtype (float64 arithmetic for
 float32/bf16/fp16, longdouble for float64), scale is ‖truth‖ (for dW ‖|X̃|ᵀ|D|‖, as dW = X̃ᵀD
@@ -82,11 +82,13 @@ class Case:
     group_size: int | None = None  # rows projected together (None: the whole batch)
     bias: float | None = None     # None: no bias; else b = bias·N(0, 1)^C (the clustered kind
     #                               with a margin: in the units of the unscaled W, scaled with it)
+    weight_dtype: str | None = None  # the weight's (and bias') dtype when not `dtype` (half x
+    #                                  with a float32 weight); the bound is still `dtype`'s
 
     def short(self) -> str:
         keys = ("b", "d", "c", "alpha", "eta", "lam", "delta", "wscale", "kind", "margin",
                 "duplicates", "one_class", "unnormalised", "zero_rows", "zero_w", "layout",
-                "reduction", "direction", "dtype", "seed", "group_size", "bias")
+                "reduction", "direction", "dtype", "seed", "group_size", "bias", "weight_dtype")
         base = Case()
         parts = []
         for k in keys:
@@ -240,15 +242,16 @@ def inputs(case: Case, arrays=None) -> Inputs:
     arrays = build(case) if arrays is None else tuple(arrays)
     x, y, w, rw = arrays[:4]
     bias = arrays[4] if len(arrays) > 4 else bias_vector(case)
-    if case.dtype == "float16" and np.abs(w).max() > 3e4:  # keep the weight finite in fp16
+    wdt = case.weight_dtype or case.dtype
+    if wdt == "float16" and np.abs(w).max() > 3e4:  # keep the weight finite in fp16
         w = w * (3e4 / np.abs(w).max())
-    if case.dtype == "float16" and bias is not None and np.abs(bias).max() > 3e4:
+    if wdt == "float16" and bias is not None and np.abs(bias).max() > 3e4:
         bias = bias * (3e4 / np.abs(bias).max())
     xt = laid_out(x, case.dtype, case.layout)
-    wt = laid_out(w, case.dtype, case.layout)
+    wt = laid_out(w, wdt, case.layout)
     yt = labels_tensor(y, case.layout, case.label_dtype)
     rwt = laid_out(rw[None, :], compute_dtype_name(case.dtype), "contiguous")[0]
-    bt = None if bias is None else bias_tensor(bias, case.dtype, case.layout)
+    bt = None if bias is None else bias_tensor(bias, wdt, case.layout)
     return Inputs(xt, yt, wt, rwt, xt.double().numpy(), wt.double().numpy(), np.asarray(y),
                   rwt.double().numpy(), bt, None if bt is None else bt.double().numpy())
 
@@ -272,6 +275,8 @@ def _grads(total, w, bias):
     """(∂total/∂W, ∂total/∂b or None) as float64 arrays."""
     import torch
     grads = torch.autograd.grad(total, [w] if bias is None else [w, bias])
+    for g, t in zip(grads, (w, bias)):
+        assert g.dtype == t.dtype and g.shape == t.shape, (g.dtype, t.dtype, g.shape, t.shape)
     out = [g.double().cpu().numpy() for g in grads]
     return out[0], (out[1] if bias is not None else None)
 
@@ -288,6 +293,11 @@ def run_backend(case: Case, inp: Inputs, backend: str):
     loss = sea_kernels.fused_sea(inp.x.to(dev), inp.labels.to(dev), w, reduction=case.reduction,
                                  direction=case.direction, group_size=case.group_size, bias=bias,
                                  backend=backend, **hyper(case))
+    ct = torch.promote_types(inp.x.dtype, inp.weight.dtype)
+    ct = ct if bias is None else torch.promote_types(ct, bias.dtype)
+    ct = torch.float32 if ct in (torch.bfloat16, torch.float16) else ct
+    assert loss.dtype == ct, f"loss in {loss.dtype}, not the compute dtype {ct}"
+    assert loss.shape == ((case.b,) if case.reduction == "none" else ()), loss.shape
     rw = inp.row_weights.to(device=dev, dtype=loss.dtype)
     total = loss if case.reduction != "none" else (loss * rw).sum()
     grad, grad_b = _grads(total, w, bias)
@@ -375,7 +385,8 @@ def _norm(a):
     return float(np.sqrt(np.square(a).sum())) if a.size else 0.0
 
 
-def metric(name, got, truth, lows, dtype, natural, out_dtype=None, scale=None, cond=0.0):
+def metric(name, got, truth, lows, dtype, natural, out_dtype=None, scale=None, cond=0.0,
+           k_own=K_OWN):
     """The comparison of `got` with `truth` (np arrays), own = the smallest error among `lows`
     (the same quantity computed in the dtype by other correct-in-principle means; non-finite
     ones are ignored), but at least `cond` (propagated_logit_rounding: what rounding the logits
@@ -397,7 +408,7 @@ def metric(name, got, truth, lows, dtype, natural, out_dtype=None, scale=None, c
     import torch
     sub = float(torch.finfo(torch_dtype(out_dtype or dtype)).smallest_normal) * 2.0 ** -10
     floor = FLOOR_TINY * tiny * max(natural, 1.0) + sub * math.sqrt(max(truth.size, 1))
-    return Metric(name, float(err), float(own), scale, K_OWN * own + TOL[dtype] * scale + floor,
+    return Metric(name, float(err), float(own), scale, k_own * own + TOL[dtype] * scale + floor,
                   finite, floor, float(cond))
 
 
@@ -440,25 +451,26 @@ def _natural(case: Case, inp: Inputs, what: str) -> float:
     return float(b)
 
 
-def check_backend(tr: Truths, backend: str) -> list[Metric]:
+def check_backend(tr: Truths, backend: str, k_own: float = K_OWN) -> list[Metric]:
     """Metrics for loss, dW and (with a bias) db of `backend` (raises whatever the backend
-    raises)."""
+    raises); k_own: the multiple of the dtype's own error allowed (K_OWN by default)."""
     case = tr.case
     loss, grad, grad_b = run_backend(case, tr.inp, backend)
     cond = tr.cond or {}
     out = [metric("loss", loss, tr.truth[0], [low[0] for low in tr.lows], case.dtype,
                   _natural(case, tr.inp, "loss"), compute_dtype_name(case.dtype),
-                  cond=cond.get("loss", 0.0)),
+                  cond=cond.get("loss", 0.0), k_own=k_own),
            metric("dW", grad, tr.truth[1], [low[1] for low in tr.lows], case.dtype,
-                  _natural(case, tr.inp, "dW"), scale=tr.dw_scale, cond=cond.get("dW", 0.0))]
+                  _natural(case, tr.inp, "dW"), scale=tr.dw_scale, cond=cond.get("dW", 0.0),
+                  k_own=k_own)]
     if tr.truth[3] is not None:
         out.append(metric("db", grad_b, tr.truth[3], [low[3] for low in tr.lows], case.dtype,
                           _natural(case, tr.inp, "db"), scale=tr.db_scale,
-                          cond=cond.get("db", 0.0)))
+                          cond=cond.get("db", 0.0), k_own=k_own))
     return out
 
 
-def check_augment(tr: Truths) -> Metric:
+def check_augment(tr: Truths, k_own: float = K_OWN) -> Metric:
     """Metric of sea_augment's x̃; an `undetermined_rows` row counts as exact when its value is
     one of the correct answers (fuzz_numpy.admissible)."""
     case = tr.case
@@ -470,19 +482,21 @@ def check_augment(tr: Truths) -> Metric:
             if admissible(got[i], tr.inp.x_r[i], case.eta, tol):
                 got[i] = np.asarray(tr.truth[2][i], dtype=np.float64)
     return metric("x_aug", got, tr.truth[2], [low[2] for low in tr.lows], case.dtype,
-                  _natural(case, tr.inp, "x_aug"))
+                  _natural(case, tr.inp, "x_aug"), k_own=k_own)
 
 
 def failures(metrics: list[Metric]) -> list[str]:
     return [str(m) for m in metrics if not m.ok]
 
 
-def assert_close(case: Case, backend: str, arrays=None, augment_too: bool = False):
-    """Run `backend` on `case` and assert every metric within its bound (pytest helper)."""
-    tr = truths(case, arrays)
-    metrics = check_backend(tr, backend)
+def assert_close(case: Case, backend: str, arrays=None, augment_too: bool = False,
+                 k_own: float = K_OWN, tr: Truths | None = None):
+    """Run `backend` on `case` and assert every metric within its bound (pytest helper); `tr`:
+    the case's truths when already computed."""
+    tr = truths(case, arrays) if tr is None else tr
+    metrics = check_backend(tr, backend, k_own)
     if augment_too:
-        metrics.append(check_augment(tr))
+        metrics.append(check_augment(tr, k_own))
     bad = failures(metrics)
     assert not bad, f"{backend} on {case.short()}:\n  " + "\n  ".join(bad)
     return metrics

@@ -18,7 +18,8 @@ the truth being the oracle on the inputs rounded to the dtype (longdouble for fl
 sea_kernels.reference and the oracle, both computed in it).
 
 The budget is fixed (derandomized, no example database): the file runs in well under 2 minutes
-on 2 cores. Failing examples found while building it are kept in tests/test_fuzz_regressions.py.
+on 2 cores. Failing examples found while building it are kept in tests/cases.py (FOUND), run on
+every backend by tests/test_backends_agree.py.
 """
 import os
 

@@ -1,0 +1,154 @@
+"""The Triton kernels themselves: what the per-backend table (tests/test_backends_agree.py, at
+16-wide blocks) cannot see — the shipped 64-wide blocks, blocks of different sizes per dimension
+with groups that start and end inside tiles, the key-tile arithmetic of groups, triton_backend's
+own refusals and outputs, and the lowering of every kernel to sm_90 (no GPU needed).
+
+Every block size here is ≥ 16, as tl.dot needs on a GPU. Without a GPU the kernels run in
+Triton's interpreter (TRITON_INTERPRET=1, set by conftest.py before the kernels are defined).
+"""
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import fuzz_oracle as fo  # noqa: E402
+import pytest  # noqa: E402
+from backends import TRITON_OK, device  # noqa: E402
+from cases import ROWS  # noqa: E402
+from helpers import make_problem  # noqa: E402
+
+from sea_kernels.op import triton_backend  # noqa: E402
+from sea_kernels.params import ParameterError  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not TRITON_OK, reason="triton unavailable, or not under "
+                                "TRITON_INTERPRET=1 without a GPU")
+
+DEVICE = device("triton")
+#: Different block sizes per dimension (all ≥ 16): row tiles of 32, key tiles of 16, value tiles
+#: of 32, so that group ranges are aligned to neither.
+MIXED = triton_backend.Config(row_m=16, row_c=32, block_m=32, block_n=16, block_c=16, block_v=32,
+                              block_d=16)
+GROUP_ROWS = [r for r in ROWS if r.case.group_size and r.case.dtype == "float32"
+              and r.case.b >= 10 and max(r.case.b, r.case.d, r.case.c) <= 64]
+
+
+@pytest.mark.parametrize("row", GROUP_ROWS, ids=lambda r: r.id)
+def test_mixed_blocks(monkeypatch, row):
+    """The table's group cases with blocks of different sizes per dimension."""
+    monkeypatch.setattr(triton_backend, "CONFIG", MIXED)
+    fo.assert_close(row.case, "triton", row.arrays(), k_own=row.spec.k_own)
+
+
+def test_default_blocks():
+    """The shipped block sizes (64-wide) on odd b and C spanning several blocks and tiles."""
+    case = fo.Case(b=130, d=20, c=150, delta=0.3, reduction="none", seed=2)
+    fo.assert_close(case, "triton")
+    fo.assert_close(fo.replace(case, group_size=50, bias=0.5, b=100, c=70), "triton")
+
+
+def test_key_tiles_cover_every_group_range():
+    """key_tiles ≥ the K tiles any row block's group range needs (aligned to block_v)."""
+    for cfg in (MIXED, triton_backend.Config(block_m=16, block_v=16),
+                triton_backend.Config(block_m=64, block_v=16), triton_backend.Config()):
+        for b in range(1, 140):
+            for g in range(1, b + 1):
+                n = triton_backend.key_tiles(b, g, cfg)
+                for r0 in range(0, b, cfg.block_m):
+                    lo = (r0 // g) * g // cfg.block_v * cfg.block_v
+                    hi = min((min(r0 + cfg.block_m, b) - 1) // g * g + g, b)
+                    assert lo + n * cfg.block_v >= hi, (cfg, b, g, r0)
+
+
+def _args(b=4, d=3, c=2, dtype=torch.float32, dev=DEVICE):
+    x, y, w = make_problem(b, d, c)
+    return (x.to(dev, dtype), y.to(dev), w.to(dev, dtype), torch.ones(b, device=dev),
+            0.01, 0.8, 0.1, 0.0)
+
+
+def test_refusals():
+    """triton_backend.sea_forward itself refuses float64 (inputs or bias), a bad group_size, and
+    CPU tensors without the interpreter."""
+    with pytest.raises(TypeError, match="float64"):
+        triton_backend.sea_forward(*_args(dtype=torch.float64))
+    with pytest.raises(TypeError, match="float64"):
+        triton_backend.sea_forward(*_args(), bias=torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(ParameterError, match="group_size"):
+        triton_backend.sea_forward(*_args(), group_size=True)
+    with pytest.raises(ValueError, match="group_size"):
+        triton_backend.sea_forward(*_args(), group_size=-1)
+
+
+def test_cpu_tensors_need_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        triton_backend.sea_forward(*_args(dev="cpu"))
+
+
+def test_outputs_without_grad():
+    """compute_grad=False: the same losses, empty dW and db (three outputs with a bias)."""
+    x, y, w, rs, *h = _args(7, 5, 3)
+    bias = torch.tensor([1.0, -2.0, 0.5], device=DEVICE)
+    full = triton_backend.sea_forward(x, y, w, rs, *h, bias=bias)
+    out = triton_backend.sea_forward(x, y, w, rs, *h, bias=bias, compute_grad=False)
+    assert len(full) == len(out) == 3 and full[2].shape == (3,)
+    assert out[1].numel() == out[2].numel() == 0 and torch.equal(out[0], full[0])
+    plain = triton_backend.sea_forward(x, y, w, rs, *h)
+    out = triton_backend.sea_forward(x, y, w, rs, *h, compute_grad=False)
+    assert len(out) == 2 and out[1].numel() == 0 and torch.equal(out[0], plain[0])
+
+
+COMPILE_CHECK = r"""
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from sea_kernels.op import triton_backend as ts
+from sea_kernels.op import triton_kernels as tk
+
+cfg = ts.Config()
+floats = {"delta", "inv_lam", "eta", "lam"}
+dot = dict(BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c, PREC=ts.DOT_PRECISION)
+att, grad = dict(dot, BLOCK_V=cfg.block_v), dict(dot, BLOCK_D=cfg.block_d)
+w = cfg.num_warps
+jobs = [(tk._row_prep, dict(NEG_ONLY=neg, BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c), {},
+         cfg.row_warps) for neg in (False, True)]
+jobs += [(tk._row_epilogue, dict(GRAD=g, BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c), {},
+          cfg.row_warps) for g in (False, True)]
+# Triton specialises int arguments equal to 1 as constants: G = 1, NKT = 1 and b = 1 included.
+jobs += [(tk._attention, att, {}, w), (tk._grad_rows, grad, {}, w),
+         (tk._attention, dict(BLOCK_M=16, BLOCK_N=16, BLOCK_C=16, BLOCK_V=32, PREC="ieee"), {}, 4),
+         (tk._attention, att, dict(G=1, NKT=1), w), (tk._attention, att, dict(b=1, G=1, NKT=1), w),
+         (tk._grad_rows, grad, dict(G=1), w), (tk._grad_rows, grad, dict(b=1, G=1), w)]
+for fn, consts, ones, warps in jobs:
+    sig, cx = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in consts or name in ones:
+            sig[name], cx[(i,)] = "constexpr", consts.get(name, ones.get(name))
+        elif name == "y_ptr":
+            sig[name] = "*i64"
+        else:
+            sig[name] = "*fp32" if name.endswith("_ptr") else "fp32" if name in floats else "i32"
+    kernel = triton.compile(ASTSource(fn, sig, cx), target=GPUTarget("cuda", 90, 32),
+                            options=dict(num_warps=warps))
+    assert kernel.asm["cubin"], fn.__name__
+print("compiled", len(jobs))
+"""
+
+
+@pytest.mark.build
+def test_kernels_compile_for_sm90():
+    """Lower every kernel to an sm_90 cubin (no GPU needed), the grouped ones also where Triton
+    turns G, NKT or b into constants: catches what the interpreter accepts but the compiler does
+    not (tl.dot shapes, branch-dependent types, ...)."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", COMPILE_CHECK], env=env,
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode and ("ptxas" in out.stderr and "not found" in out.stderr.lower()):
+        pytest.skip("no ptxas for the CUDA backend of triton")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "compiled" in out.stdout
