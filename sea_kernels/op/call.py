@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..params import DEFAULTS, DIRECTIONS, FUSED_DIRECTIONS, REDUCTIONS, check_choice, check_int
+from ..params import DEFAULTS, FUSED_DIRECTIONS, REDUCTIONS, check_choice, check_int
 from .dispatch import resolve_backend
 from .validation import (
     check_bias,
@@ -128,7 +128,7 @@ class SeaConfig(NamedTuple):
         group = group_size_of(self.hyper.group_size, x.shape[0])
         hyper = self.hyper if group == self.hyper.group_size else self.hyper._replace(
             group_size=group)
-        return SeaCall(x, labels, weight, bias, hyper, self.reduction, self.direction,
+        return SeaCall(x, labels.long(), weight, bias, hyper, self.reduction, self.direction,
                        self.dtype, self.backend)
 
 
@@ -173,7 +173,8 @@ def configure(*, alpha=DEFAULTS["alpha"], eta=DEFAULTS["eta"], lam=DEFAULTS["lam
               directions=FUSED_DIRECTIONS) -> SeaConfig:
     """The decisions of `validate` that need no tensor, made once (per fit): the scalars checked,
     the compute dtype for inputs of `dtype` (x, weight and bias alike), the backend resolved for
-    `device`, `dtype` and the features the calls need (a group size, a bias: `bias=True`)."""
+    `device`, `dtype` and the features the calls need (a group size, a bias: `bias=True`).
+    reduction=None and backend=None, with directions=params.DIRECTIONS: for `fused.augment`."""
     group_size = check_group_size(group_size)
     ct = compute_dtype(dtype)
     device = torch.device(device)

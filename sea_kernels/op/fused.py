@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 
 from ..params import DEFAULTS, DIRECTIONS, FUSED_DIRECTIONS
-from . import reference, torch_backend
 from . import call as calls
+from . import reference, torch_backend
 from .call import Hyper, SeaCall, compute_dtype, row_scale
 from .dispatch import BACKENDS_BY_NAME, resolve_backend
 from .validation import check_finite

@@ -3,9 +3,10 @@
 With group_size G the rows [kG, min((k+1)G, b)) form group k (the last one shorter when G does
 not divide b); row i projects only onto the other rows of its group, so Q is block-diagonal and
 every b×b quantity (K = XXᵀ, S, Q) is needed only on the diagonal blocks. G = None (or G ≥ b)
-is the whole batch, the paper (op/call.py: the one convention). The blocks are stored stacked: the n full groups as one
-(n, G, G) tensor and the shorter last group as a (1, r, r) tensor, so that every product is one
-batched GEMM per stack and nothing outside the blocks is formed (`BlockDiag`).
+is the whole batch, the paper (op/call.py: the one convention). The blocks are stored stacked:
+the n full groups as one (n, G, G) tensor and the shorter last group as a (1, r, r) tensor, so
+that every product is one batched GEMM per stack and nothing outside the blocks is formed
+(`BlockDiag`).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..params import check_int, check_real
+from ..params import check_real
 
 #: The floating dtypes the op takes (every backend declares a subset, op/dispatch.py).
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
