@@ -13,7 +13,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-from backends import backend_params, takes  # noqa: E402
+from backends import backend_params, forward, takes  # noqa: E402
 from helpers import make_problem, rel_err  # noqa: E402
 from test_groups import HYPER, device_for  # noqa: E402, F401
 
@@ -85,7 +85,7 @@ def test_bias_gradient_is_the_column_sum_of_d():
     """db = Σ_i D_i, D = diag(s)(P̃ − Y): from the augmented logits X̃W + 1bᵀ, float64."""
     x, y, w, bias = problem(6, 4, 3, torch.float64, seed=4)
     s = torch.rand(6, dtype=torch.float64)
-    losses, dw, db = torch_backend.sea_forward(x, y, w, s, bias=bias, **HYPER)
+    losses, dw, db = forward(torch_backend.sea_forward, x, y, w, s, bias=bias, **HYPER)
     x_aug = reference.augment(x, y, w, bias=bias, **HYPER)
     p = torch.softmax(reference.margin_logits(x_aug @ w + bias, y, HYPER["lam"], HYPER["delta"]),
                       dim=1)

@@ -205,7 +205,8 @@ def test_outputs_without_grad_and_dtype_promotion():
 
 @pytest.mark.parametrize("case,error,match", [
     ("group", ValueError, "group_size must be"), ("bias_len", RuntimeError, "bias must have shape"),
-    ("bias_2d", RuntimeError, "bias must have shape"), ("bias_int", RuntimeError, "floating point")])
+    ("bias_2d", RuntimeError, "bias must have shape"),
+    ("bias_int", RuntimeError, "floating point")])
 def test_argument_errors(case, error, match):
     x, y, w, s, bias = problem(5, 6, 3, torch.float64, seed=13)
     group, bias = {"group": (-1, bias), "bias_len": (0, bias[:2]), "bias_2d": (0, bias[None]),

@@ -17,7 +17,7 @@ if not torch.cuda.is_available():
 import fuzz_oracle as fo  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from backends import backend_params  # noqa: E402
+from backends import augment, backend_params, forward  # noqa: E402
 from helpers import make_problem, rel_err  # noqa: E402
 
 import sea_kernels  # noqa: E402
@@ -119,13 +119,12 @@ def test_torch_backend(b, g, direction, dtype):
     x, y, w = problem(b, dtype)
     s = torch.rand(b, dtype=torch.float64) + 0.1
     want, own = expected(x, y, w, g, s, dtype, direction)
-    losses, dw = torch_backend.sea_forward(x, y, w, s.to(dtype), negative_only=direction ==
-                                           "sea_neg", group_size=g, **HYPER)
+    losses, dw = forward(torch_backend.sea_forward, x, y, w, s.to(dtype),
+                         negative_only=direction == "sea_neg", group_size=g, **HYPER)
     assert losses.dtype == dw.dtype == dtype
     assert_close(losses, want[0], own[0], dtype, "loss")
     assert_close(dw, want[1], own[1], dtype, "dW")
-    x_aug = torch_backend.sea_augment(x, y, w, negative_only=direction == "sea_neg",
-                                      group_size=g, **HYPER)
+    x_aug = augment(x, y, w, negative_only=direction == "sea_neg", group_size=g, **HYPER)
     assert_close(x_aug, want[2], own[2], dtype, "x̃")
 
 

@@ -10,6 +10,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+from backends import forward  # noqa: E402
 from helpers import (  # noqa: E402
     assert_rows_close,
     cancelling_problem,
@@ -22,6 +23,14 @@ import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
 from sea_kernels.op import torch_backend, triton_backend  # noqa: E402
 from sea_kernels.op.batched import Hyper, batched_sea_grad  # noqa: E402
+
+
+def torch_forward(*args, **kw):
+    return forward(torch_backend.sea_forward, *args, **kw)
+
+
+def triton_forward(*args, **kw):
+    return forward(triton_backend.sea_forward, *args, **kw)
 
 MARGINS = [1, 10, 20, 50, 100, 300, 1000]
 DTYPES = [torch.float32, torch.float64]
@@ -51,7 +60,7 @@ def test_torch_backend(margin, dtype, negative_only):
     x, y, w = margin_problem(24, 16, 5, margin, seed=margin, dtype=dtype)
     rs = _scale(24)
     kw = dict(HYPER, delta=0.5) if negative_only else HYPER
-    got = torch_backend.sea_forward(x, y, w, rs.to(dtype), negative_only=negative_only, **kw)
+    got = torch_forward(x, y, w, rs.to(dtype), negative_only=negative_only, **kw)
     assert got[0].dtype == got[1].dtype == dtype
     assert_rows_close(got, x, y, w, rs, dtype, negative_only=negative_only, **kw)
 
@@ -86,7 +95,7 @@ def test_triton_backend(monkeypatch, margin):
     x, y, w = margin_problem(18, 12, 5, margin, seed=margin, dtype=torch.float32)
     rs = _scale(18)
     for negative_only in (False, True):
-        got = triton_backend.sea_forward(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE),
+        got = triton_forward(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE),
                                          rs.float().to(DEVICE), negative_only=negative_only,
                                          **HYPER)
         assert_rows_close(got, x, y, w, rs, torch.float32, negative_only=negative_only, **HYPER)
@@ -136,7 +145,7 @@ def test_large_random_weights(dtype):
     got = sea_kernels.sea_augment(x, y, w)
     assert _xaug_err(got, x, y, w) <= XAUG_TOL[dtype]
     rs = _scale(64)
-    assert_rows_close(torch_backend.sea_forward(x, y, w, rs.to(dtype), **HYPER), x, y, w, rs,
+    assert_rows_close(torch_forward(x, y, w, rs.to(dtype), **HYPER), x, y, w, rs,
                       dtype, **HYPER)
 
 
@@ -148,7 +157,7 @@ def test_large_random_weights_triton(monkeypatch):
     y = torch.randint(0, 10, (40,), generator=g)
     w = 30 * torch.randn(24, 10, generator=g)
     rs = _scale(40)
-    got = triton_backend.sea_forward(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE),
+    got = triton_forward(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE),
                                      rs.float().to(DEVICE), **HYPER)
     assert_rows_close(got, x, y, w, rs, torch.float32, **HYPER)
 
@@ -189,7 +198,7 @@ def test_cancelling_reproducer(monkeypatch):
     assert (sea_kernels.sea_augment(x, y, w, **kw)[0].double() - want[0]).norm() < 1e-6
     assert (_implied_xaug(x, y, w, **kw)[0].double() - want[0]).norm() < 1e-6
     rs = _scale(3)
-    assert_rows_close(torch_backend.sea_forward(x, y, w, rs.float(), **kw), x, y, w, rs,
+    assert_rows_close(torch_forward(x, y, w, rs.float(), **kw), x, y, w, rs,
                       torch.float32, **kw)
     monkeypatch.setitem(torch_backend.TAU, torch.float32, float("-inf"))  # no untrusted rows
     assert (_implied_xaug(x, y, w, **kw)[0].double() - want[0]).norm() > 1e-3
@@ -201,7 +210,7 @@ def test_cancelling_reproducer_triton(monkeypatch):
     x, y, w = cancelling_problem()
     rs = _scale(3)
     for wt in (w, torch.randn(2, 3, generator=torch.Generator().manual_seed(0))):
-        got = triton_backend.sea_forward(x.to(DEVICE), y.to(DEVICE), wt.to(DEVICE),
+        got = triton_forward(x.to(DEVICE), y.to(DEVICE), wt.to(DEVICE),
                                          rs.float().to(DEVICE), **HYPER)
         assert_rows_close(got, x, y, wt, rs, torch.float32, **HYPER)
 
@@ -239,7 +248,7 @@ def test_near_cancelling_rows(level, dtype):
         x, y, w = near_cancelling(level, seed=seed)
         x, w = x.to(dtype), w.to(dtype)
         rs = _scale(9, seed)
-        assert_rows_close(torch_backend.sea_forward(x, y, w, rs.to(dtype), **kw), x, y, w, rs,
+        assert_rows_close(torch_forward(x, y, w, rs.to(dtype), **kw), x, y, w, rs,
                           dtype, **kw)
         own = _xaug_err(reference.augment(x, y, w, **kw), x, y, w, **kw)
         assert _xaug_err(_implied_xaug(x, y, w, **kw), x, y, w, **kw) <= 2 * own + XAUG_TOL[dtype]
@@ -257,18 +266,18 @@ def test_near_cancelling_rows_triton(monkeypatch, level):
     x, y, w = near_cancelling(level)
     x, w = x.float(), w.float()
     rs = _scale(9)
-    got = triton_backend.sea_forward(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE),
+    got = triton_forward(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE),
                                      rs.float().to(DEVICE), **kw)
     assert_rows_close(got, x, y, w, rs, torch.float32, **kw)
 
 
 def _all_python_backends(x, y, w, rs, dtype, monkeypatch, **kw):
     """torch backend, Triton (float32, interpreter) and the batched engine on one problem."""
-    assert_rows_close(torch_backend.sea_forward(x, y, w, rs.to(dtype), **kw), x, y, w, rs, dtype,
+    assert_rows_close(torch_forward(x, y, w, rs.to(dtype), **kw), x, y, w, rs, dtype,
                       **kw)
     if dtype == torch.float32 and triton_backend.AVAILABLE:
         monkeypatch.setattr(triton_backend, "CONFIG", SMALL)
-        got = triton_backend.sea_forward(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE),
+        got = triton_forward(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE),
                                          rs.float().to(DEVICE), **kw)
         assert_rows_close(got, x, y, w, rs, dtype, **kw)
     hyper = Hyper(*(torch.tensor([kw[k]], dtype=dtype) for k in ("alpha", "eta", "lam", "delta")))

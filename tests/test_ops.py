@@ -210,7 +210,7 @@ def test_auto_backend_picks_cpp_on_cpu_when_built():
 
 @pytest.mark.slow
 def test_info_reports_every_backend():
-    out = subprocess.run([sys.executable, "-m", "sea_kernels.info"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "sea_kernels"], capture_output=True,
                          text=True, check=True).stdout
     for name in ("torch", "cpp", "triton", "auto picks"):
         assert name in out

@@ -14,8 +14,10 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+from backends import forward  # noqa: E402
 from helpers import TOLERANCE, make_problem, one_hot_problem, reference_rows, rel_err  # noqa: E402
 
+import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
 from sea_kernels.op import triton_backend
 
@@ -39,7 +41,8 @@ def check(x, labels, weight, row_scale=None, negative_only=False, **kw):
     b = x.shape[0]
     row_scale = torch.full((b,), 1.0 / b) if row_scale is None else row_scale
     hyper = dict(alpha=0.01, eta=0.8, lam=0.1, delta=0.0) | kw
-    losses, grad = triton_backend.sea_forward(
+    losses, grad = forward(
+        triton_backend.sea_forward,
         x.to(DEVICE), labels.to(DEVICE), weight.to(DEVICE), row_scale.float().to(DEVICE),
         hyper["alpha"], hyper["eta"], hyper["lam"], hyper["delta"], negative_only=negative_only)
     assert losses.dtype == grad.dtype == torch.float32
@@ -110,9 +113,9 @@ def test_no_grad_and_noncontiguous(small_blocks):
     xs = torch.cat([x, x], dim=1)[:, ::2].float().to(DEVICE)
     wt = w.T.contiguous().T.float().to(DEVICE)
     rs = torch.ones(9, device=DEVICE)
-    full, _ = triton_backend.sea_forward(xs, y.to(DEVICE), wt, rs, 0.01, 0.8, 0.1, 0.0)
-    losses, grad = triton_backend.sea_forward(xs, y.to(DEVICE), wt, rs, 0.01, 0.8, 0.1, 0.0,
-                                          compute_grad=False)
+    full, _ = forward(triton_backend.sea_forward, xs, y.to(DEVICE), wt, rs, 0.01, 0.8, 0.1, 0.0)
+    losses, grad = forward(triton_backend.sea_forward, xs, y.to(DEVICE), wt, rs, 0.01, 0.8, 0.1,
+                           0.0, compute_grad=False)
     assert grad.numel() == 0 and torch.equal(losses, full)
     want, _ = reference_rows(xs.double().cpu(), y, w, rs.double().cpu())
     assert rel_err(losses.cpu(), want) < 1e-5
@@ -136,12 +139,12 @@ def test_public_op(small_blocks, reduction):
 
 def test_rejects_float64_and_cpu_without_interpreter(monkeypatch):
     x, y, w = make_problem(4, 3, 2)
-    with pytest.raises(TypeError, match="float64"):
-        triton_backend.sea_forward(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE), torch.ones(4),
-                               0.01, 0.8, 0.1, 0.0)
+    with pytest.raises(TypeError, match="float64"):   # refused by the dispatcher
+        sea_kernels.fused_sea(x.to(DEVICE), y.to(DEVICE), w.to(DEVICE), backend="triton")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="needs CUDA tensors"):
-        triton_backend.sea_forward(x.float(), y, w.float(), torch.ones(4), 0.01, 0.8, 0.1, 0.0)
+        forward(triton_backend.sea_forward, x.float(), y, w.float(), torch.ones(4), 0.01, 0.8,
+                0.1, 0.0)
 
 
 COMPILE_CHECK = r"""

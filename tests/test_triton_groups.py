@@ -14,8 +14,10 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+from backends import forward  # noqa: E402
 from helpers import TOLERANCE, make_problem, rel_err  # noqa: E402
 
+import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
 from sea_kernels.op import torch_backend, triton_backend  # noqa: E402
 from sea_kernels.params import ParameterError  # noqa: E402
@@ -79,8 +81,8 @@ def run(x, labels, w, row_scale, **kw):
     kw = HYPER | kw
     if kw.get("bias") is not None:
         kw["bias"] = kw["bias"].float().to(DEVICE)
-    out = triton_backend.sea_forward(
-        x.float().to(DEVICE), labels.to(DEVICE), w.float().to(DEVICE),
+    out = forward(
+        triton_backend.sea_forward, x.float().to(DEVICE), labels.to(DEVICE), w.float().to(DEVICE),
         row_scale.float().to(DEVICE), kw.pop("alpha"), kw.pop("eta"), kw.pop("lam"),
         kw.pop("delta"), **kw)
     return tuple(t.cpu() for t in out)
@@ -257,14 +259,13 @@ def test_public_op_against_reference(tiny, reduction):
 
 def test_bad_group_size_and_bias():
     x, y, w = make_problem(4, 3, 2)
-    args = (x.float().to(DEVICE), y.to(DEVICE), w.float().to(DEVICE), torch.ones(4),
-            0.01, 0.8, 0.1, 0.0)
-    with pytest.raises(ParameterError, match="group_size"):
-        triton_backend.sea_forward(*args, group_size=True)
+    args = (x.float().to(DEVICE), y.to(DEVICE), w.float().to(DEVICE))
+    with pytest.raises(ParameterError, match="group_size"):   # validated once, op/call.py
+        sea_kernels.fused_sea(*args, backend="triton", group_size=True)
     with pytest.raises(ValueError, match="group_size"):
-        triton_backend.sea_forward(*args, group_size=-1)
+        sea_kernels.fused_sea(*args, backend="triton", group_size=-1)
     with pytest.raises(TypeError, match="float64"):
-        triton_backend.sea_forward(*args, bias=torch.zeros(2, dtype=torch.float64))
+        sea_kernels.fused_sea(*args, backend="triton", bias=torch.zeros(2, dtype=torch.float64))
 
 
 def test_key_tiles_cover_every_group_range():

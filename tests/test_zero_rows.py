@@ -15,13 +15,12 @@ if not torch.cuda.is_available():
 import fuzz_oracle as fo  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from backends import backend_params, takes  # noqa: E402
+from backends import augment, backend_params, takes  # noqa: E402
 from helpers import make_problem  # noqa: E402
 from test_groups import truth  # noqa: E402
 
 import sea_kernels  # noqa: E402
 from sea_kernels import reference  # noqa: E402
-from sea_kernels.op import torch_backend  # noqa: E402
 from sea_kernels.op.batched import Hyper, batched_sea_grad  # noqa: E402
 
 BACKENDS = backend_params()
@@ -74,7 +73,7 @@ def test_zero_partner_does_not_take_the_weight():
     want = reference.augment(x, y, w, **kw)
     assert (want[0] - x[0]).norm() > 0.2          # row 0 is moved towards rows 2, 3
     for dtype in (torch.float64, torch.float32):
-        got = torch_backend.sea_augment(x.to(dtype), y, w.to(dtype), **kw)
+        got = augment(x.to(dtype), y, w.to(dtype), **kw)
         torch.testing.assert_close(got.double(), want, rtol=0,
                                    atol=1e-12 if dtype == torch.float64 else 1e-6)
 
@@ -91,7 +90,7 @@ def test_masking_is_exact():
     assert unmasked[[0, 2, 3, 5, 6]][:, [1, 4]].min() > 1e-3   # the zero rows carried weight
     want = reference.unit(x + kw["eta"] * reference.unit(unmasked @ x))
     torch.testing.assert_close(reference.augment(x, y, w, **kw), want, rtol=0, atol=1e-14)
-    torch.testing.assert_close(torch_backend.sea_augment(x, y, w, **kw), want, rtol=0,
+    torch.testing.assert_close(augment(x, y, w, **kw), want, rtol=0,
                                atol=1e-14)
 
 
