@@ -8,7 +8,8 @@ carry the names of §5):
   over rows. [K | L] is one b×(b+C) buffer; Q (b×b) is stored, its softmax done in place.
 
 How the kernel is obtained (importing it registers `torch.ops.sea_kernels.sea_fwd_cpu`,
-TORCH_LIBRARY in csrc/), in order:
+TORCH_LIBRARY in csrc/; this module then registers the op's FakeTensor kernel, `_register_fake`),
+in order:
 
 1. the prebuilt extension `sea_kernels._C` (setup.py, `pip install --no-build-isolation .`);
 2. else the same sources compiled on first use (op/cpp_build.py names them, their flags and the

@@ -38,7 +38,7 @@ import torch
 from ..params import DEFAULTS, DIRECTIONS
 from .groups import group_ranges
 
-#: The defaults of the package (params.DEFAULTS: α = 0.01, η = 0.8, λ = 0.1, δ = 0).
+#: The package's defaults of α, η, λ, δ (params.DEFAULTS, docs/design.md §1).
 ALPHA, ETA, LAM, DELTA = (DEFAULTS[k] for k in ("alpha", "eta", "lam", "delta"))
 
 
