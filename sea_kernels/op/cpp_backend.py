@@ -5,7 +5,8 @@ carry the names of §5):
 
 * CPU only, in the compute dtype (float64 stays float64; bf16/fp16 inputs accumulate in fp32).
 * The GEMMs go through ATen (MKL); every elementwise stage is one OpenMP (at::parallel_for) pass
-  over rows. [K | L] is one b×(b+C) buffer; Q (b×b) is stored, its softmax done in place.
+  over rows. [K | L] is one b×(G+C) buffer and Q one b×G buffer (G: the group size, b for the
+  whole batch), its softmax done in place.
 
 How the kernel is obtained (importing it registers `torch.ops.sea_kernels.sea_fwd_cpu`,
 TORCH_LIBRARY in csrc/; this module then registers the op's FakeTensor kernel, `_register_fake`),
