@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sea_kernels._C  # noqa: E402,F401  (registers the op)
 from sea_kernels import reference, timing  # noqa: E402
 from sea_kernels.op import torch_backend  # noqa: E402
+from sea_kernels.op.call import Hyper  # noqa: E402
 from sea_kernels.params import DEFAULTS  # noqa: E402
 
-# The paper's defaults, in the positional order of sea_forward(x, y, w, scale, ...).
+# The paper's defaults, in the positional order of op.call.Hyper (and of sea_fwd_cpu).
 HYPER = {k: DEFAULTS[k] for k in ("alpha", "eta", "lam", "delta")}
 
 
@@ -44,7 +45,7 @@ def candidates(x, y, w):
     h = tuple(HYPER.values())
     return {
         "reference": lambda: reference.sea_loss_and_grad(x, y, w, **HYPER),
-        "torch-gram": lambda: torch_backend.sea_forward(x, y, w, s, *h),
+        "torch-gram": lambda: torch_backend.sea_forward(x, y, w, s, Hyper(*h)),
         "cpp": lambda: torch.ops.sea_kernels.sea_fwd_cpu(x, y, w, s, *h, False, True),
         "gemm-floor": lambda: (x @ w, x @ x.T, x.T @ r),
     }

@@ -38,6 +38,7 @@ from run import HYPER, make_inputs  # noqa: E402
 import sea_kernels  # noqa: E402
 from sea_kernels import timing  # noqa: E402
 from sea_kernels.op import cpp_backend, torch_backend  # noqa: E402
+from sea_kernels.op.call import Hyper  # noqa: E402
 
 SIZES = (256, 1024, 4096, 16384)
 GROUPS = (256, None)
@@ -76,8 +77,8 @@ def step(provider: str, x, y, w, group: int | None):
         return fused
     forward = cpp_backend.sea_forward if provider == "cpp" else torch_backend.sea_forward
     scale = torch.full((x.shape[0],), 1.0 / x.shape[0])
-    return lambda: forward(x, y, w, scale, *HYPER.values(), False, True,
-                           group_size=group or 0)[1]
+    hyper = Hyper(*HYPER.values(), False, group or None)
+    return lambda: forward(x, y, w, scale, hyper, True)[1]
 
 
 def measure(b, d, c, group, repeats, rate, max_call_s):

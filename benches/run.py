@@ -48,11 +48,12 @@ from sea_kernels.op import (
     torch_backend,  # noqa: E402
     triton_backend,  # noqa: E402
 )
+from sea_kernels.op.call import Hyper  # noqa: E402
 from sea_kernels.params import DEFAULTS  # noqa: E402
 
 CPU_SHAPES = [(256, 2048, 10), (256, 8192, 100), (1024, 8192, 1000)]
 GPU_SHAPES = CPU_SHAPES + [(4096, 8192, 100)]
-# The paper's defaults, in the positional order of the backends' sea_forward(x, y, w, scale, ...).
+# The paper's defaults, in the positional order of op.call.Hyper (and of sea_fwd_cpu).
 HYPER = {k: DEFAULTS[k] for k in ("alpha", "eta", "lam", "delta")}
 
 
@@ -81,12 +82,12 @@ def candidates(x, y, w):
 
     compiled_loss = torch.compile(ref_loss, dynamic=False)
     out = {"reference": ref_step(ref_loss), "compiled-ref": ref_step(compiled_loss),
-           "torch-gram": lambda: torch_backend.sea_forward(x, y, w, scale, *HYPER.values())}
+           "torch-gram": lambda: torch_backend.sea_forward(x, y, w, scale, Hyper(*HYPER.values()))}
     if x.device.type == "cpu" and _ext.CPP_AVAILABLE:
         out["cpp"] = lambda: torch.ops.sea_kernels.sea_fwd_cpu(x, y, w, scale, *HYPER.values(),
                                                                False, True)
     if x.device.type == "cuda" and triton_backend.AVAILABLE:
-        out["triton"] = lambda: triton_backend.sea_forward(x, y, w, scale, *HYPER.values())
+        out["triton"] = lambda: triton_backend.sea_forward(x, y, w, scale, Hyper(*HYPER.values()))
     out["fused_sea"] = ref_step(lambda xx, yy, ww: sea_kernels.fused_sea(xx, yy, ww, validate=False,
                                                                          **HYPER))
     r = torch.randn(b, w.shape[1], device=x.device, dtype=x.dtype)
@@ -113,11 +114,11 @@ def forward_candidates(x, y, w):
 
     compiled_loss = torch.compile(ref_loss, dynamic=False)
     out = {"reference": no_grad(ref_loss), "compiled-ref": no_grad(compiled_loss),
-           "torch-gram": lambda: torch_backend.sea_forward(x, y, w, scale, *h, False, False)}
+           "torch-gram": lambda: torch_backend.sea_forward(x, y, w, scale, Hyper(*h), False)}
     if x.device.type == "cpu" and _ext.CPP_AVAILABLE:
         out["cpp"] = lambda: torch.ops.sea_kernels.sea_fwd_cpu(x, y, w, scale, *h, False, False)
     if x.device.type == "cuda" and triton_backend.AVAILABLE:
-        out["triton"] = lambda: triton_backend.sea_forward(x, y, w, scale, *h, False, False)
+        out["triton"] = lambda: triton_backend.sea_forward(x, y, w, scale, Hyper(*h), False)
     out["fused_sea"] = no_grad(lambda xx, yy, ww: sea_kernels.fused_sea(xx, yy, ww, validate=False,
                                                                         **HYPER))
     out["gemm-floor"] = lambda: (x @ w, x @ x.T)

@@ -2,7 +2,7 @@
 // backend of docs/design.md §5: same contract and the same stage names as the Triton and Python
 // backends. With L = XW, K = XXᵀ, Z = (L + 1bᵀ + δ(1−Y))/λ (b: the optional bias), P = softmax(Z),
 // A = P − Y (P for negative_only), the stages, in order (numerics: docs/design.md §3, exact at
-// every margin). With groups of G consecutive rows (group_size; 0: the whole batch) K, Q and the
+// every margin). With groups of G consecutive rows (group_size; None: the whole batch) K, Q and the
 // Gram-space products are block diagonal: only the G×G blocks K_g, Q_g exist (no b×b buffer), the
 // stages marked [g] run group by group (in parallel over groups when there are enough), the
 // others once over the whole batch:
@@ -334,7 +334,7 @@ bool groups_in_parallel(int64_t groups) {
 }
 
 // The stages in order (docs/design.md §2). Over the whole batch: logits (L = XW), row_prep,
-// grad_norms; then per group of `group` consecutive rows (0 or ≥ b: one group, the whole batch):
+// grad_norms; then per group of `group` consecutive rows (≥ b: one group, the whole batch):
 // K_g = X_g X_gᵀ (the rest of logits_and_gram), attention, row_epilogue, grad_rows; then
 // weight_grad over the whole batch, and db = Σ_i D_i. A group of one row has no other example to
 // project on: Q_g = 0, x_iᵀĝ_i = 0 (ĝ = 0, so x̃ = unit(x)), and attention is skipped (row_prep
@@ -344,7 +344,7 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
               const Hyper<T>& h, int64_t group, bool compute_grad, const Tensor& losses,
               Tensor& dw, Tensor& db) {
   const int64_t b = x.size(0), C = w.size(1);
-  const int64_t width = group <= 0 || group >= b ? b : group;
+  const int64_t width = group >= b ? b : group;
   const int64_t groups = (b + width - 1) / width;
   const Tensor kl = at::empty({b, width + C}, x.options());
   logits<T>(x, w, kl, width);
@@ -409,11 +409,14 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
 
 }  // namespace
 
+// The arguments come validated from Python (sea_kernels.op.call.validate: hyper-parameter ranges,
+// the bias finite, the compute dtype): the checks here only guard memory — shapes that agree,
+// dtypes it can read, CPU tensors, a group size ≥ 1 and labels that index a column of W.
 std::tuple<Tensor, Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& labels,
                                                const Tensor& weight, const Tensor& row_scale,
                                                double alpha, double eta, double lam, double delta,
                                                bool negative_only, bool compute_grad,
-                                               int64_t group_size,
+                                               std::optional<int64_t> group_size,
                                                const std::optional<Tensor>& bias) {
   TORCH_CHECK(x.dim() == 2, "sea_fwd_cpu: x must be 2-D (batch × features), got shape ",
               x.sizes());
@@ -431,8 +434,9 @@ std::tuple<Tensor, Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& la
               b, ",), got ", labels.sizes());
   TORCH_CHECK(row_scale.dim() == 1 && row_scale.size(0) == b,
               "sea_fwd_cpu: row_scale must have shape (", b, ",), got ", row_scale.sizes());
-  TORCH_CHECK_VALUE(group_size >= 0, "sea_fwd_cpu: group_size must be ≥ 0 (0: the whole batch), "
-                    "got ", group_size);
+  TORCH_CHECK_VALUE(!group_size || *group_size >= 1,
+                    "sea_fwd_cpu: group_size must be ≥ 1 (None: the whole batch), got ",
+                    group_size.value_or(0));
   const bool has_bias = bias.has_value() && bias->defined();
   if (has_bias)
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == C, "sea_fwd_cpu: bias must have shape (", C,
@@ -443,21 +447,19 @@ std::tuple<Tensor, Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& la
     TORCH_CHECK(t->device().is_cpu(), "sea_fwd_cpu: all tensors must be on the CPU, got one on ",
                 t->device());
   TORCH_CHECK(at::isFloatingType(x.scalar_type()) && at::isFloatingType(weight.scalar_type()) &&
-                  at::isFloatingType(row_scale.scalar_type()) &&
                   (!has_bias || at::isFloatingType(bias->scalar_type())),
-              "sea_fwd_cpu: x, weight, row_scale and bias must be floating point, got ",
-              x.scalar_type(), ", ", weight.scalar_type(), ", ", row_scale.scalar_type(),
-              has_bias ? ", " : "", has_bias ? c10::toString(bias->scalar_type()) : "");
+              "sea_fwd_cpu: x, weight and bias must be floating point, got ", x.scalar_type(),
+              ", ", weight.scalar_type(), has_bias ? ", " : "",
+              has_bias ? c10::toString(bias->scalar_type()) : "");
+  // The compute dtype is row_scale's (the host's choice, sea_kernels.op.call.compute_dtype).
+  const auto ct = row_scale.scalar_type();
+  TORCH_CHECK(ct == at::kFloat || ct == at::kDouble,
+              "sea_fwd_cpu: row_scale (its dtype is the compute dtype) must be float32 or "
+              "float64 (floating point), got ", ct);
   TORCH_CHECK(at::isIntegralType(labels.scalar_type(), /*includeBool=*/false),
               "sea_fwd_cpu: labels must be an integer tensor, got ", labels.scalar_type());
-  TORCH_CHECK(alpha > 0 && lam > 0, "sea_fwd_cpu: alpha and lam must be > 0, got alpha=", alpha,
-              ", lam=", lam);
 
   at::AutoDispatchBelowADInplaceOrView guard;  // the internal ops record no autograd graph
-  const auto ct = (x.scalar_type() == at::kDouble || weight.scalar_type() == at::kDouble ||
-                   (has_bias && bias->scalar_type() == at::kDouble))
-                      ? at::kDouble
-                      : at::kFloat;
   // Row- or column-major operands go to BLAS as they are; any other layout is copied once here
   // rather than inside every GEMM.
   auto operand = [ct](const Tensor& t) {
@@ -466,12 +468,10 @@ std::tuple<Tensor, Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& la
   };
   const Tensor xc = operand(x), wc = operand(weight);
   const Tensor y = labels.to(at::kLong).contiguous();
-  const Tensor s = row_scale.to(ct).contiguous();
+  const Tensor s = row_scale.contiguous();
   const Tensor bc = has_bias ? bias->to(ct).contiguous() : Tensor();
-  if (has_bias)
-    TORCH_CHECK_VALUE(at::isfinite(bc).all().item<bool>(), "sea_fwd_cpu: bias must be finite");
   const int64_t* yp = y.const_data_ptr<int64_t>();
-  for (int64_t i = 0; i < b; ++i)
+  for (int64_t i = 0; i < b; ++i)  // a label indexes a column of W, Z and Y: out of range reads
     TORCH_CHECK(yp[i] >= 0 && yp[i] < C, "sea_fwd_cpu: labels[", i, "] = ", yp[i],
                 " is out of range: labels must lie in [0, ", C, ") for a weight with ", C,
                 " classes");
@@ -482,7 +482,8 @@ std::tuple<Tensor, Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& la
     using T = scalar_t;
     const Hyper<T> h{T(alpha), T(eta), T(lam), T(1) / T(lam), T(delta), negative_only,
                      has_bias ? bc.const_data_ptr<T>() : nullptr};
-    sea_impl<T>(xc, wc, yp, s.const_data_ptr<T>(), h, group_size, compute_grad, losses, dw, db);
+    sea_impl<T>(xc, wc, yp, s.const_data_ptr<T>(), h, group_size.value_or(b), compute_grad,
+                losses, dw, db);
   });
   return {losses, dw, db};
 }
@@ -493,7 +494,7 @@ TORCH_LIBRARY(sea_kernels, m) {
   m.def(
       "sea_fwd_cpu(Tensor x, Tensor labels, Tensor weight, Tensor row_scale, float alpha, "
       "float eta, float lam, float delta, bool negative_only, bool compute_grad, "
-      "int group_size=0, Tensor? bias=None) -> (Tensor, Tensor, Tensor)");
+      "int? group_size=None, Tensor? bias=None) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(sea_kernels, CPU, m) { m.impl("sea_fwd_cpu", &sea_kernels::sea_fwd_cpu); }

@@ -12,14 +12,16 @@ namespace sea_kernels {
 
 // Per-row losses ℓ(x̃_i) (b,), dW = ∂(Σ_i row_scale_i ℓ(x̃_i))/∂W (d×C) and, with a bias (C,) on
 // the logits (L = XW + 1bᵀ; not on the attention scores), db = Σ_i D_i (C,); dW and db are empty
-// tensors when compute_grad is false, db also without a bias. All in the compute dtype: float64 if
-// x, weight or bias is float64, else float32. group_size ≥ 1 projects each row only onto the
-// other rows of its group of group_size consecutive rows (the last one shorter); 0 (or ≥ b): the
-// whole batch. Same function, corner cases included, as sea_kernels.op.torch_backend.sea_forward.
+// tensors when compute_grad is false, db also without a bias. All in row_scale's dtype (float32 or
+// float64: the compute dtype the host chose). group_size ≥ 1 projects each row only onto the
+// other rows of its group of group_size consecutive rows (the last one shorter); none (or ≥ b):
+// the whole batch. Same function, corner cases included, as
+// sea_kernels.op.torch_backend.sea_forward. The arguments are validated by the host; the kernel
+// checks only what guards memory.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sea_fwd_cpu(
     const at::Tensor& x, const at::Tensor& labels, const at::Tensor& weight,
     const at::Tensor& row_scale, double alpha, double eta, double lam, double delta,
-    bool negative_only, bool compute_grad, int64_t group_size = 0,
+    bool negative_only, bool compute_grad, std::optional<int64_t> group_size = std::nullopt,
     const std::optional<at::Tensor>& bias = std::nullopt);
 
 }  // namespace sea_kernels

@@ -245,7 +245,7 @@ def test_wheel_from_sdist_carries_the_kernel(sdist, tmp_path):
     out = _run([python, "-c", PROBE], timeout=RUN_TIMEOUT, env=env, cwd=cwd).stdout
     assert f"PACKAGE {tmp_path / 'venv'}" in out, out
     assert "ORIGIN prebuilt (sea_kernels._C)" in out, out
-    info = _run([python, "-m", "sea_kernels.info"], timeout=RUN_TIMEOUT, env=env, cwd=cwd).stdout
+    info = _run([python, "-m", "sea_kernels"], timeout=RUN_TIMEOUT, env=env, cwd=cwd).stdout
     cpp = next(line for line in info.splitlines() if line.split()[:1] == ["cpp"])
     assert "usable" in cpp and "prebuilt (sea_kernels._C)" in cpp, info
     assert not (tmp_path / "cache").exists()
@@ -270,7 +270,7 @@ def test_kernel_is_compiled_once_on_first_use(jit_venv):
     assert (build / f"{cpp_build.JIT_MODULE}.json").is_file()
     stamp = lib.stat().st_mtime_ns
 
-    # The second process also prints what `python -m sea_kernels.info` prints.
+    # The second process also prints what `python -m sea_kernels` prints.
     second = _run([python, "-c", PROBE + "sea_kernels.info()\n"], timeout=RUN_TIMEOUT, env=env,
                   cwd=cwd)
     assert COMPILING not in second.stderr, second.stderr
@@ -301,7 +301,7 @@ def test_without_a_kernel_auto_uses_torch_and_cpp_says_how_to_get_it(jit_venv, c
     (error,) = [line for line in proc.stdout.splitlines() if line.startswith("VALUEERROR")]
     assert "backend='cpp' is not available: sea_kernels._C is not built" in error, error
     assert want in error and "pip install --no-build-isolation" in error, error
-    # what `python -m sea_kernels.info` prints (sea_kernels.info(), in the same process)
+    # what `python -m sea_kernels` prints (sea_kernels.info(), in the same process)
     cpp = next(line for line in proc.stdout.splitlines() if line.split()[:1] == ["cpp"])
     assert "missing" in cpp and "unavailable: sea_kernels._C is not built" in cpp, proc.stdout
     assert want in cpp, cpp

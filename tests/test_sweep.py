@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from backends import forward
 
 import sea_kernels
 from sea_kernels import params
@@ -167,9 +168,9 @@ def test_single_step_matches_torch_sea_corner_cases():
                                         chunk_size=3)
         grad = grad_t.T
         for i, (a, e, lam, de) in enumerate(cfgs):
-            want_l, want_g = sea_forward(x, y, w[:, i * c:(i + 1) * c],
-                                         torch.full((b,), 1.0 / b, dtype=torch.float64),
-                                         a, e, lam, de)
+            want_l, want_g = forward(sea_forward, x, y, w[:, i * c:(i + 1) * c],
+                                     torch.full((b,), 1.0 / b, dtype=torch.float64),
+                                     a, e, lam, de)
             assert torch.allclose(grad[:, i * c:(i + 1) * c], want_g, rtol=1e-12, atol=1e-14)
             assert torch.allclose(loss[i], want_l.mean(), rtol=1e-12, atol=1e-14)
 

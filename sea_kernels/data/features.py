@@ -109,7 +109,9 @@ def prepare_features(X, *, device: str | torch.device | None = None) -> Tensor:
             raise ValueError(f"{'X[%d]' % k if multi else 'X'} has no feature columns")
     if n == 0:
         raise ValueError("X has no rows")
-    dtype = torch.float64 if all(t.dtype == torch.float64 for t in tensors) else torch.float32
+    from ..op.call import compute_dtype  # each block's compute dtype; mixed blocks: float32
+    dtypes = {compute_dtype(t) for t in tensors}
+    dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
     if device is None:
         device = tensors[0].device
     tensors = [t.to(device=device, dtype=dtype) for t in tensors]

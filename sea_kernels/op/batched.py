@@ -247,7 +247,7 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     are processed chunk_size at a time (auto from max_chunk_bytes when None). logits_t =
     weight_t xᵀ (kC × b) may be passed when already computed. workspace: reusable scratch
     buffers (then the returned gradient lives in it and is overwritten by the next call).
-    group_size G (None or 0: the whole batch): groups of G consecutive rows projected alone.
+    group_size G (None: the whole batch): groups of G consecutive rows projected alone.
     Returns (dW_allᵀ (kC × d), mean loss per configuration (k,)).
     """
     b, dim = x.shape

@@ -5,10 +5,12 @@ carry the names of §5):
 
 * CPU only, in the compute dtype (float64 stays float64; bf16/fp16 inputs accumulate in fp32).
 * The GEMMs go through ATen (MKL); every elementwise stage is one OpenMP (at::parallel_for) pass
-  over rows. [K | L] is one b×(b+C) buffer; Q (b×b) is stored, its softmax done in place.
+  over rows. [K | L] is one b×(G+C) buffer and Q one b×G buffer (G: the group size, b for the
+  whole batch), its softmax done in place.
 
 How the kernel is obtained (importing it registers `torch.ops.sea_kernels.sea_fwd_cpu`,
-TORCH_LIBRARY in csrc/), in order:
+TORCH_LIBRARY in csrc/; this module then registers the op's FakeTensor kernel, `_register_fake`),
+in order:
 
 1. the prebuilt extension `sea_kernels._C` (setup.py, `pip install --no-build-isolation .`);
 2. else the same sources compiled on first use (op/cpp_build.py names them, their flags and the
@@ -67,10 +69,27 @@ def _unavailable(error: str, stacklevel: int) -> None:
                   f"({_HOW_TO_GET})", RuntimeWarning, stacklevel=stacklevel + 1)
 
 
+def _register_fake() -> None:
+    """The FakeTensor kernel of torch.ops.sea_kernels.sea_fwd_cpu (shapes and dtypes only, for
+    torch.compile and torch.library.opcheck): every output in row_scale's dtype (the compute
+    dtype); losses (b,), dW (d×C; (0,) without compute_grad), db (C,; (0,) without compute_grad or
+    without a bias)."""
+
+    @torch.library.register_fake("sea_kernels::sea_fwd_cpu")
+    def _(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only, compute_grad,
+          group_size=None, bias=None):
+        ct = row_scale.dtype
+        losses = x.new_empty((x.shape[0],), dtype=ct)
+        grad = x.new_empty(tuple(weight.shape) if compute_grad else (0,), dtype=ct)
+        grad_b = x.new_empty((weight.shape[1],) if compute_grad and bias is not None else (0,),
+                             dtype=ct)
+        return losses, grad, grad_b
+
+
 def _loaded(module, origin: str, stacklevel: int) -> None:
     global _MODULE
     try:
-        from . import cpp_fake  # noqa: F401  (its FakeTensor kernel, for torch.compile / opcheck)
+        _register_fake()
     except Exception as exc:
         return _unavailable(f"the kernel {origin} registers no usable op ({type(exc).__name__}: "
                             f"{exc})", stacklevel + 1)
@@ -216,17 +235,16 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def sea_forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only=False,
-                compute_grad=True, group_size=0, bias=None):
-    """The `sea_forward` contract (docs/design.md §5) through torch.ops.sea_kernels.sea_fwd_cpu:
-    (losses, dW) without a bias, (losses, dW, db) with one (db = Σ_i D_i; empty without
-    compute_grad). group_size: 0 (the whole batch) or G ≥ 1 (block-diagonal Q, groups of G)."""
+def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None):
+    """The backend contract (op/dispatch.py, docs/design.md §5) through
+    torch.ops.sea_kernels.sea_fwd_cpu: (losses, dW, db) in row_scale's dtype (the compute dtype:
+    the kernel computes in it); dW and db empty without compute_grad, db also without a bias.
+    hyper.group_size: None (the whole batch) or G ≥ 1 (block-diagonal Q, groups of G)."""
     if _MODULE is None and not ensure():
         raise RuntimeError(f"the C++ kernel is unavailable: {globals()['CPP_ERROR']}")
-    losses, dw, db = torch.ops.sea_kernels.sea_fwd_cpu(x, labels, weight, row_scale, alpha, eta,
-                                                       lam, delta, negative_only, compute_grad,
-                                                       group_size, bias)
-    return (losses, dw) if bias is None else (losses, dw, db)
+    alpha, eta, lam, delta, negative_only, group_size = hyper
+    return torch.ops.sea_kernels.sea_fwd_cpu(x, labels, weight, row_scale, alpha, eta, lam, delta,
+                                             negative_only, compute_grad, group_size, bias)
 
 
 with _LOCK:

@@ -1,12 +1,23 @@
-"""Backends declare what they support; `auto` walks a priority list; `info()` prints the table.
+"""Backends declare what they support; `auto` walks a priority list and says why each refused.
 
-As xformers' operators do, every backend states the devices and dtypes it takes and says *why*
-it refuses an input (docs/design.md §5): `Backend.not_supported_reasons(device, dtypes)` is
-empty when the backend can run on that input. An explicit `backend=` that refuses raises a
-ValueError/TypeError naming the reasons; `backend="auto"` takes the first of PRIORITY that does
-not refuse (the `torch` backend takes every device and dtype), so float64 CUDA tensors go to
-`torch`, not to the float32-only Triton kernels. The declarations need no device to be present:
+As xformers' operators do, every backend states the devices, the dtypes and the features it takes
+and says *why* it refuses a call (docs/design.md §5): `Backend.not_supported_reasons(device,
+dtypes, features)` is empty when the backend can run it. The features are "groups" (a group size),
+"bias" and "input_grad" (∂loss/∂x, §8; declared by no backend yet). An explicit `backend=` that
+refuses raises a ValueError/TypeError naming the reasons; `backend="auto"` takes the first of
+PRIORITY that does not refuse, and when none takes the call its error lists every backend's
+reasons (`explain`). The declarations need no device to be present:
 `resolve_backend("auto", torch.device("cuda"), (torch.float64,))` answers on a CPU-only machine.
+
+The contract every `Backend.forward` obeys (docs/design.md §5):
+
+    forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None)
+        -> (losses (b,), dW (d×C), db (C,))
+
+labels int64, `hyper` an op.call.Hyper (α, η, λ, δ, negative_only, group_size: None or
+1 ≤ G < b), everything computed in row_scale's dtype (the compute dtype, op/call.py; Triton:
+float32); dW and db are empty tensors without compute_grad, db also without a bias. The arguments
+are already validated (op/call.py): a backend checks nothing again.
 """
 from __future__ import annotations
 
@@ -21,15 +32,19 @@ from ..params import BACKENDS, check_choice
 from . import cpp_backend, torch_backend, triton_backend
 from .validation import FLOAT_DTYPES
 
+#: The features a call can need; a backend declares those it takes.
+FEATURES = ("groups", "bias", "input_grad")
+
 
 @dataclass(frozen=True)
 class Backend:
-    """One implementation of the `sea_forward` contract and what it can run on."""
+    """One implementation of the `forward` contract and what it can run on."""
     name: str
     summary: str
     forward: Callable
     devices: tuple[str, ...] | None              # device types it runs on (None: every one)
     dtypes: tuple[torch.dtype, ...]
+    features: frozenset[str]                    # of FEATURES
     unavailable: Callable[[], str | None]       # why it cannot run at all here (None: it can)
     extra_devices: Callable[[], tuple[str, ...]] = tuple
 
@@ -41,10 +56,11 @@ class Backend:
             return None
         return self.devices + (self.extra_devices() if explicit else ())
 
-    def not_supported_reasons(self, device: torch.device | str, dtypes,
+    def not_supported_reasons(self, device: torch.device | str, dtypes, features=(),
                               explicit: bool = True) -> list[str]:
-        """Why this backend cannot run on tensors of `dtypes` on `device` ([] when it can).
-        Only the declarations are consulted: the device need not exist on this machine."""
+        """Why this backend cannot run a call on tensors of `dtypes` on `device` that needs
+        `features` ([] when it can). Only the declarations are consulted: the device need not
+        exist on this machine."""
         why = self.unavailable()
         if why:
             return [f"is not available: {why}"]
@@ -58,6 +74,9 @@ class Backend:
         if bad:
             reasons.append(f"computes in {'/'.join(map(_dtype_name, self.dtypes))} and does not "
                            f"take {', '.join(bad)} inputs")
+        missing = sorted(set(features) - self.features)
+        if missing:
+            reasons.append(f"does not support {', '.join(missing)}")
         return reasons
 
 
@@ -75,16 +94,16 @@ def _triton_interpreter() -> tuple[str, ...]:
 BACKENDS_BY_NAME = {
     "torch": Backend(
         "torch", "Gram-space eager PyTorch", torch_backend.sea_forward,
-        None, FLOAT_DTYPES, lambda: None),
+        None, FLOAT_DTYPES, frozenset({"groups", "bias"}), lambda: None),
     "cpp": Backend(
         "cpp", "fused C++ kernel (sea_kernels._C, ATen GEMMs + OpenMP rows)",
-        cpp_backend.sea_forward, ("cpu",), FLOAT_DTYPES,
+        cpp_backend.sea_forward, ("cpu",), FLOAT_DTYPES, frozenset({"groups", "bias"}),
         lambda: None if cpp_backend.CPP_AVAILABLE else
         f"{cpp_backend.CPP_ERROR}; use backend='torch' or reinstall with "
         "`pip install --no-build-isolation -e .`"),
     "triton": Backend(
         "triton", "fused Triton kernels (attention-like row blocks)", triton_backend.sea_forward,
-        ("cuda",), (torch.float32, torch.bfloat16, torch.float16),
+        ("cuda",), (torch.float32, torch.bfloat16, torch.float16), frozenset({"groups", "bias"}),
         lambda: None if triton_backend.AVAILABLE else triton_backend.UNAVAILABLE_REASON,
         _triton_interpreter),
 }
@@ -97,18 +116,35 @@ _INTERPRETER_HINT = (" (set TRITON_INTERPRET=1 before importing sea_kernels to r
                      "kernels on the CPU, for testing)")
 
 
-def resolve_backend(backend: str, device: torch.device | str, dtypes=(torch.float32,)) -> str:
-    """The backend that runs inputs of `dtypes` on `device`: the first of PRIORITY that supports
-    them for "auto", else the one named (ValueError/TypeError saying why when it cannot: a
-    TypeError when the dtype is the only reason)."""
+def explain(device: torch.device | str, dtypes=(torch.float32,), features=(),
+            explicit: bool = False) -> dict[str, list[str]]:
+    """{backend: why it refuses a call on tensors of `dtypes` on `device` needing `features`}
+    for every backend, in PRIORITY order ([] for those that take it). explicit=False: as
+    backend="auto" sees them (no Triton interpreter on the CPU)."""
+    device = torch.device(device)
+    return {name: BACKENDS_BY_NAME[name].not_supported_reasons(device, dtypes, features, explicit)
+            for name in PRIORITY}
+
+
+def resolve_backend(backend: str, device: torch.device | str, dtypes=(torch.float32,),
+                    features=()) -> str:
+    """The backend that runs a call on tensors of `dtypes` on `device` needing `features`: the
+    first of PRIORITY that supports it for "auto", else the one named (ValueError/TypeError
+    saying why when it cannot: a TypeError when the dtype is the only reason; for "auto" the
+    reasons of every backend)."""
     check_choice("backend", backend, BACKENDS)
     device = torch.device(device)
     if backend == "auto":
         for name in PRIORITY:
-            if not BACKENDS_BY_NAME[name].not_supported_reasons(device, dtypes, explicit=False):
+            if not BACKENDS_BY_NAME[name].not_supported_reasons(device, dtypes, features,
+                                                                explicit=False):
                 return name
-        raise ValueError(f"no backend supports tensors on {device}")  # torch takes all: unreachable
-    reasons = BACKENDS_BY_NAME[backend].not_supported_reasons(device, dtypes)
+        why = "; ".join(f"{name} {' and '.join(reasons)}"
+                        for name, reasons in explain(device, dtypes, features).items())
+        raise ValueError(f"no backend takes this call (tensors on {device}"
+                         + (f", needing {', '.join(sorted(features))}" if features else "")
+                         + f"): {why}")
+    reasons = BACKENDS_BY_NAME[backend].not_supported_reasons(device, dtypes, features)
     if reasons:
         exc = TypeError if all("does not take" in r for r in reasons) else ValueError
         hint = "use backend='auto'" + (_INTERPRETER_HINT if backend == "triton" and
@@ -118,7 +154,7 @@ def resolve_backend(backend: str, device: torch.device | str, dtypes=(torch.floa
 
 
 def forward_of(name: str) -> Callable:
-    """The `sea_forward` function of a resolved backend name."""
+    """The `forward` of a resolved backend name."""
     return BACKENDS_BY_NAME[name].forward
 
 
@@ -138,6 +174,7 @@ def backend_status() -> dict[str, tuple[bool, str]]:
             continue
         usable = [d for d in _visible_devices() if not spec.not_supported_reasons(d, ())]
         dtypes = "/".join(map(_dtype_name, spec.dtypes))
+        dtypes += "; " + ", ".join(f for f in FEATURES if f in spec.features)
         if not usable:
             status[name] = (False, f"{spec.summary}: needs a {'/'.join(spec.devices)} device, none "
                                    "is visible" + (_INTERPRETER_HINT if name == "triton" else ""))
@@ -181,3 +218,6 @@ def info(file=None) -> None:
                       f"{resolve_backend('auto', torch.device(d), (t,))}"
                       for d in devices for t in (torch.float32, torch.float64))
     print(f"auto picks: {picks}  (priority {' > '.join(PRIORITY)})", file=file)
+    takes = {f: [n for n in PRIORITY if f in BACKENDS_BY_NAME[n].features] for f in FEATURES}
+    print("features:   " + "; ".join(f"{f}: {', '.join(names) or 'no backend'}"
+                                     for f, names in takes.items()), file=file)

@@ -10,10 +10,13 @@ Double backward (backward with create_graph=True, e.g. Hessian-vector products):
 returns dW built from differentiable torch ops of W with x̃ held fixed (`_weight_grad_graph`), so
 its derivative is the Hessian of W ↦ ℓ(X̃W) with X̃ constant, as Alg. 1 treats it.
 
-group_size G > 0 projects each group of G consecutive rows alone (0: the whole batch); an
-optional bias b (C,) makes the logits XW + 1bᵀ, and autograd returns ∂loss/∂b = Σ_i D_i too (also
-to second order). Both are passed to a backend only when set (G ≥ b counts as unset), so a
-backend without them still serves the default calls.
+The call path: `fused_sea` validates its arguments once into an op.call.SeaCall (`validate`),
+`run` hands it to the custom op, and the op calls the resolved backend's `forward`
+(op/dispatch.py), which returns (losses, dW, db) in the compute dtype. The trainer makes the
+decisions once per fit (`call.configure` → SeaConfig) and calls `run(cfg.bind(xb, yb, W))` per
+batch. A group size (None: the whole batch) and an optional bias b (C,), logits XW + 1bᵀ, go to
+every backend that declares them; autograd returns ∂loss/∂b = Σ_i D_i too (also to second
+order).
 
 PyTorch integration: under torch.autocast both ops (and `sea_augment`) compute as without it —
 float32 inputs (float64 kept), the loss float32, ∂loss/∂W in the weight's dtype; torch.func
@@ -25,57 +28,35 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..params import DEFAULTS, DIRECTIONS, FUSED_DIRECTIONS, REDUCTIONS, check_choice
+from ..params import DEFAULTS, DIRECTIONS, FUSED_DIRECTIONS
+from . import call as calls
 from . import reference, torch_backend
-from .dispatch import forward_of, resolve_backend
-from .torch_backend import compute_dtype
-from .validation import (
-    check_bias,
-    check_bias_finite,
-    check_dtype_range,
-    check_finite,
-    check_group_size,
-    check_hyperparameters,
-    check_label_range,
-    check_tensor_args,
-)
+from .call import Hyper, SeaCall, compute_dtype, row_scale
+from .dispatch import BACKENDS_BY_NAME, resolve_backend
+from .validation import check_finite
+
+__all__ = ["fused_sea", "sea_augment", "run", "augment", "fused_sea_op", "weighted_grad_op",
+           "resolve_backend"]
 
 
-def _row_scale(b: int, reduction: str, like: Tensor) -> Tensor:
-    return torch.full((b,), 1.0 / b if reduction == "mean" else 1.0, dtype=like.dtype,
-                      device=like.device)
-
-
-def _ct(x, weight, bias):
-    return compute_dtype(x, weight) if bias is None else compute_dtype(x, weight, bias)
-
-
-def _run_backend(backend, x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only,
-                 compute_grad, group_size, bias):
-    """(losses, dW, db or None) from the backend's sea_forward; group_size (G ≥ b: 0) and bias
-    are passed only when set (docs/design.md §5)."""
-    extra = {}
-    if 0 < group_size < x.shape[0]:
-        extra["group_size"] = group_size
-    if bias is not None:
-        extra["bias"] = bias
-    out = forward_of(backend)(x, labels, weight, row_scale, alpha, eta, lam, delta,
-                              negative_only, compute_grad, **extra)
-    return out[0], out[1], (out[2] if bias is not None else None)
+def _forward(backend: str, x, labels, weight, scale, hyper: Hyper, compute_grad: bool, bias):
+    """(losses, dW, db) from the backend's forward (the contract of op/dispatch.py)."""
+    return BACKENDS_BY_NAME[backend].forward(x, labels, weight, scale, hyper, compute_grad, bias)
 
 
 @torch.library.custom_op("sea_kernels::fused_sea", mutates_args=())
 def fused_sea_op(x: Tensor, labels: Tensor, weight: Tensor, alpha: float, eta: float, lam: float,
                  delta: float, reduction: str, backend: str, negative_only: bool,
-                 need_grad: bool, group_size: int = 0,
+                 need_grad: bool, group_size: int | None = None,
                  bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, ∂loss/∂W, ∂loss/∂b) — the gradients only for mean/sum with need_grad, else empty
-    tensors (∂loss/∂b also empty without a bias)."""
-    ct = _ct(x, weight, bias)
+    tensors (∂loss/∂b also empty without a bias). The arguments are a validated SeaCall's."""
+    ct = compute_dtype(x, weight, bias)
     compute_grad = need_grad and reduction != "none"
-    row_scale = _row_scale(x.shape[0], reduction, torch.empty(0, dtype=ct, device=x.device))
-    losses, grad, grad_b = _run_backend(backend, x, labels, weight, row_scale, alpha, eta, lam,
-                                        delta, negative_only, compute_grad, group_size, bias)
+    losses, grad, grad_b = _forward(backend, x, labels, weight,
+                                    row_scale(x.shape[0], reduction, ct, x.device),
+                                    Hyper(alpha, eta, lam, delta, negative_only, group_size),
+                                    compute_grad, bias)
     losses = losses.to(ct)
     loss = (losses if reduction == "none" else
             losses.mean() if reduction == "mean" else losses.sum())
@@ -86,8 +67,8 @@ def fused_sea_op(x: Tensor, labels: Tensor, weight: Tensor, alpha: float, eta: f
 
 @fused_sea_op.register_fake
 def _(x, labels, weight, alpha, eta, lam, delta, reduction, backend, negative_only, need_grad,
-      group_size=0, bias=None):
-    ct = _ct(x, weight, bias)
+      group_size=None, bias=None):
+    ct = compute_dtype(x, weight, bias)
     loss = x.new_empty((x.shape[0],) if reduction == "none" else (), dtype=ct)
     grads = need_grad and reduction != "none"
     grad_b = bias.new_empty(bias.shape) if grads and bias is not None else weight.new_empty(0)
@@ -97,28 +78,29 @@ def _(x, labels, weight, alpha, eta, lam, delta, reduction, backend, negative_on
 @torch.library.custom_op("sea_kernels::fused_sea_weighted_grad", mutates_args=())
 def weighted_grad_op(x: Tensor, labels: Tensor, weight: Tensor, row_weights: Tensor, alpha: float,
                      eta: float, lam: float, delta: float, backend: str,
-                     negative_only: bool, group_size: int = 0,
+                     negative_only: bool, group_size: int | None = None,
                      bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(∂/∂W, ∂/∂b) of Σ_i w_i ℓ(x̃_i): the backward of reduction='none' for upstream row weights
     w (∂/∂b empty without a bias)."""
-    ct = _ct(x, weight, bias)
-    _, grad, grad_b = _run_backend(backend, x, labels, weight, row_weights.to(ct), alpha, eta,
-                                   lam, delta, negative_only, True, group_size, bias)
+    ct = compute_dtype(x, weight, bias)
+    _, grad, grad_b = _forward(backend, x, labels, weight, row_weights.to(ct),
+                               Hyper(alpha, eta, lam, delta, negative_only, group_size), True,
+                               bias)
     return grad.to(weight.dtype), (weight.new_empty(0) if bias is None else grad_b.to(bias.dtype))
 
 
 @weighted_grad_op.register_fake
 def _(x, labels, weight, row_weights, alpha, eta, lam, delta, backend, negative_only,
-      group_size=0, bias=None):
+      group_size=None, bias=None):
     return torch.empty_like(weight), (weight.new_empty(0) if bias is None else
                                       torch.empty_like(bias))
 
 
 def _setup_context(ctx, inputs, output):
     (x, labels, weight, alpha, eta, lam, delta, reduction, backend, negative_only, _,
-     group_size, bias) = tuple(inputs) + (0, None)[len(inputs) - 11:]   # defaults left out
+     group_size, bias) = tuple(inputs) + (None, None)[len(inputs) - 11:]   # defaults left out
     ctx.reduction = reduction
-    ctx.hyper = (alpha, eta, lam, delta, backend, negative_only, group_size)
+    ctx.hyper = (alpha, eta, lam, delta, backend, negative_only, group_size)   # weighted_grad_op's
     ctx.has_bias = bias is not None
     saved = (x, labels, weight) + ((bias,) if bias is not None else ())
     ctx.save_for_backward(*saved, *(() if reduction == "none" else output[1:]))
@@ -131,11 +113,11 @@ def _weight_grad_graph(x, labels, weight, bias, upstream, reduction, alpha, eta,
     X̃ᵀ diag(s·sigmoid(t))(U − Y) and its column sums, the exact first derivatives
     (docs/design.md §3), so their derivative is the Hessian with x̃ fixed. Returns (dW, db or
     None)."""
-    ct = _ct(x, weight, bias)
+    ct = compute_dtype(x, weight, bias)
     with torch.no_grad():
         x_aug = torch_backend.sea_augment(
-            x, labels, weight.detach(), alpha, eta, lam, delta, negative_only, group_size,
-            None if bias is None else bias.detach()).to(ct)
+            x, labels, weight.detach(), Hyper(alpha, eta, lam, delta, negative_only, group_size),
+            ct, None if bias is None else bias.detach()).to(ct)
     y = reference.one_hot(labels, weight.shape[1], ct)
     logits = x_aug @ weight.to(ct)
     z = ((logits if bias is None else logits + bias.to(ct)) + delta * (1 - y)) / lam
@@ -198,6 +180,37 @@ def _eager() -> bool:
     return not torch.compiler.is_compiling()
 
 
+def run(call: SeaCall, diagnose: bool = True) -> Tensor:
+    """The loss of a validated call (op/call.py: `validate`, or `SeaConfig.bind` per batch): the
+    custom op, nothing checked again. diagnose: in eager mode, a NaN/Inf loss raises
+    NonFiniteLoss naming the input at fault (one O(1) check of the result)."""
+    x, weight, bias, h = call.x, call.weight, call.bias, call.hyper
+    need_grad = torch.is_grad_enabled() and (
+        weight.requires_grad or (bias is not None and bias.requires_grad))
+    op = _FusedSeaFunction.apply if _transformed() else fused_sea_op
+    loss, _, _ = op(x, call.labels, weight, h.alpha, h.eta, h.lam, h.delta, call.reduction,
+                    call.backend, h.negative_only, need_grad, h.group_size, bias)
+    if diagnose and _eager():
+        check_finite(loss, call)
+    return loss
+
+
+def augment(call: SeaCall, generator: torch.Generator | None = None) -> Tensor:
+    """The augmented features X̃ of a validated call (op/call.py; any direction of
+    params.DIRECTIONS), no gradient; a NaN/Inf result raises NonFiniteLoss."""
+    x, labels, weight, bias, h = call.x, call.labels, call.weight, call.bias, call.hyper
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):   # as fused_sea: float32
+        if call.direction in FUSED_DIRECTIONS:
+            out = torch_backend.sea_augment(x, labels, weight, h, call.dtype, bias)
+        else:
+            out = reference.augment(x, labels, weight.to(x.dtype), direction=call.direction,
+                                    alpha=h.alpha, eta=h.eta, lam=h.lam, delta=h.delta,
+                                    generator=generator, group_size=h.group_size,
+                                    bias=None if bias is None else bias.to(x.dtype))
+    check_finite(out, call)
+    return out
+
+
 def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAULTS["alpha"],
               eta: float = DEFAULTS["eta"], lam: float = DEFAULTS["lam"],
               delta: float = DEFAULTS["delta"], reduction: str = "mean",
@@ -220,27 +233,10 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAU
     group; a group of one row is not moved: x̃_i = Π(x_i)). bias (C,), e.g. nn.Linear's with
     weight = lin.weight.T: logits XW + 1bᵀ, differentiable in the bias too.
     """
-    check_tensor_args(x, labels, weight)
-    group_size = check_group_size(group_size)
-    check_bias(bias, weight)
-    alpha, eta, lam, delta = check_hyperparameters(alpha, eta, lam, delta)
-    check_dtype_range(_ct(x, weight, bias), alpha, eta, lam, delta)
-    check_choice("reduction", reduction, REDUCTIONS)
-    check_choice("direction", direction, FUSED_DIRECTIONS)
-    dtypes = (x.dtype, weight.dtype) + (() if bias is None else (bias.dtype,))
-    backend = resolve_backend(backend, x.device, dtypes)
-    labels = labels.long()
-    if validate and _eager():
-        check_label_range(labels, weight.shape[1])
-        check_bias_finite(bias)
-    need_grad = torch.is_grad_enabled() and (
-        weight.requires_grad or (bias is not None and bias.requires_grad))
-    op = _FusedSeaFunction.apply if _transformed() else fused_sea_op
-    loss, _, _ = op(x, labels, weight, float(alpha), float(eta), float(lam), float(delta),
-                    reduction, backend, direction == "sea_neg", need_grad, group_size, bias)
-    if validate and _eager():
-        check_finite(loss, x, weight, lam, alpha, eta, delta)
-    return loss
+    call = calls.validate(x, labels, weight, alpha=alpha, eta=eta, lam=lam, delta=delta,
+                          reduction=reduction, direction=direction, group_size=group_size,
+                          bias=bias, backend=backend, check_values=validate)
+    return run(call, diagnose=validate)
 
 
 def sea_augment(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAULTS["alpha"],
@@ -254,23 +250,7 @@ def sea_augment(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEF
     ablation directions of the paper ("adv", "rand", "mixup", "none") follow `reference.augment`.
     group_size and bias as in `fused_sea`.
     """
-    check_tensor_args(x, labels, weight)
-    group_size = check_group_size(group_size)
-    check_bias(bias, weight)
-    alpha, eta, lam, delta = check_hyperparameters(alpha, eta, lam, delta)
-    check_dtype_range(_ct(x, weight, bias), alpha, eta, lam, delta)
-    check_choice("direction", direction, DIRECTIONS)
-    labels = labels.long()
-    check_label_range(labels, weight.shape[1])
-    check_bias_finite(bias)
-    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):   # as fused_sea: float32
-        if direction in FUSED_DIRECTIONS:
-            out = torch_backend.sea_augment(x, labels, weight, alpha, eta, lam, delta,
-                                            direction == "sea_neg", group_size, bias)
-        else:
-            out = reference.augment(x, labels, weight.to(x.dtype), direction=direction, alpha=alpha,
-                                    eta=eta, lam=lam, delta=delta, generator=generator,
-                                    group_size=group_size,
-                                    bias=None if bias is None else bias.to(x.dtype))
-    check_finite(out, x, weight, lam, alpha, eta, delta)
-    return out
+    call = calls.validate(x, labels, weight, alpha=alpha, eta=eta, lam=lam, delta=delta,
+                          reduction=None, direction=direction, group_size=group_size, bias=bias,
+                          backend=None, directions=DIRECTIONS)
+    return augment(call, generator)

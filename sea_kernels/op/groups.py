@@ -2,25 +2,26 @@
 
 With group_size G the rows [kG, min((k+1)G, b)) form group k (the last one shorter when G does
 not divide b); row i projects only onto the other rows of its group, so Q is block-diagonal and
-every b×b quantity (K = XXᵀ, S, Q) is needed only on the diagonal blocks. G = 0 (or None, or
-G ≥ b) is the whole batch, the paper. The blocks are stored stacked: the n full groups as one
-(n, G, G) tensor and the shorter last group as a (1, r, r) tensor, so that every product is one
-batched GEMM per stack and nothing outside the blocks is formed (`BlockDiag`).
+every b×b quantity (K = XXᵀ, S, Q) is needed only on the diagonal blocks. G = None (or G ≥ b)
+is the whole batch, the paper (op/call.py: the one convention). The blocks are stored stacked:
+the n full groups as one (n, G, G) tensor and the shorter last group as a (1, r, r) tensor, so
+that every product is one batched GEMM per stack and nothing outside the blocks is formed
+(`BlockDiag`).
 """
 from __future__ import annotations
 
 import torch
 
 
-def group_blocks(b: int, group_size: int | None = 0) -> list[tuple[int, int, int]]:
+def group_blocks(b: int, group_size: int | None = None) -> list[tuple[int, int, int]]:
     """[(lo, n, g)]: rows lo : lo + n·g are n consecutive groups of g rows — the full groups,
-    then the shorter last group (if any) as its own entry. group_size None, 0 or ≥ b: one group."""
-    g = b if not group_size or group_size >= b else int(group_size)
+    then the shorter last group (if any) as its own entry. group_size None or ≥ b: one group."""
+    g = b if group_size is None or group_size >= b else int(group_size)
     n, rest = divmod(b, g)
     return [(0, n, g)] + ([(n * g, 1, rest)] if rest else [])
 
 
-def group_ranges(b: int, group_size: int | None = 0) -> list[tuple[int, int]]:
+def group_ranges(b: int, group_size: int | None = None) -> list[tuple[int, int]]:
     """The row range [lo, hi) of every group, in order."""
     return [(lo + k * g, lo + (k + 1) * g) for lo, n, g in group_blocks(b, group_size)
             for k in range(n)]

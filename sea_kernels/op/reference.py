@@ -35,8 +35,11 @@ from __future__ import annotations
 
 import torch
 
-from ..params import DIRECTIONS
+from ..params import DEFAULTS, DIRECTIONS
 from .groups import group_ranges
+
+#: The package's defaults of α, η, λ, δ (params.DEFAULTS, docs/design.md §1).
+ALPHA, ETA, LAM, DELTA = (DEFAULTS[k] for k in ("alpha", "eta", "lam", "delta"))
 
 
 def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
@@ -59,7 +62,7 @@ def margin_logits(logits: torch.Tensor, labels: torch.Tensor, lam: float,
     return (logits + delta * (1 - y)) / lam
 
 
-def smoothed_hinge_loss(logits, labels, lam=0.1, delta=0.0, reduction="mean"):
+def smoothed_hinge_loss(logits, labels, lam=LAM, delta=DELTA, reduction="mean"):
     """Eq. 15: ℓ_i = −λ log softmax(Z_i)[y_i]. δ = 0, λ = 1 is cross-entropy.
 
     Evaluated as ℓ_i = λ·softplus(t_i), t_i = log Σ_{c≠y} e^{z_c − z_y} (the same number): unlike
@@ -77,7 +80,7 @@ def logits_of(x, weight, bias=None):
     return x @ weight if bias is None else x @ weight + bias
 
 
-def feature_gradient(x, labels, weight, lam=0.1, delta=0.0, negative_only=False, bias=None):
+def feature_gradient(x, labels, weight, lam=LAM, delta=DELTA, negative_only=False, bias=None):
     """Prop. 4: g_i = ∇_{x_i} ℓ = Σ_c p_c w_c − w_{y_i}, i.e. G = (P − Y) Wᵀ (P from the logits
     XW + 1bᵀ; the bias does not enter Wᵀ).
 
@@ -89,7 +92,7 @@ def feature_gradient(x, labels, weight, lam=0.1, delta=0.0, negative_only=False,
     return a @ weight.T
 
 
-def gradient_direction(x, labels, weight, lam=0.1, delta=0.0, negative_only=False, bias=None):
+def gradient_direction(x, labels, weight, lam=LAM, delta=DELTA, negative_only=False, bias=None):
     """`feature_gradient` divided by 1 − p_y > 0 (only the direction ḡ is used): W a'_i with
     a'_c = softmax_{c≠y}(z)_c, a'_y = −1; for ``negative_only`` it is W p_i.
 
@@ -103,7 +106,7 @@ def gradient_direction(x, labels, weight, lam=0.1, delta=0.0, negative_only=Fals
     return a @ weight.T
 
 
-def projection_weights(x, g, alpha=0.01):
+def projection_weights(x, g, alpha=ALPHA):
     """Eq. 10: q_ij = softmax_{j≠i}(x_jᵀ ḡ_i / α), ḡ_i = g_i/‖g_i‖, over the non-zero rows x_j.
 
     The diagonal is set to −∞ *before* the max-subtracted softmax (removing it afterwards, as the
@@ -140,7 +143,7 @@ def random_partner_weights(b, dtype, device, generator=None):
     return one_hot(partner, b, dtype)
 
 
-def augment(x, labels, weight, *, direction="sea", alpha=0.01, eta=0.8, lam=0.1, delta=0.0,
+def augment(x, labels, weight, *, direction="sea", alpha=ALPHA, eta=ETA, lam=LAM, delta=DELTA,
             generator=None, group_size=None, bias=None):
     """The augmented mini-batch X̃ (a constant for training: computed under no_grad).
 
@@ -180,7 +183,7 @@ def augment(x, labels, weight, *, direction="sea", alpha=0.01, eta=0.8, lam=0.1,
         return unit(x + eta * unit(g_hat))
 
 
-def sea_loss(x, labels, weight, *, direction="sea", alpha=0.01, eta=0.8, lam=0.1, delta=0.0,
+def sea_loss(x, labels, weight, *, direction="sea", alpha=ALPHA, eta=ETA, lam=LAM, delta=DELTA,
              reduction="mean", generator=None, group_size=None, bias=None):
     """Alg. 1 step 6: the smoothed hinge loss of the augmented features, differentiable in W (and
     in the bias: logits X̃W + 1bᵀ)."""

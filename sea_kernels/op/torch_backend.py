@@ -36,11 +36,6 @@ from .reference import one_hot
 from .reference import unit as unit_rows
 
 
-def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """float64 if any input is float64, else float32 (bf16/fp16 inputs accumulate in fp32)."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
 def _tiny(t: torch.Tensor) -> float:
     return torch.finfo(t.dtype).tiny
 
@@ -288,7 +283,7 @@ def _projected(x, y, w, alpha, lam, delta, negative_only, group_size, bias):
     return logits, k, q, ql, gh_norm2, x_dot_gh
 
 
-def _front(x, y, w, alpha, eta, lam, delta, negative_only, group_size=0, bias=None):
+def _front(x, y, w, alpha, eta, lam, delta, negative_only, group_size=None, bias=None):
     """`_projected` → row factors (`factors`): (L, Q, QL, c1, c2, untrusted rows, their x̃)."""
     logits, k, q, ql, gh_norm2, x_dot_gh = _projected(x, y, w, alpha, lam, delta, negative_only,
                                                       group_size, bias)
@@ -298,38 +293,40 @@ def _front(x, y, w, alpha, eta, lam, delta, negative_only, group_size=0, bias=No
     return logits, q, ql, c1, c2, rows, x_aug
 
 
-def sea_forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only=False,
-                compute_grad=True, group_size=0, bias=None):
-    """Per-row losses ℓ(x̃_i) and dW = ∂(Σ_i s_i ℓ(x̃_i))/∂W (empty when not compute_grad), in
-    compute_dtype(x, weight[, bias]) — the contract of docs/design.md §5. group_size G > 0:
-    groups of G consecutive rows projected alone (0: the whole batch). With a bias (C,) the
-    logits are XW + 1bᵀ and the result is (losses, dW, db = Σ_i D_i)."""
-    ct = compute_dtype(x, weight) if bias is None else compute_dtype(x, weight, bias)
+def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None):
+    """The backend contract (op/dispatch.py, docs/design.md §5): per-row losses ℓ(x̃_i) (b,),
+    dW = ∂(Σ_i s_i ℓ(x̃_i))/∂W (d×C) and db = Σ_i D_i (C,), in row_scale's dtype (the compute
+    dtype); dW and db empty without compute_grad, db also without a bias. hyper: op.call.Hyper
+    (group_size G: groups of G consecutive rows projected alone; None: the whole batch)."""
+    ct = row_scale.dtype
     x, w = x.to(ct), weight.to(ct)
     bias = None if bias is None else bias.to(ct)
     y = one_hot(labels, w.shape[1], ct)
-    logits, q, ql, c1, c2, rows, x_aug = _front(x, y, w, alpha, eta, lam, delta, negative_only,
-                                                group_size, bias)
-    losses, d = row_epilogue(logits, ql, c1, c2, y, row_scale, lam, delta, compute_grad, bias)
+    logits, q, ql, c1, c2, rows, x_aug = _front(x, y, w, hyper.alpha, hyper.eta, hyper.lam,
+                                                hyper.delta, hyper.negative_only,
+                                                hyper.group_size, bias)
+    losses, d = row_epilogue(logits, ql, c1, c2, y, row_scale, hyper.lam, hyper.delta,
+                             compute_grad, bias)
     if not compute_grad:
-        return (losses, x.new_empty(0)) + (() if bias is None else (x.new_empty(0),))
+        return losses, x.new_empty(0), x.new_empty(0)
     dw = weight_grad(x, grad_rows(d, q, c1, c2, rows))
     dw = dw if x_aug is None else add_direct_grad(dw, x_aug, d[rows])
-    return (losses, dw) if bias is None else (losses, dw, d.sum(dim=0))
+    return losses, dw, (x.new_empty(0) if bias is None else d.sum(dim=0))
 
 
-def sea_augment(x, labels, weight, alpha, eta, lam, delta, negative_only=False, group_size=0,
-                bias=None):
-    """X̃ = Π(X + η Π(ĝ)), ĝ = Q X (Q block-diagonal for group_size > 0; A' from XW + 1bᵀ with a
-    bias) — the one place a b×d result is formed, on request; every row is then normalised from
-    its vectors directly (`reference.unit`, §3), as the reference writes it."""
-    ct = compute_dtype(x, weight) if bias is None else compute_dtype(x, weight, bias)
-    xc, w = x.to(ct), weight.to(ct)
-    bias = None if bias is None else bias.to(ct)
-    y = one_hot(labels, w.shape[1], ct)
-    blocks = group_blocks(xc.shape[0], group_size)
+def sea_augment(x, labels, weight, hyper, dtype, bias=None):
+    """X̃ = Π(X + η Π(ĝ)), ĝ = Q X (Q block-diagonal with a group size; A' from XW + 1bᵀ with a
+    bias), computed in `dtype` (the compute dtype, op/call.py) and returned in x's dtype — the one
+    place a b×d result is formed, on request; every row is then normalised from its vectors
+    directly (`reference.unit`, §3), as the reference writes it."""
+    xc, w = x.to(dtype), weight.to(dtype)
+    bias = None if bias is None else bias.to(dtype)
+    y = one_hot(labels, w.shape[1], dtype)
+    blocks = group_blocks(xc.shape[0], hyper.group_size)
     logits = xc @ w
-    a = row_prep(logits if bias is None else logits + bias, y, lam, delta, negative_only)
+    a = row_prep(logits if bias is None else logits + bias, y, hyper.lam, hyper.delta,
+                 hyper.negative_only)
     g_norm2, rows, g_rows = grad_norms_and_rows(a, w)
-    q = projection_blocks(a, logits, g_norm2, alpha, nonzero_rows(xc), blocks, (rows, g_rows, xc))
-    return unit_rows(xc + eta * unit_rows(q.matmul(xc))).to(x.dtype)
+    q = projection_blocks(a, logits, g_norm2, hyper.alpha, nonzero_rows(xc), blocks,
+                          (rows, g_rows, xc))
+    return unit_rows(xc + hyper.eta * unit_rows(q.matmul(xc))).to(x.dtype)

@@ -3,8 +3,8 @@
 The common formulation, the contract and the stage names are docs/design.md §2, §3 and §5; this
 host module launches the kernels of op/triton_kernels.py stage by stage. What differs:
 
-* fp32 throughout: bf16/fp16 inputs are upcast, every kernel accumulates in fp32, float64 is
-  refused (dispatch sends it to `torch`). `tl.dot` runs with input_precision=DOT_PRECISION
+* fp32 throughout: bf16/fp16 inputs are upcast, every kernel accumulates in fp32; float64 is not
+  declared (op/dispatch.py sends it to `torch`). `tl.dot` runs with input_precision=DOT_PRECISION
   ("ieee", exact fp32: TF32 would put 1e-3 relative errors into S, amplified by 1/α).
 * No b×b matrix is stored. `attention` is an online softmax over key blocks (as flash
   attention): per value tile of [K | L] it forms Q[K | L], keeps QL (b×C), the row max m_i and
@@ -39,7 +39,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..params import check_int
 from .torch_backend import add_direct_grad, factors, grad_norms_and_rows, weight_grad
 
 try:
@@ -80,46 +79,37 @@ def interpreter_on() -> bool:
     return INTERPRETED and os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _check(x, weight, bias):
+def _check_device(x):
+    """The kernels read only CUDA tensors (CPU tensors only under the interpreter)."""
     if not AVAILABLE:
         raise ValueError(f"backend='triton' is not available: {UNAVAILABLE_REASON}")
-    if any(t is not None and t.dtype == torch.float64 for t in (x, weight, bias)):
-        raise TypeError("backend='triton' computes in float32 and does not take float64 inputs; "
-                        "use backend='torch' or backend='cpp' for float64")
     if x.device.type != "cuda" and not interpreter_on():
         raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for "
                          f"testing), got tensors on {x.device}; use backend='cpp' or 'torch' on "
                          "the CPU")
 
 
-def group_rows(b: int, group_size: int) -> int:
-    """G, the rows per group the kernels take: b for the whole batch (group_size 0, or ≥ b)."""
-    g = check_int("group_size", group_size, minimum=0)
-    return b if g == 0 or g >= b else g
-
-
-def sea_forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only=False,
-                compute_grad=True, group_size=0, bias=None):
-    """Per-row losses ℓ(x̃_i) (b,) and dW = ∂(Σ_i s_i ℓ(x̃_i))/∂W (d×C; empty when not
-    compute_grad), both float32 — the contract of docs/design.md §5; with a bias (C,) also
-    db = Σ_i D_i (C,; empty when not compute_grad). group_size G > 0 projects every row onto the
-    other rows of its group of G consecutive rows only (0: the whole batch)."""
-    _check(x, weight, bias)
-    group = group_rows(x.shape[0], group_size)
+def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None):
+    """The backend contract (op/dispatch.py, docs/design.md §5): per-row losses ℓ(x̃_i) (b,),
+    dW = ∂(Σ_i s_i ℓ(x̃_i))/∂W (d×C) and db = Σ_i D_i (C,), float32; dW and db empty without
+    compute_grad, db also without a bias. hyper.group_size G projects every row onto the other
+    rows of its group of G consecutive rows only (None: the whole batch)."""
+    _check_device(x)
+    group = x.shape[0] if hyper.group_size is None else min(hyper.group_size, x.shape[0])
     with torch.no_grad():
         if x.device.type == "cuda":
             with torch.cuda.device(x.device):
-                out = _forward(x, labels, weight, row_scale, alpha, eta, lam, delta,
-                               negative_only, compute_grad, group, bias, CONFIG)
+                out = _forward(x, labels, weight, row_scale, hyper, compute_grad, group, bias,
+                               CONFIG)
         else:
-            out = _forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only,
-                           compute_grad, group, bias, CONFIG)
-    return out if bias is not None else out[:2]
+            out = _forward(x, labels, weight, row_scale, hyper, compute_grad, group, bias,
+                           CONFIG)
+    return out if bias is not None else (out[0], out[1], out[1].new_empty(0))
 
 
-def _forward(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only, compute_grad,
-             group, bias, cfg: Config):
+def _forward(x, labels, weight, row_scale, hyper, compute_grad, group, bias, cfg: Config):
     """(losses, dW, db) for groups of `group` rows (b: the whole batch)."""
+    alpha, eta, lam, delta, negative_only = hyper[:5]
     f32 = torch.float32
     x, w = x.detach().to(f32), weight.detach().to(f32)
     c = w.shape[1]

@@ -1,4 +1,5 @@
-"""Argument checks for the public ops: bad input fails here, with the argument named and the fix.
+"""The argument rules of the public ops (composed once per call by op/call.py `validate`): bad
+input fails here, with the argument named and the fix.
 
 Shape, dtype and device checks, and whether the scalar arguments fit the compute dtype (α not
 rounding to 0 or a subnormal; η², 1/λ, δ/λ finite), are static and always run (also under
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 import torch
 
-from ..params import check_int, check_real
+from ..params import check_real
 
 #: The floating dtypes the op takes (every backend declares a subset, op/dispatch.py).
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 __all__ = ["check_tensor_args", "check_hyperparameters", "check_dtype_range", "check_label_range",
            "check_finite", "diagnose_nonfinite", "NonFiniteLoss", "FLOAT_DTYPES",
-           "check_group_size", "check_bias", "check_bias_finite"]
+           "check_bias", "check_bias_finite"]
 
 
 class NonFiniteLoss(ValueError):
@@ -62,14 +63,6 @@ def check_tensor_args(x, labels, weight):
     if x.requires_grad:
         raise ValueError("x requires grad, but SeA treats features as fixed data and returns no "
                          "gradient for them; pass x.detach()")
-
-
-def check_group_size(group_size) -> int:
-    """None (the whole batch, the paper) → 0, else an integer ≥ 1 (bool refused): the number of
-    consecutive rows projected together (op/groups.py)."""
-    if group_size is None:
-        return 0
-    return check_int("group_size", group_size, minimum=1)
 
 
 def check_bias(bias, weight):
@@ -137,22 +130,24 @@ def check_label_range(labels, num_classes):
                          f"columns), found label {bad}")
 
 
-def check_finite(result, x, weight, lam, alpha=None, eta=None, delta=0.0):
-    """Eager only: a NaN/Inf anywhere in `result` raises NonFiniteLoss naming the input at fault."""
+def check_finite(result, call):
+    """Eager only: a NaN/Inf anywhere in `result` of the call (an op.call.SeaCall) raises
+    NonFiniteLoss naming the input at fault."""
     if not torch.isfinite(result).all():
-        diagnose_nonfinite(x, weight, lam, alpha=alpha, eta=eta, delta=delta)
+        h = call.hyper
+        diagnose_nonfinite(call.x, call.weight, h.lam, call.dtype, alpha=h.alpha, eta=h.eta,
+                           delta=h.delta)
 
 
-def diagnose_nonfinite(x, weight, lam, alpha=None, eta=None, delta=0.0):
+def diagnose_nonfinite(x, weight, lam, dtype, alpha=None, eta=None, delta=0.0):
     """Called when a loss came out NaN/Inf: name the input that caused it. Checked in order: NaN/Inf
     inputs, the scalar arguments alone (η², 1/λ, δ/λ, α), then with the data (‖x_i‖², ‖x_i‖/α,
-    (|x·w| + |δ|)/λ, all evaluated in float64 against the compute dtype's maximum); only a
-    logit x·w that itself overflows blames the weights."""
+    (|x·w| + |δ|)/λ, all evaluated in float64 against the maximum of `dtype`, the compute
+    dtype); only a logit x·w that itself overflows blames the weights."""
     for name, t in (("x", x), ("weight", weight)):
         if not torch.isfinite(t).all():
             raise NonFiniteLoss(f"{name} contains NaN or Inf; clean the input (a diverged "
                                 "training run shows up here first: lower the learning rate)")
-    dtype = torch.float64 if torch.float64 in (x.dtype, weight.dtype) else torch.float32
     big, name = torch.finfo(dtype).max, str(dtype).replace("torch.", "")
     head = "the SeA loss overflowed to NaN/Inf: "
     try:

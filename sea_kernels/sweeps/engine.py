@@ -50,9 +50,8 @@ def _as_tensor(x, dtype=None) -> torch.Tensor:
 
 
 def _compute_dtype(x: torch.Tensor, dtype) -> torch.dtype:
-    if dtype is not None:
-        return dtype
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+    from ..op.call import compute_dtype
+    return dtype if dtype is not None else compute_dtype(x)
 
 
 def prepare(X, device=None) -> torch.Tensor:
@@ -243,10 +242,10 @@ def check_random_state(value, name: str = "random_state") -> int:
 
 
 def check_group_size(value) -> int | None:
-    """None (the whole batch) or an int ≥ 1 — the op's rule (`op.validation.check_group_size`,
-    ParameterError / ValueError naming group_size), None kept as None."""
-    from ..op.validation import check_group_size as op_check
-    return op_check(value) or None
+    """None (the whole batch) or an int ≥ 1 — the op's rule (`op.call.check_group_size`,
+    ParameterError / ValueError naming group_size)."""
+    from ..op.call import check_group_size as op_check
+    return op_check(value)
 
 
 def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOCHS,

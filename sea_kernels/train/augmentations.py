@@ -10,9 +10,9 @@
 
 augment           class             loss of a batch (xb, yb)                   state
 ----------------  ----------------  -----------------------------------------  ---------------
-"sea", "sea_neg"  FusedSeA          fused_sea(..., direction=augment, backend)  —
+"sea", "sea_neg"  FusedSeA          fused_sea(..., direction=augment, backend)  the SeaConfig
 "none"            Plain             smoothed hinge ℓ(xb W)                      —
-"adv"             Augmented         ℓ(X̃ W), X̃ = sea_augment(direction="adv")  —
+"adv"             Augmented         ℓ(X̃ W), X̃ = sea_augment(direction="adv")  the SeaConfig
 "rand", "mixup"   RandomAugmented   ℓ(X̃ W), X̃ drawn with its own generator    the generator
 "isda"            ISDA              baselines.isda_loss, λ_t = strength·t/T     Σ estimator
 "me_ada"          MEADA             ℓ(xb W) on the grown training set           appended rows
@@ -20,15 +20,19 @@ augment           class             loss of a batch (xb, yb)                   s
 The random generator of "rand"/"mixup" lives on the training device, seeded with
 (seed + 1) mod 2⁶⁴ (seed: the generator seed of the shuffling); the ISDA covariances are updated
 from each batch before its step; ME-ADA appends an adversarial copy of every original row before
-each of the epochs `baselines.me_ada_round_epochs(epochs, me_ada_rounds)`.
+each of the epochs `baselines.me_ada_round_epochs(epochs, me_ada_rounds)`. The fused op's
+arguments are validated once per fit (`op.call.configure`, a SeaConfig); a batch only binds its
+tensors to it (`SeaConfig.bind`) and runs it (`op.fused.run` / `op.fused.augment`).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from ..op.fused import fused_sea, resolve_backend, sea_augment
+from ..op.call import configure
+from ..op.fused import augment, run
 from ..op.reference import smoothed_hinge_loss
+from ..params import DIRECTIONS
 from . import baselines
 
 __all__ = ["Augmentation", "FusedSeA", "Plain", "Augmented", "RandomAugmented", "ISDA", "MEADA",
@@ -88,14 +92,14 @@ class FusedSeA(Augmentation):
 
     def __init__(self, params, **kw):
         super().__init__(params, **kw)
-        self.backend = resolve_backend(params["backend"], self.device, (self.dtype,))
+        self.config = configure(alpha=self.alpha, eta=self.eta, lam=self.lam, delta=self.delta,
+                                reduction="mean", direction=self.name,
+                                group_size=params.get("group_size"),   # None: the whole batch
+                                backend=params["backend"], device=self.device, dtype=self.dtype)
+        self.backend = self.config.backend
 
     def loss(self, epoch, xb, yb, weight):
-        group = self.params.get("group_size")   # None: the whole batch (the paper)
-        kw = {} if group is None else {"group_size": group}
-        return fused_sea(xb, yb, weight, alpha=self.alpha, eta=self.eta, lam=self.lam,
-                         delta=self.delta, reduction="mean", direction=self.name,
-                         backend=self.backend, **kw)
+        return run(self.config.bind(xb, yb, weight))
 
 
 class Plain(Augmentation):
@@ -108,9 +112,14 @@ class Augmented(Augmentation):
     suggests_eta = True
     generator: torch.Generator | None = None
 
+    def __init__(self, params, **kw):
+        super().__init__(params, **kw)
+        self.config = configure(alpha=self.alpha, eta=self.eta, lam=self.lam, delta=self.delta,
+                                reduction=None, direction=self.name, backend=None,
+                                device=self.device, dtype=self.dtype, directions=DIRECTIONS)
+
     def loss(self, epoch, xb, yb, weight):
-        xa = sea_augment(xb, yb, weight.detach(), alpha=self.alpha, eta=self.eta, lam=self.lam,
-                         delta=self.delta, direction=self.name, generator=self.generator)
+        xa = augment(self.config.bind(xb, yb, weight.detach()), self.generator)
         return smoothed_hinge_loss(xa @ weight, yb, self.lam, self.delta)
 
 

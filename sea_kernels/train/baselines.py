@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ..op.reference import smoothed_hinge_loss, unit
-from ..params import DEFAULTS, ME_ADA_DEFAULTS  # ME-ADA's defaults: why the ascent step is 0.003
+from ..params import DEFAULTS, ME_ADA_DEFAULTS  # ME-ADA's: why the ascent step is 0.003
 
 __all__ = ["ISDA_FULL_COV_MAX_DIM", "ISDAEstimator", "isda_sigma2", "isda_logits", "isda_loss",
            "me_ada_generate", "me_ada_round_epochs", "ME_ADA_DEFAULTS"]
@@ -128,8 +128,8 @@ def isda_logits(x: Tensor, labels: Tensor, weight: Tensor, cov: Tensor, ratio: f
     return x @ weight + 0.5 * ratio * isda_sigma2(weight, labels, cov.detach())
 
 
-def isda_loss(x, labels, weight, cov, ratio, *, lam=DEFAULTS["lam"], delta=DEFAULTS["delta"],
-              reduction="mean"):
+def isda_loss(x, labels, weight, cov, ratio, *, lam=DEFAULTS["lam"],
+              delta=DEFAULTS["delta"], reduction="mean"):
     """Smoothed-hinge loss (Eq. 15, λ, δ) of the ISDA surrogate logits."""
     return smoothed_hinge_loss(isda_logits(x, labels, weight, cov, ratio), labels, lam, delta,
                                reduction)
@@ -144,8 +144,9 @@ def me_ada_round_epochs(epochs: int, rounds: int) -> list[int]:
     return [k * epochs // (rounds + 1) for k in range(1, rounds + 1)]
 
 
-def me_ada_generate(x0: Tensor, labels: Tensor, weight: Tensor, *, lam: float = DEFAULTS["lam"],
-                    delta: float = 0.0, steps: int = ME_ADA_DEFAULTS["steps"],
+def me_ada_generate(x0: Tensor, labels: Tensor, weight: Tensor, *,
+                    lam: float = DEFAULTS["lam"], delta: float = DEFAULTS["delta"],
+                    steps: int = ME_ADA_DEFAULTS["steps"],
                     lr: float = ME_ADA_DEFAULTS["lr"], gamma: float = ME_ADA_DEFAULTS["gamma"],
                     beta: float = ME_ADA_DEFAULTS["beta"], chunk_rows: int = 8192) -> Tensor:
     """ME-ADA's maximisation phase on fixed features: `steps` ascent steps per row on
