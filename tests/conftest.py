@@ -1,12 +1,18 @@
 """Test-wide set-up. Without a GPU the Triton kernels run in Triton's interpreter on CPU tensors;
-the variable must be set before any kernel is defined, so it is set here, before collection."""
+the variable must be set before any kernel is defined, so it is set here, before collection.
+
+Inductor's on-disk cache (/tmp/torchinductor_<user> by default) outlives a run and is keyed by the
+traced graph, not by the schema of the package's custom ops: an entry compiled against another
+checkout's op can be served to this one. Each test run compiles into a cache of its own."""
 import os
+import tempfile
 
 import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="sea-inductor-"))
 
 
 @pytest.fixture()

@@ -24,17 +24,21 @@ except Exception as exc:  # not built, or built against another torch
 from helpers import make_problem, reference_rows, rel_err
 
 from sea_kernels.op import cpp_backend
+from sea_kernels.op.call import Hyper
 
 ROOT = Path(__file__).resolve().parents[1]
 OP = torch.ops.sea_kernels.sea_fwd_cpu
 PAPER = dict(alpha=0.01, eta=0.8, lam=0.1, delta=0.0)
 
 
-def run(x, y, w, s, negative_only=False, compute_grad=True, group_size=0, bias=None, **hyper):
-    """cpp_backend.sea_forward: (losses, dW[, db])."""
+def run(x, y, w, s, negative_only=False, compute_grad=True, group_size=None, bias=None, **hyper):
+    """cpp_backend.sea_forward (the backend contract): (losses, dW) without a bias, (losses, dW,
+    db) with one."""
     h = {**PAPER, **hyper}
-    return cpp_backend.sea_forward(x, y, w, s, h["alpha"], h["eta"], h["lam"], h["delta"],
-                                   negative_only, compute_grad, group_size=group_size, bias=bias)
+    out = cpp_backend.sea_forward(x, y, w, s, Hyper(h["alpha"], h["eta"], h["lam"], h["delta"],
+                                                    negative_only, group_size or None),
+                                  compute_grad, bias)
+    return out if bias is not None else out[:2]
 
 
 def problem(b, d, c, dtype, seed, with_bias=True):

@@ -31,9 +31,9 @@ def cpp_ok(monkeypatch):
 def test_declarations_cover_every_backend():
     assert set(BACKENDS_BY_NAME) == set(PRIORITY) == set(BACKENDS) - {"auto"}
     assert PRIORITY[-1] == "torch"
-    assert dispatch.forward_of("torch") is torch_backend.sea_forward
-    assert dispatch.forward_of("cpp") is cpp_backend.sea_forward
-    assert dispatch.forward_of("triton") is triton_backend.sea_forward
+    assert BACKENDS_BY_NAME["torch"].forward is torch_backend.sea_forward
+    assert BACKENDS_BY_NAME["cpp"].forward is cpp_backend.sea_forward
+    assert BACKENDS_BY_NAME["triton"].forward is triton_backend.sea_forward
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, *HALF])

@@ -19,7 +19,9 @@ from backends import TRITON_OK, device  # noqa: E402
 from cases import ROWS  # noqa: E402
 from helpers import make_problem  # noqa: E402
 
+from sea_kernels import fused_sea  # noqa: E402
 from sea_kernels.op import triton_backend  # noqa: E402
+from sea_kernels.op.call import Hyper  # noqa: E402
 from sea_kernels.params import ParameterError  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not TRITON_OK, reason="triton unavailable, or not under "
@@ -62,22 +64,26 @@ def test_key_tiles_cover_every_group_range():
 
 
 def _args(b=4, d=3, c=2, dtype=torch.float32, dev=DEVICE):
+    """(x, labels, weight, row_scale, hyper): the backend contract's positional arguments."""
     x, y, w = make_problem(b, d, c)
     return (x.to(dev, dtype), y.to(dev), w.to(dev, dtype), torch.ones(b, device=dev),
-            0.01, 0.8, 0.1, 0.0)
+            Hyper(0.01, 0.8, 0.1, 0.0))
 
 
 def test_refusals():
-    """triton_backend.sea_forward itself refuses float64 (inputs or bias), a bad group_size, and
-    CPU tensors without the interpreter."""
+    """backend="triton" refuses float64 (inputs or bias) and a bad group_size, naming them, before
+    any kernel runs."""
+    x, y, w, _, _ = _args()
+    x64, _, w64, _, _ = _args(dtype=torch.float64)
     with pytest.raises(TypeError, match="float64"):
-        triton_backend.sea_forward(*_args(dtype=torch.float64))
+        fused_sea(x64, y, w64, backend="triton")
     with pytest.raises(TypeError, match="float64"):
-        triton_backend.sea_forward(*_args(), bias=torch.zeros(2, dtype=torch.float64))
+        fused_sea(x, y, w, bias=torch.zeros(2, dtype=torch.float64, device=DEVICE),
+                  backend="triton")
     with pytest.raises(ParameterError, match="group_size"):
-        triton_backend.sea_forward(*_args(), group_size=True)
+        fused_sea(x, y, w, group_size=True, backend="triton")
     with pytest.raises(ValueError, match="group_size"):
-        triton_backend.sea_forward(*_args(), group_size=-1)
+        fused_sea(x, y, w, group_size=-1, backend="triton")
 
 
 def test_cpu_tensors_need_the_interpreter(monkeypatch):
@@ -87,16 +93,17 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
 
 
 def test_outputs_without_grad():
-    """compute_grad=False: the same losses, empty dW and db (three outputs with a bias)."""
-    x, y, w, rs, *h = _args(7, 5, 3)
+    """compute_grad=False: the same losses, empty dW and db; always three outputs."""
+    args = _args(7, 5, 3)
     bias = torch.tensor([1.0, -2.0, 0.5], device=DEVICE)
-    full = triton_backend.sea_forward(x, y, w, rs, *h, bias=bias)
-    out = triton_backend.sea_forward(x, y, w, rs, *h, bias=bias, compute_grad=False)
+    full = triton_backend.sea_forward(*args, bias=bias)
+    out = triton_backend.sea_forward(*args, False, bias)
     assert len(full) == len(out) == 3 and full[2].shape == (3,)
     assert out[1].numel() == out[2].numel() == 0 and torch.equal(out[0], full[0])
-    plain = triton_backend.sea_forward(x, y, w, rs, *h)
-    out = triton_backend.sea_forward(x, y, w, rs, *h, compute_grad=False)
-    assert len(out) == 2 and out[1].numel() == 0 and torch.equal(out[0], plain[0])
+    plain = triton_backend.sea_forward(*args)
+    out = triton_backend.sea_forward(*args, False)
+    assert len(plain) == len(out) == 3 and plain[2].numel() == 0
+    assert out[1].numel() == 0 and torch.equal(out[0], plain[0])
 
 
 COMPILE_CHECK = r"""
