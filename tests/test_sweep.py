@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from backends import forward
 
 import sea_kernels
 from sea_kernels import params
+from sea_kernels.op import call
 from sea_kernels.op.batched import Hyper, batched_sea_grad
 from sea_kernels.op.torch_backend import sea_forward
 from sea_kernels.sweeps.engine import prepare, train_many
@@ -168,9 +168,9 @@ def test_single_step_matches_torch_sea_corner_cases():
                                         chunk_size=3)
         grad = grad_t.T
         for i, (a, e, lam, de) in enumerate(cfgs):
-            want_l, want_g = forward(sea_forward, x, y, w[:, i * c:(i + 1) * c],
-                                     torch.full((b,), 1.0 / b, dtype=torch.float64),
-                                     a, e, lam, de)
+            want_l, want_g, _ = sea_forward(x, y, w[:, i * c:(i + 1) * c],
+                                            torch.full((b,), 1.0 / b, dtype=torch.float64),
+                                            call.Hyper(a, e, lam, de))
             assert torch.allclose(grad[:, i * c:(i + 1) * c], want_g, rtol=1e-12, atol=1e-14)
             assert torch.allclose(loss[i], want_l.mean(), rtol=1e-12, atol=1e-14)
 
