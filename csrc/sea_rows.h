@@ -74,6 +74,31 @@ T row_max(const T* u, int64_t n) {
   return acc;
 }
 
+// Π(v) for each row of v (m×d, contiguous), in place: the row is first scaled by the power of two
+// that brings its largest |entry| into [½, 1) (exact, as reference.unit does), so ‖v_i‖² neither
+// underflows nor overflows: 1e-20·e₁ in float32 (‖v‖² = 1e-40, subnormal) or 1e-200·e₁ in
+// float64 (‖v‖² = 0) still gives e₁. A zero row stays zero. For the few rows formed directly
+// (untrusted_rows), never a pass over the batch.
+template <typename T>
+void unit_rows_(const Tensor& v) {
+  TORCH_INTERNAL_ASSERT(v.is_contiguous());
+  const int64_t m = v.size(0), d = v.size(1);
+  T* p = v.data_ptr<T>();
+  at::parallel_for(0, m, grain(2 * d), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      T* vi = p + i * d;
+      const T amax = abs_max(vi, d);
+      if (!(amax > 0)) continue;  // a zero row stays zero
+      int e;
+      std::frexp(amax, &e);  // amax ∈ [2^(e−1), 2^e)
+      for (int64_t k = 0; k < d; ++k) vi[k] = std::ldexp(vi[k], -e);
+      const T inv_norm = T(1) / std::sqrt(dot(vi, vi, d));  // ‖v_i‖² ≥ ¼
+#pragma omp simd
+      for (int64_t k = 0; k < d; ++k) vi[k] *= inv_norm;
+    }
+  });
+}
+
 // out (n×n, unit column stride) = V Vᵀ for V (n×k), from its lower block triangle: one GEMM per
 // block row (rows [i0, i1) of V times rows [0, i1)), whose transpose is then copied above the
 // diagonal (block row i only writes columns [i0, i1) of rows < i0, which no other block row

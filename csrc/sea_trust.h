@@ -99,22 +99,27 @@ struct Untrusted {
 // (κ_j = max_{k≠j} |K_jk|; the middle bound is bound_i), plus the rounding of K's own entries,
 // ≲ ε max_j K_jj at worst. A row is untrusted when
 //   ‖ĝ_i‖² < τ·max(bound_i, ε max_j K_jj)       (its relative error could exceed ≈ ε/τ), or
-//   n_i² < τ (√K_ii + η)²                          (n_i² = K_ii + 2η r_i x_iᵀĝ_i + η² cancels: ĝ_i
-//                                                  points against x_i and η ≈ ‖x_i‖).
+//   n_i² < max(τ (√K_ii + η)², min)                (n_i² = K_ii + 2η r_i x_iᵀĝ_i + η² cancels: ĝ_i
+//                                                  points against x_i and η ≈ ‖x_i‖; or it is
+//                                                  below the smallest normal number `min`).
+// The `min` floor is the zero row moved by a tiny η: x_i = 0 gives n_i² = η², which underflows
+// (η = 1e-20 in float32, 1e-200 in float64) although x̃_i = Π(0 + ηΠ(ĝ_i)) = Π(ĝ_i) for every
+// η > 0, while Gram space would take 1/n_i from the clamped n_i² (L̃_i = ηr_i(QL)_i/n_i off by
+// their ratio). Such a row is formed directly like the others.
 // Since bound_i ≤ max_j K_jj the first rule flags a subset of the rows ‖ĝ_i‖² < τ max_j K_jj
 // flags, with the same guarantee, and not the rows of nearly orthogonal features (random
 // high-dimensional rows have ‖ĝ_i‖² ~ 1e-2 but κ ~ 1/√d, so their Gram-space value is accurate);
 // the floor ε max_j K_jj keeps every row whose ‖ĝ_i‖² underflowed (q_i concentrated on a zero
 // row: bound_i underflows too). The flagged rows' ĝ_i = q_i X are formed by one m×n by n×d GEMM
-// on their gathered rows of Q and scaled by 1/max_k |ĝ_ik| (only r_i ĝ_i = Π(ĝ_i) is ever used,
-// so the scale drops out, and ‖ĝ_i‖² cannot underflow); from them x̃_i = Π(x_i + ηΠ(ĝ_i)) is
-// formed directly, as the torch backend does: the row factors become c1 = 0, c2 = 1 with
-// (QL)_i ← x̃_iᵀW (one m×d by d×C GEMM), and their share of dW is x̃_i D_iᵀ (row_epilogue,
-// weight_grad). Forming L̃_i = (l_i + ηr_i(QL)_i)/n_i instead lost ε/n_i where u_i = x_i + ηΠ(ĝ_i)
-// is short (n_i = 0.074: dW rows 30× the torch backend's error; the fuzz campaign). Nothing is done (no allocation, no GEMM)
-// when no row is flagged; a group of one row (Q = 0 exactly) is never flagged. κ and bound_i are
-// formed only when some row has ‖ĝ_i‖² < τ max_j K_jj (then one pass over K for κ and O(n) per
-// such row).
+// on their gathered rows of Q; from them x̃_i = Π(x_i + ηΠ(ĝ_i)) is formed directly, as the torch
+// backend does, each Π after an exact power-of-two rescaling of the row (unit_rows_: a tiny ĝ_i
+// or a u_i = x_i + ηΠ(ĝ_i) of length η keeps its direction where its squared norm underflows).
+// The row factors become c1 = 0, c2 = 1 with (QL)_i ← x̃_iᵀW (one m×d by d×C GEMM), and their
+// share of dW is x̃_i D_iᵀ (row_epilogue, weight_grad). Forming L̃_i = (l_i + ηr_i(QL)_i)/n_i
+// instead lost ε/n_i where u_i is short (n_i = 0.074: dW rows 30× the torch backend's error; the
+// fuzz campaign). Nothing is done (no allocation, no GEMM) when no row is flagged; a group of one
+// row (Q = 0 exactly) is never flagged. κ and bound_i are formed only when some row has
+// ‖ĝ_i‖² < τ max_j K_jj (then one pass over K for κ and O(n) per such row).
 template <typename T>
 Untrusted untrusted_rows(const Group& grp, const Tensor& w, const std::vector<T>& kd,
                          const std::vector<T>& gh2, const std::vector<T>& n2, T eta,
@@ -123,11 +128,12 @@ Untrusted untrusted_rows(const Group& grp, const Tensor& w, const std::vector<T>
   Untrusted u;
   if (n == 1) return u;
   constexpr T tau = untrusted_tau<T>(), eps = std::numeric_limits<T>::epsilon();
+  constexpr T tiny = std::numeric_limits<T>::min();
   const T kmax = *std::max_element(kd.begin(), kd.end()), floor = eps * kmax;
   std::vector<int64_t> rows, small;  // small: ‖ĝ_i‖² < τ max_j K_jj, bound_i still to check
   for (int64_t i = 0; i < n; ++i) {
     const T n2_scale = (std::sqrt(kd[i]) + eta) * (std::sqrt(kd[i]) + eta);
-    if (gh2[i] > 0 && !(n2[i] >= tau * n2_scale))
+    if (gh2[i] > 0 && !(n2[i] >= std::max(tau * n2_scale, tiny)))
       rows.push_back(i);
     else if (!(gh2[i] >= tau * kmax))  // (NaN: recomputed too)
       small.push_back(i);
@@ -163,14 +169,10 @@ Untrusted untrusted_rows(const Group& grp, const Tensor& w, const std::vector<T>
   if (rows.empty()) return u;
   const int64_t m = static_cast<int64_t>(rows.size());
   u.rows = at::from_blob(rows.data(), {m}, at::kLong).clone();
-  Tensor gh = at::mm(grp.q.index_select(0, u.rows), grp.x);  // ĝ of the flagged rows (m×d)
-  const Tensor gmax = gh.abs().amax(1, /*keepdim=*/true);
-  gh = at::where(gmax > 0, gh / at::where(gmax > 0, gmax, at::ones_like(gmax)), gh);
-  const Tensor g2 = (gh * gh).sum(1);
-  const Tensor rf = at::where(g2 > 0, g2.rsqrt(), at::zeros_like(g2));
-  const Tensor uf = grp.x.index_select(0, u.rows) + (eta * rf).unsqueeze(1) * gh;  // x + ηΠ(ĝ)
-  const Tensor inv_nf = (uf * uf).sum(1).clamp_min(std::numeric_limits<T>::min()).rsqrt();
-  u.xt = uf * inv_nf.unsqueeze(1);  // x̃_i = Π(x_i + ηΠ(ĝ_i))
+  const Tensor gh = at::mm(grp.q.index_select(0, u.rows), grp.x);  // ĝ of the flagged rows (m×d)
+  unit_rows_<T>(gh);                                                   // Π(ĝ_i) (0 for ĝ_i = 0)
+  u.xt = grp.x.index_select(0, u.rows).add_(gh, eta);                  // u_i = x_i + ηΠ(ĝ_i)
+  unit_rows_<T>(u.xt);                                                 // x̃_i = Π(u_i)
   for (int64_t k = 0; k < m; ++k) {
     c1[rows[k]] = T(0);
     c2[rows[k]] = T(1);

@@ -514,6 +514,17 @@ int main() {
     for (const auto dtype : {at::kDouble, at::kFloat})
       compare_direct("zero row beside flushed scores", xf, at::zeros({4}, at::kLong), wf,
                      at::tensor({1.0, 0.4, 0.7, 0.2}, at::kDouble), hf, dtype, 1e-12, 2e-5, 0.0);
+    // A zero row moved by a tiny η (1e-200 in float64, 1e-20 in float32): n_1² = η² underflows,
+    // yet x̃_1 = Π(0 + ηΠ(ĝ_1)) = Π(ĝ_1) for every η > 0 (formed directly: n_1² is below the
+    // smallest normal number). direct<float> underflows too, so the float32 bound is tol32 alone.
+    Tensor xe = at::tensor({0.6, 0.8, 0.0, 0.0, -0.8, 0.6}, at::kDouble).reshape({3, 2});
+    Tensor we = at::tensor({1.0, -0.5, 0.3, 0.2}, at::kDouble).reshape({2, 2});
+    for (const auto& [dtype, eta] : {std::pair{at::kDouble, 1e-200}, std::pair{at::kFloat, 1e-20}}) {
+      Hyper he;
+      he.eta = eta;
+      compare_direct("zero row moved by a tiny eta", xe, at::tensor({0, 1, 1}, at::kLong), we,
+                     at::ones({3}, at::kDouble), he, dtype, 1e-12, 2e-5, 0.0);
+    }
   }
 
   // The registered op reaches the same kernel through the dispatcher (its schema's defaults:
