@@ -16,7 +16,10 @@ import torch
 
 try:
     import sea_kernels._C  # noqa: F401  (registers the op)
-    import sea_kernels.op.cpp_fake  # noqa: F401  (its fake kernel)
+    from sea_kernels.op import cpp_backend as _cpp
+
+    if not _cpp.ensure():  # registers the op's fake kernel (cpp_backend._register_fake)
+        raise RuntimeError(_cpp.CPP_ERROR)
 except Exception as exc:  # not built, or built against another torch
     pytest.skip(f"C++ extension sea_kernels._C not importable ({type(exc).__name__}: {exc}); "
                 "build it with `pip install --no-build-isolation -e .`", allow_module_level=True)
