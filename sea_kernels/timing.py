@@ -14,6 +14,10 @@ with its 20th/50th/80th percentiles. `median`, `percentile`, `percentiles`, `ban
 p80 — the quantiles the benchmark CSVs of the field, e.g. Liger-Kernel's, report) and `summary`
 reduce the samples. Times are in seconds, except the ``*_ms`` results.
 
+`oversubscribed(threads)` says, in one line, when the machine is too busy for CPU timings
+with that many threads (the load average plus the threads exceed the cores): OpenMP threads
+that wait on each other's cores make a step many times slower, and the ratios meaningless.
+
 `peak_memory_bytes` measures one call's peak memory (CUDA: `torch.cuda.max_memory_allocated`;
 CPU: the PyTorch CPU allocator's allocations, recorded by `torch.profiler`) above what is live
 when it starts; `MEMORY_METHOD` says in words how, per device.
@@ -211,6 +215,37 @@ MEMORY_METHOD = {
 
 class MemoryUnavailable(RuntimeError):
     """The peak memory of a call cannot be measured here (the message says why)."""
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+#: Slack over the cores before `oversubscribed` speaks: an idle machine's load average is
+#: rarely exactly 0.
+LOAD_SLACK = 0.5
+
+
+def oversubscribed(threads: int, load: float | None = None, cores: int | None = None) -> str | None:
+    """A warning when `threads` CPU threads plus the 1-minute load average (os.getloadavg, or
+    `load`) exceed the cores (`cores`, else `cpu_cores()`) by more than LOAD_SLACK; else None
+    (also where the OS has no load average)."""
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return None
+    cores = cpu_cores() if cores is None else cores
+    if load + threads <= cores + LOAD_SLACK:
+        return None
+    return (f"warning: this machine is busy (load average {load:.1f} over the last minute, "
+            f"{cores} cores) and the timing uses {threads} thread{'s' * (threads != 1)}: a "
+            "step that waits for a core is many times slower and the ratios are noisy; "
+            + ("use --threads 1 or " if threads > 1 else "use ") + "a quiet machine")
 
 
 def _device_kind(device) -> str:

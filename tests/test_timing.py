@@ -105,3 +105,13 @@ def test_cuda_timing():
     assert ms > 0
     fallback = timing._cuda_median_ms(fns["mm"], 5, 20)
     assert 0.2 < fallback / ms < 5
+
+
+def test_oversubscribed_warns_only_when_load_and_threads_exceed_the_cores():
+    assert timing.oversubscribed(2, load=0.2, cores=2) is None      # an idle 2-core machine
+    assert timing.oversubscribed(1, load=1.4, cores=2) is None
+    msg = timing.oversubscribed(2, load=3.9, cores=2)
+    assert msg.startswith("warning: ") and "3.9" in msg and "2 threads" in msg
+    assert "--threads 1" in msg
+    assert "--threads 1" not in timing.oversubscribed(1, load=3.0, cores=2)
+    assert timing.cpu_cores() >= 1
