@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import csv
 import json
+import os
 import statistics
 import sys
 import time
@@ -46,7 +47,7 @@ import torch  # noqa: E402
 from experiment import ME_ADA_ASCENT_STEPS  # noqa: E402  (this script's folder)
 
 import sea_kernels  # noqa: E402
-from sea_kernels import reference  # noqa: E402
+from sea_kernels import reference, timing  # noqa: E402
 
 DATA = ROOT / "data" / "banking77"
 CACHE = ROOT / ".cache" / "banking77-minilm.npz"
@@ -263,6 +264,10 @@ def main(argv=None):
     ap.add_argument("--save-features", type=Path, default=None, metavar="PATH",
                     help="write the features used as a bundle (float16 .npz) to PATH")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "demo", help="plots and results")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's, one per core; 1 where the load "
+                         "average says the cores are busy: waiting OpenMP threads make training "
+                         "many times slower)")
     ap.add_argument("--no-backends", action="store_true", help="skip section 1")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     ap.add_argument("--isda-budget", type=float, default=60.0,
@@ -275,6 +280,13 @@ def main(argv=None):
     progress = not args.no_progress and sys.stderr.isatty()
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     t_start = time.perf_counter()
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    elif torch.get_num_threads() > 1 and timing.oversubscribed(torch.get_num_threads()):
+        print(f"(the machine is busy: load average {os.getloadavg()[0]:.1f} on "
+              f"{timing.cpu_cores()} cores; training with 1 thread instead of "
+              f"{torch.get_num_threads()}, --threads overrides)")
+        torch.set_num_threads(1)
     sea_kernels.info()
     print()
     if not args.no_backends:
