@@ -53,3 +53,11 @@ def test_readme_block_runs(code, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, f"README block failed:\n{code}\n--- stderr:\n{proc.stderr[-3000:]}"
+
+
+def test_the_hand_install_leaves_triton_to_cuda_machines():
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Install by hand"):text.index("## Use")]
+    commands = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    assert "pip install" in commands and "triton" not in commands
+    assert '".[triton]"' in section and "CUDA" in section
