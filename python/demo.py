@@ -135,12 +135,11 @@ def bundled_features(path: Path = BUNDLED):
             classes, str(f["model_id"]))
 
 
-def save_features(path: Path, x_tr, y_tr, x_te, y_te, classes):
+def save_features(path: Path, x_tr, y_tr, x_te, y_te, classes, model_id: str):
     """Write the bundle that `bundled_features` reads (float16 features, compressed)."""
-    from sea_kernels.data.extract import fingerprint, text_model_id
+    from sea_kernels.data.extract import fingerprint
     from sea_kernels.data.writers import atomic_write
     (tr_text, _), (te_text, _), _ = load_banking77()
-    model_id = text_model_id()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, x_train=x_tr.astype(np.float16), x_test=x_te.astype(np.float16),
@@ -301,7 +300,9 @@ def main(argv=None):
     print("2. Banking77 (PolyAI, CC-BY-4.0) → all-MiniLM-L6-v2 sentence features "
           "(packaged model, no download)")
     if args.extract:
+        from sea_kernels.data.extract import text_model_id
         x_tr, y_tr, x_te, y_te, classes, secs, cached = banking77_features(progress=progress)
+        model_id = text_model_id()
         source = (f"read from {CACHE.relative_to(ROOT)} in {secs:.1f} s" if cached
                   else f"extracted in {secs:.1f} s (cached in {CACHE.relative_to(ROOT)})")
     else:
@@ -312,7 +313,7 @@ def main(argv=None):
     print(f"   {x_tr.shape[0]} train / {x_te.shape[0]} test queries, {len(classes)} intents, "
           f"{x_tr.shape[1]}-d features: {source}")
     if args.save_features:
-        save_features(args.save_features, x_tr, y_tr, x_te, y_te, classes)
+        save_features(args.save_features, x_tr, y_tr, x_te, y_te, classes, model_id)
         print(f"   wrote {args.save_features}")
     # unit rows once (Eq. 1); the trainer would do the same on every fit
     x_tr = prepare_features(x_tr).numpy()

