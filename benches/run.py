@@ -289,6 +289,21 @@ def _shapes(text):
     return shapes
 
 
+def _at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer ≥ {minimum}, got {text!r}")
+        return value
+    return parse
+
+
+_positive = _at_least(1)
+
+
 def _fmt_shapes(shapes):
     return ";".join(",".join(map(str, s)) for s in shapes)
 
@@ -299,12 +314,12 @@ def parser():
     p.add_argument("--shapes", type=_shapes, default=None, metavar="b,d,C;...",
                    help=f"the shapes to time (default: CPU {_fmt_shapes(CPU_SHAPES)}; CUDA "
                         f"also {_fmt_shapes(GPU_SHAPES[len(CPU_SHAPES):])})")
-    p.add_argument("--repeats", type=int, default=30,
+    p.add_argument("--repeats", type=_positive, default=30,
                    help="CPU: timed interleaved rounds, each calling every candidate once "
                         "(default 30; CUDA: do_bench, 100 ms)")
-    p.add_argument("--warmup", type=int, default=3,
+    p.add_argument("--warmup", type=_at_least(0), default=3,
                    help="CPU: untimed calls of each candidate first (default 3; CUDA: 25 ms)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_positive, default=None,
                    help="torch CPU threads (default: torch's, here "
                         f"{torch.get_num_threads()}); on a busy machine 1 thread is steadier")
     p.add_argument("--json", type=Path, default=None,
@@ -314,19 +329,13 @@ def parser():
     p.add_argument("--csv", type=Path, default=None,
                    help="also write the benchmark CSV here (forward and full mode, time and "
                         "memory, p20/p50/p80; benches/csv_format.py) (default: none)")
-    p.add_argument("--memory-repeats", type=int, default=3,
+    p.add_argument("--memory-repeats", type=_positive, default=3,
                    help="with --csv: peak-memory measurements per candidate (default 3)")
     return p
 
 
 def main(argv=None):
-    p = parser()
-    args = p.parse_args(argv)
-    for name in ("repeats", "memory_repeats", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} must be ≥ 1, got {value}")
-    return run_args(args)
+    return run_args(parser().parse_args(argv))
 
 
 def run_args(args):

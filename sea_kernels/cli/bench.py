@@ -24,11 +24,15 @@ PASS_THROUGH = True
 def add_parser(sub):
     """The `bench` subcommand: --builtin, and the built-in timing's shape and repeats."""
     b = sub.add_parser("bench", help="the benchmark table (benches/run.py when in the checkout, "
-                                     "its options pass through), else a small built-in timing")
+                                     "its options pass through), else a small built-in timing",
+                       description="In the checkout: benches/run.py, whose options (--shapes, "
+                                   "--repeats, --warmup, --threads, --csv, ...; see `python "
+                                   "benches/run.py --help`) pass through. Elsewhere, or with "
+                                   "--builtin: one SeA step per backend, timed.")
     b.add_argument("--builtin", action="store_true", help="the built-in timing")
     b.add_argument("--shape", default="256,1280,10", help="built-in: b,d,C (default 256,1280,10)")
-    b.add_argument("--repeats", type=integer, default=10,
-                   help="built-in: timed repeats (default 10)")
+    b.add_argument("--repeats", type=integer, default=None,
+                   help="timed repeats (default: built-in 10; benches/run.py 30)")
     b.add_argument("--threads", type=integer, default=None,
                    help="torch CPU threads (default: torch's, one per core); 1 is steadier on a "
                         "busy machine")
@@ -48,11 +52,13 @@ def run(args, rest=()) -> int:
         raise UsageError(f"--threads must be ≥ 1, got {args.threads}")
     script = None if args.builtin else bench_script()
     if script is not None:
-        threads = [] if args.threads is None else ["--threads", str(args.threads)]
-        return _run_script(script, threads + list(rest))
+        given = [(flag, value) for flag, value in (("--threads", args.threads),
+                                                   ("--repeats", args.repeats))
+                 if value is not None]
+        return _run_script(script, [v for fv in given for v in (fv[0], str(fv[1]))] + list(rest))
     if rest:
         raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
-    return builtin_bench(args.shape, args.repeats, args.threads)
+    return builtin_bench(args.shape, 10 if args.repeats is None else args.repeats, args.threads)
 
 
 def _run_script(script: Path, argv: list[str]) -> int:
