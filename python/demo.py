@@ -114,9 +114,10 @@ def load_banking77(data_dir: Path = DATA):
 
 
 def bundled_features(path: Path = BUNDLED):
-    """The bundled features of data/banking77 (x_train, y_train, x_test, y_test, classes) as
-    float32, after checking that they belong to the CSVs: the stored fingerprint (sha256 over
-    the model id and every text, `sea_kernels.data.extract.fingerprint`), labels and classes."""
+    """The bundled features of data/banking77: (x_train, y_train, x_test, y_test, classes,
+    model_id), the features as float32, after checking that they belong to the CSVs: the stored
+    fingerprint (sha256 over the model id and every text, `sea_kernels.data.extract.fingerprint`),
+    labels and classes."""
     from sea_kernels.data.extract import fingerprint
     (tr_text, y_tr), (te_text, y_te), classes = load_banking77()
     with np.load(path, allow_pickle=False) as z:
