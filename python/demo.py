@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import csv
 import json
-import os
 import statistics
 import sys
 import time
@@ -265,8 +264,8 @@ def main(argv=None):
                     help="write the features used as a bundle (float16 .npz) to PATH")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "demo", help="plots and results")
     ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (default: torch's, one per core; 1 where the load "
-                         "average says the cores are busy: waiting OpenMP threads make training "
+                    help="torch CPU threads (default: torch's, one per core; 1 where other "
+                         "processes keep the cores busy: waiting OpenMP threads make training "
                          "many times slower)")
     ap.add_argument("--no-backends", action="store_true", help="skip section 1")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -282,11 +281,12 @@ def main(argv=None):
     t_start = time.perf_counter()
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
-    elif torch.get_num_threads() > 1 and timing.oversubscribed(torch.get_num_threads()):
-        print(f"(the machine is busy: load average {os.getloadavg()[0]:.1f} on "
-              f"{timing.cpu_cores()} cores; training with 1 thread instead of "
-              f"{torch.get_num_threads()}, --threads overrides)")
-        torch.set_num_threads(1)
+    elif torch.get_num_threads() > 1:
+        load = timing.cpu_load()
+        if load is not None and timing.oversubscribed(torch.get_num_threads(), load=load[0]):
+            print(f"(the machine is busy: {load[1]}; training with 1 thread instead of "
+                  f"{torch.get_num_threads()}, --threads overrides)")
+            torch.set_num_threads(1)
     sea_kernels.info()
     print()
     if not args.no_backends:

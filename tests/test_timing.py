@@ -107,7 +107,7 @@ def test_cuda_timing():
     assert 0.2 < fallback / ms < 5
 
 
-def test_oversubscribed_warns_only_when_load_and_threads_exceed_the_cores():
+def test_oversubscribed_warns_only_when_busy_cores_and_threads_exceed_the_cores():
     assert timing.oversubscribed(2, load=0.2, cores=2) is None      # an idle 2-core machine
     assert timing.oversubscribed(1, load=1.4, cores=2) is None
     msg = timing.oversubscribed(2, load=3.9, cores=2)
@@ -115,3 +115,5 @@ def test_oversubscribed_warns_only_when_load_and_threads_exceed_the_cores():
     assert "--threads 1" in msg
     assert "--threads 1" not in timing.oversubscribed(1, load=3.0, cores=2)
     assert timing.cpu_cores() >= 1
+    load = timing.cpu_load(0.05)
+    assert load is None or (load[0] >= 0 and ("busy right now" in load[1] or "load" in load[1]))
