@@ -165,6 +165,30 @@ def banking77_features(cache: Path = CACHE, progress: bool = True):
 
 # ------------------------------------------------------------------------------ helpers
 
+class ThreadChooser:
+    """Trains with all `threads` while the machine has the cores for them, else with 1
+    (`timing.oversubscribed` on the cores other processes keep busy right now): OpenMP threads
+    that wait for each other's cores make training many times slower, one thread only up to
+    `threads` times. Called again between runs, since the others' load changes; says each
+    change. `fixed` (--threads given): never changes anything."""
+
+    def __init__(self, threads: int, fixed: bool = False):
+        self.threads, self.fixed, self.current = threads, fixed, threads
+
+    def __call__(self):
+        if self.fixed or self.threads < 2:
+            return
+        load = timing.cpu_load()
+        want = self.threads
+        if load is not None and timing.oversubscribed(self.threads, load=load[0]):
+            want = 1
+        if want != self.current:
+            why = "busy" if want == 1 else "free again"
+            print(f"   (the machine is {why}: {load[1]}; training with {want} thread(s), "
+                  "--threads fixes the number)", flush=True)
+            torch.set_num_threads(want)
+            self.current = want
+
 @contextlib.contextmanager
 def isda_diagonal(enabled: bool):
     """ISDA with per-class variances instead of full covariances (while enabled)."""
@@ -281,12 +305,8 @@ def main(argv=None):
     t_start = time.perf_counter()
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
-    elif torch.get_num_threads() > 1:
-        load = timing.cpu_load()
-        if load is not None and timing.oversubscribed(torch.get_num_threads(), load=load[0]):
-            print(f"(the machine is busy: {load[1]}; training with 1 thread instead of "
-                  f"{torch.get_num_threads()}, --threads overrides)")
-            torch.set_num_threads(1)
+    adapt_threads = ThreadChooser(torch.get_num_threads(), fixed=args.threads is not None)
+    adapt_threads()
     sea_kernels.info()
     print()
     if not args.no_backends:
@@ -353,6 +373,7 @@ def main(argv=None):
         print(f"   seed {r['seed']} {r['method']:7} {what:30} val {100 * r['val']:6.2f}%  "
               f"test {100 * r['test_top1']:6.2f}%  ({r['candidates']} candidate(s), "
               f"{r['select_s'] + r['fit_s']:.1f} s)", flush=True)
+        adapt_threads()       # the others' load changes: look again between runs
 
     others = {m: c for m, c in anchored(args.quick).items() if m in methods}
     grid = {"lr": lrs, "eta": etas, "lam": lams, **others}

@@ -85,3 +85,23 @@ def test_demo_reads_the_bundled_features_and_refuses_a_mismatch(tmp_path, monkey
     np.savez(bad, **arrays)
     with pytest.raises(SystemExit, match="labels do not match"):
         demo.bundled_features(bad)
+
+
+def test_demo_trains_with_one_thread_while_the_cores_are_busy(monkeypatch, capsys):
+    import demo
+    import torch
+    before = torch.get_num_threads()
+    busy = {"cores": 2.0}
+    monkeypatch.setattr(demo.timing, "cpu_load", lambda: (busy["cores"], "n cores busy"))
+    monkeypatch.setattr(demo.timing, "cpu_cores", lambda: 2)
+    try:
+        choose = demo.ThreadChooser(2)
+        choose()
+        assert torch.get_num_threads() == 1 and "busy" in capsys.readouterr().out
+        busy["cores"] = 0.1
+        choose()
+        assert torch.get_num_threads() == 2 and "free again" in capsys.readouterr().out
+        demo.ThreadChooser(2, fixed=True)()          # --threads: never changed
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
