@@ -14,8 +14,20 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from setuptools import setup
-from setuptools.command.build_py import build_py
+import setuptools
+
+# pyproject.toml's `license = "MIT"` and `license-files` are PEP 639 licence metadata, which
+# setuptools reads from version 77 on; an older one stops with a schema error that does not name
+# the version. An isolated build gets setuptools>=77 from [build-system]; a --no-build-isolation
+# build (or `python setup.py ...`) uses the installed one, so say what it needs here.
+SETUPTOOLS_MIN = 77
+if int(setuptools.__version__.split(".")[0]) < SETUPTOOLS_MIN:
+    sys.exit(f"sea-kernels needs setuptools>={SETUPTOOLS_MIN} (PEP 639 licence metadata), this "
+             f"environment has setuptools {setuptools.__version__}: "
+             f"pip install -U 'setuptools>={SETUPTOOLS_MIN}'")
+
+from setuptools import setup  # noqa: E402
+from setuptools.command.build_py import build_py  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 CSRC = ROOT / "csrc"

@@ -13,7 +13,11 @@ interleaved in one run (round-robin, median of repeats) so that their ratios are
 
 On CPU times are wall-clock medians with time.perf_counter; on CUDA, triton.testing.do_bench
 medians (both through `sea_kernels.timing`). Ratios are reference / candidate (speed-up) and
-candidate / gemm-floor.
+candidate / gemm-floor. A shape's rows are printed as soon as it is timed, with a progress line
+per shape on stderr; a legend under the table's header says what each column is (LEGEND).
+The CPU table of the three standard shapes takes minutes on 2 cores (the largest shape's
+reference step is most of a second, and each candidate runs `--repeats` times); `--shapes`
+and `--repeats` make it shorter.
 
 `--csv out.csv` also writes the results in the benchmark CSV format of the field (Liger-Kernel's
 columns, see benches/csv_format.py; plot them with `python benches/plot.py out.csv`): one row per
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -203,70 +208,173 @@ def check_agreement(fns):
     return {k: ((g.double() - base).norm() / base.norm()).item() for k, g in grads.items()}
 
 
-def run(shapes, device, repeats, warmup, csv=None, memory_repeats=3, env=None):
+def run(shapes, device, repeats, warmup, csv=None, memory_repeats=3, env=None, *,
+        on_shape=None, progress=None):
     """The table's rows (full mode, medians) for `shapes` on `device`; with a list `csv`, also
-    append the CSV rows of every mode and metric to it (`env`: csv_format.environment)."""
+    append the CSV rows of every mode and metric to it (`env`: csv_format.environment).
+    on_shape(rows): called with each shape's rows as soon as they are measured; progress(text):
+    called with what is being done (a line for a person)."""
     rows = []
     for b, d, c in shapes:
+        say = progress or (lambda text: None)
         x, y, w = make_inputs(b, d, c, device)
         fns = candidates(x, y, w)
+        say(f"{device} {(b, d, c)}: checking that the {len(fns) - 1} candidates' dW agree "
+            "(this compiles torch.compile(reference) for the shape)")
         errors = check_agreement(fns)
+        say(f"{device} {(b, d, c)}: timing {len(fns)} candidates, "
+            + (f"{repeats} interleaved rounds after {warmup} warm-up calls" if device != "cuda"
+               else "do_bench") + (" (then the CSV's forward mode and memory)" if csv is not None
+                                  else ""))
         bands = time_bands(fns, device, repeats, warmup)
         ms = {name: band[1] for name, band in bands.items()}
         if csv is not None:
             csv += csv_rows((b, d, c), device, fns, bands, x, y, w, repeats, warmup,
                             memory_repeats, env)
-        for name, t in ms.items():
-            rows.append(dict(device=device, b=b, d=d, C=c, candidate=name, ms=t,
-                             speedup_vs_reference=ms["reference"] / t,
-                             x_gemm_floor=t / ms["gemm-floor"],
-                             rel_err_dW=errors.get(name)))
+        shape_rows = [dict(device=device, b=b, d=d, C=c, candidate=name, ms=t,
+                           speedup_vs_reference=ms["reference"] / t,
+                           x_gemm_floor=t / ms["gemm-floor"], rel_err_dW=errors.get(name))
+                      for name, t in ms.items()]
+        rows += shape_rows
+        if on_shape is not None:
+            on_shape(shape_rows)
     return rows
 
 
-def print_table(rows, file=sys.stdout):
-    head = (f"{'device':6} {'b':>5} {'d':>5} {'C':>5}  {'candidate':13} {'median ms':>10} "
-            f"{'vs reference':>13} {'× GEMM floor':>13} {'dW rel err':>11}")
-    print(head, file=file)
-    print("-" * len(head), file=file)
+HEADER = (f"{'device':6} {'b':>5} {'d':>5} {'C':>5}  {'candidate':13} {'median ms':>10} "
+          f"{'vs reference':>13} {'× GEMM floor':>13} {'dW rel err':>11}")
+
+#: What each column of the table is; printed under its header.
+LEGEND = """\
+  (b, d, C)     batch, feature dimension, classes; float32, the paper's α, η, λ, δ
+  candidate     see `python benches/run.py --help`; gemm-floor is the GEMM floor below
+  median ms     median time of one training step: the loss of the augmented batch and dW
+  vs reference  reference ms / candidate ms: the speed-up over the paper-literal PyTorch
+                (above 1×: faster than it)
+  × GEMM floor  candidate ms / GEMM floor ms. The GEMM floor is the time of the step's
+                unavoidable GEMMs alone (X@W, X@Xᵀ and Xᵀ@R with torch.mm, nothing else):
+                every formulation of the step computes them, so 1.00× is a step that costs
+                what its GEMMs cost as three separate torch.mm calls (a fused kernel that
+                computes them together can be below 1×)
+  dW rel err    ‖dW − dW_reference‖ / ‖dW_reference‖ (float32 against the reference's
+                float32; empty for gemm-floor, which computes no dW)"""
+
+
+def print_header(file=sys.stdout):
+    print(HEADER, file=file)
+    print(LEGEND, file=file)
+    print("-" * len(HEADER), file=file, flush=True)
+
+
+def print_rows(rows, file=sys.stdout):
     for r in rows:
         err = "" if r["rel_err_dW"] is None else f"{r['rel_err_dW']:.1e}"
         print(f"{r['device']:6} {r['b']:5d} {r['d']:5d} {r['C']:5d}  {r['candidate']:13} "
               f"{r['ms']:10.3f} {r['speedup_vs_reference']:12.2f}× {r['x_gemm_floor']:12.2f}× "
-              f"{err:>11}", file=file)
+              f"{err:>11}", file=file, flush=True)
+
+
+def print_table(rows, file=sys.stdout):
+    print_header(file)
+    print_rows(rows, file)
+
+
+def _shapes(text):
+    try:
+        shapes = [tuple(int(v) for v in s.split(",")) for s in text.split(";")]
+    except ValueError:
+        shapes = None
+    if not shapes or any(len(s) != 3 or min(s) < 1 for s in shapes):
+        raise argparse.ArgumentTypeError(f"expected b,d,C;b,d,C;... (positive integers), "
+                                         f"got {text!r}")
+    return shapes
+
+
+def _at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer ≥ {minimum}, got {text!r}")
+        return value
+    return parse
+
+
+_positive = _at_least(1)
+
+
+def _fmt_shapes(shapes):
+    return ";".join(",".join(map(str, s)) for s in shapes)
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n`--csv")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", type=_shapes, default=None, metavar="b,d,C;...",
+                   help=f"the shapes to time (default: CPU {_fmt_shapes(CPU_SHAPES)}; CUDA "
+                        f"also {_fmt_shapes(GPU_SHAPES[len(CPU_SHAPES):])})")
+    p.add_argument("--repeats", type=_positive, default=30,
+                   help="CPU: timed interleaved rounds, each calling every candidate once "
+                        "(default 30; CUDA: do_bench, 100 ms)")
+    p.add_argument("--warmup", type=_at_least(0), default=3,
+                   help="CPU: untimed calls of each candidate first (default 3; CUDA: 25 ms)")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="torch CPU threads (default: torch's, here "
+                        f"{torch.get_num_threads()}); on a busy machine 1 thread is steadier")
+    p.add_argument("--json", type=Path, default=None,
+                   help="also write the rows as JSON here (default: none)")
+    p.add_argument("--no-gpu", action="store_true",
+                   help="skip the CUDA table even if a GPU is present (default: off)")
+    p.add_argument("--csv", type=Path, default=None,
+                   help="also write the benchmark CSV here (forward and full mode, time and "
+                        "memory, p20/p50/p80; benches/csv_format.py) (default: none)")
+    p.add_argument("--memory-repeats", type=_positive, default=3,
+                   help="with --csv: peak-memory measurements per candidate (default 3)")
+    return p
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shapes", default=None, help="b,d,C;b,d,C;... (default: the standard set)")
-    p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
-    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
-    p.add_argument("--no-gpu", action="store_true",
-                   help="skip the CUDA table even if a GPU is present")
-    p.add_argument("--csv", type=Path, default=None,
-                   help="also write the benchmark CSV here (forward and full mode, time and "
-                        "memory, p20/p50/p80; benches/csv_format.py)")
-    p.add_argument("--memory-repeats", type=int, default=3,
-                   help="with --csv: peak-memory measurements per candidate (default 3)")
-    args = p.parse_args(argv)
-    if args.memory_repeats < 1:
-        p.error(f"--memory-repeats must be ≥ 1, got {args.memory_repeats}")
+    return run_args(parser().parse_args(argv))
+
+
+def run_args(args):
+    """main() after parsing: the table (and --json, --csv) for parsed `args`."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    custom = ([tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]
-              if args.shapes else None)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} CPU threads; "
           f"backends: {', '.join(k for k, (ok, _) in sea_kernels.backend_status().items() if ok)}")
-    table = None if args.csv is None else []
-    env = None if args.csv is None else csv_format.environment(torch, sea_kernels.__version__)
-    rows = run(custom or CPU_SHAPES, "cpu", args.repeats, args.warmup, table,
-               args.memory_repeats, env)
+    busy = timing.oversubscribed(threads)
+    if busy:
+        print(busy, file=sys.stderr, flush=True)
+    plan = [("cpu", args.shapes or CPU_SHAPES, args.repeats, args.warmup)]
     if torch.cuda.is_available() and not args.no_gpu:
         print(f"GPU: {torch.cuda.get_device_name()}")
-        rows += run(custom or GPU_SHAPES, "cuda", 100, 25, table, args.memory_repeats, env)
-    print_table(rows)
+        plan.append(("cuda", args.shapes or GPU_SHAPES, 100, 25))
+    total = sum(len(shapes) for _, shapes, _, _ in plan)
+    table = None if args.csv is None else []
+    env = None if args.csv is None else csv_format.environment(torch, sea_kernels.__version__)
+    done = [0]
+    started = [time.perf_counter()]
+
+    def progress(text):
+        print(f"[{done[0] + 1}/{total}] {text} …", file=sys.stderr, flush=True)
+
+    def on_shape(shape_rows):
+        done[0] += 1
+        print_rows(shape_rows)
+        r = shape_rows[0]
+        print(f"[{done[0]}/{total}] {r['device']} {(r['b'], r['d'], r['C'])}: done in "
+              f"{time.perf_counter() - started[0]:.1f} s", file=sys.stderr, flush=True)
+        started[0] = time.perf_counter()
+
+    print_header()
+    rows = []
+    for device, shapes, repeats, warmup in plan:
+        rows += run(shapes, device, repeats, warmup, table, args.memory_repeats, env,
+                    on_shape=on_shape, progress=progress)
     if args.json:
         writers.write_json(args.json, rows, indent=1)
     if args.csv:

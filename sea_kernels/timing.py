@@ -14,6 +14,11 @@ with its 20th/50th/80th percentiles. `median`, `percentile`, `percentiles`, `ban
 p80 — the quantiles the benchmark CSVs of the field, e.g. Liger-Kernel's, report) and `summary`
 reduce the samples. Times are in seconds, except the ``*_ms`` results.
 
+`oversubscribed(threads)` says, in one line, when the machine is too busy for CPU timings
+with that many threads (the cores other processes keep busy, `cpu_load`, plus the threads
+exceed the cores): OpenMP threads that wait on each other's cores make a step many times
+slower, and the ratios meaningless.
+
 `peak_memory_bytes` measures one call's peak memory (CUDA: `torch.cuda.max_memory_allocated`;
 CPU: the PyTorch CPU allocator's allocations, recorded by `torch.profiler`) above what is live
 when it starts; `MEMORY_METHOD` says in words how, per device.
@@ -211,6 +216,72 @@ MEMORY_METHOD = {
 
 class MemoryUnavailable(RuntimeError):
     """The peak memory of a call cannot be measured here (the message says why)."""
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+#: Slack over the cores before `oversubscribed` speaks: an idle machine is rarely at exactly 0.
+LOAD_SLACK = 0.5
+#: How long `cpu_load` watches the machine.
+LOAD_SAMPLE_S = 0.5
+
+
+def _cpu_times():
+    """(busy, total) jiffies of all cores from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)      # idle + iowait
+    total = sum(fields[:8])                                         # without guest (in user)
+    return total - idle, total
+
+
+def cpu_load(sample_s: float = LOAD_SAMPLE_S) -> tuple[float, str] | None:
+    """(cores busy, how it was measured): the cores the other processes keep busy right now —
+    the machine's busy share over `sample_s` seconds (from /proc/stat, while this process
+    sleeps) × its cores — else the 1-minute load average; None where neither exists. The
+    load average lags by a minute: it still counts, e.g., a build that has just finished."""
+    first = _cpu_times()
+    if first is not None:
+        time.sleep(sample_s)
+        second = _cpu_times()
+        if second is not None and second[1] > first[1]:
+            share = (second[0] - first[0]) / (second[1] - first[1])
+            cores = os.cpu_count() or 1
+            return share * cores, f"{share * cores:.1f} of {cores} cores busy right now"
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    return load, f"load average {load:.1f} over the last minute"
+
+
+def oversubscribed(threads: int, load: float | None = None, cores: int | None = None) -> str | None:
+    """A warning when `threads` CPU threads plus the cores other processes keep busy (`load`,
+    else `cpu_load()`) exceed the cores this process may use (`cores`, else `cpu_cores()`) by
+    more than LOAD_SLACK; else None (also where the load cannot be measured)."""
+    if load is None:
+        measured = cpu_load()
+        if measured is None:
+            return None
+        load, how = measured
+    else:
+        how = f"load {load:.1f}"
+    cores = cpu_cores() if cores is None else cores
+    if load + threads <= cores + LOAD_SLACK:
+        return None
+    return (f"warning: this machine is busy ({how}; {cores} cores for this process) and the "
+            f"timing uses {threads} thread{'s' * (threads != 1)}: a step that waits for a core "
+            "is many times slower and the ratios are noisy; "
+            + ("use --threads 1 or " if threads > 1 else "use ") + "a quiet machine")
 
 
 def _device_kind(device) -> str:

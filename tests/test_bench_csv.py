@@ -257,3 +257,25 @@ def test_run_csv_plots_alone_and_merged_with_another_machine(bench_csv, tmp_path
     assert sorted(p.name for p in out2.glob("*.png")) == [p.name for p in pngs]
     assert all(p.read_bytes()[:8] == PNG for p in out2.glob("*.png"))
     assert not list(out2.glob(".*")), "written atomically: no temporary file left"
+
+
+@pytest.mark.slow
+def test_run_reports_progress_and_explains_its_columns(bench_csv):
+    _, stdout, stderr = bench_csv
+    assert "[1/1] cpu (8, 16, 3): timing" in stderr and "[1/1] cpu (8, 16, 3): done in" in stderr
+    assert "GEMM floor is the time of the step's" in stdout.replace("\n", " ").replace("  ", " ")
+    assert stdout.index("device ") < stdout.index("× GEMM floor  candidate ms / GEMM floor ms")
+
+
+def test_run_help_gives_every_default_and_rejects_bad_counts(capsys):
+    import run
+    text = run.parser().format_help()
+    for action in run.parser()._actions:
+        if action.option_strings and action.dest != "help":
+            assert "default" in (action.help or ""), action.option_strings
+    assert "gemm-floor" in text
+    for argv in (["--repeats", "0"], ["--memory-repeats", "0"], ["--warmup", "-1"],
+                 ["--shapes", "8,16"]):
+        with pytest.raises(SystemExit):
+            run.parser().parse_args(argv)
+    assert run.parser().parse_args(["--shapes", "8,16,3;4,4,2"]).shapes == [(8, 16, 3), (4, 4, 2)]

@@ -305,3 +305,70 @@ def test_without_a_kernel_auto_uses_torch_and_cpp_says_how_to_get_it(jit_venv, c
     cpp = next(line for line in proc.stdout.splitlines() if line.split()[:1] == ["cpp"])
     assert "missing" in cpp and "unavailable: sea_kernels._C is not built" in cpp, proc.stdout
     assert want in cpp, cpp
+
+
+# ------------------------------------------------------------------- declared dependencies
+
+#: import name → distribution name, where they differ
+DIST = {"sklearn": "scikit-learn", "PIL": "pillow", "pytest_benchmark": "pytest-benchmark",
+        "yaml": "pyyaml"}
+
+
+def _pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _names(requirements):
+    return {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def _third_party_imports(*folders):
+    """Top-level modules the .py files of `folders` import (also through importorskip) that are
+    neither the standard library, the package, nor a module of the checkout's script folders."""
+    import ast
+    local = {"sea_kernels"} | {p.stem for f in (ROOT / "tests", ROOT / "benches", ROOT / "python")
+                               for p in f.glob("*.py")}
+    found = set()
+    for path in (p for f in folders for p in f.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+            elif (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "importorskip"
+                  and node.args and isinstance(node.args[0], ast.Constant)):
+                found.add(node.args[0].value.split(".")[0])
+    return {n for n in found if n not in sys.stdlib_module_names and n not in local}
+
+
+def test_every_third_party_import_of_the_tests_is_declared_and_installed_by_make_test():
+    project = _pyproject()["project"]
+    extras = project["optional-dependencies"]
+    makefile = (ROOT / "Makefile").read_text()
+    installed = re.search(r'-e "\.\[([a-z,]+)\]"', makefile)
+    assert installed, "make test's set-up installs the package with its extras"
+    declared = _names(project["dependencies"])
+    for extra in installed.group(1).split(","):
+        declared |= _names(extras[extra])
+    assert {"test", "text", "images"} <= set(installed.group(1).split(","))
+    imported = _third_party_imports(ROOT / "tests", ROOT / "benches")
+    missing = {n for n in imported if DIST.get(n, n).lower().replace("_", "-") not in declared}
+    assert not missing, f"third-party imports of tests/ or benches/ no extra declares: {missing}"
+
+
+def test_triton_is_an_extra_only():
+    project = _pyproject()["project"]
+    assert "triton" not in _names(project["dependencies"])
+    assert _names(project["optional-dependencies"]["triton"]) == {"triton"}
+
+
+def test_setup_py_names_the_setuptools_it_needs():
+    floor = re.search(r'"setuptools>=(\d+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    code = ("import runpy, sys, setuptools; setuptools.__version__ = '65.5.0'; "
+            "sys.argv = ['setup.py', '--version']; runpy.run_path('setup.py', run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    assert (f"sea-kernels needs setuptools>={floor} (PEP 639 licence metadata)" in proc.stderr
+            and f"pip install -U 'setuptools>={floor}'" in proc.stderr), proc.stderr

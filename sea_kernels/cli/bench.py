@@ -4,7 +4,9 @@ through), else — or with --builtin — a small built-in timing of one SeA step
     sea bench                                         # benches/run.py when in the checkout
     sea bench --builtin --shape 256,1280,10 --repeats 10
 
-Both time with `sea_kernels.timing` (interleaved round-robin, medians).
+Both time with `sea_kernels.timing` (interleaved round-robin, medians), print the number of
+CPU threads they use (--threads, default torch's: one per core) and warn on stderr when the
+machine is too busy for that many threads (`timing.oversubscribed`).
 """
 from __future__ import annotations
 
@@ -23,10 +25,18 @@ PASS_THROUGH = True
 def add_parser(sub):
     """The `bench` subcommand: --builtin, and the built-in timing's shape and repeats."""
     b = sub.add_parser("bench", help="the benchmark table (benches/run.py when in the checkout, "
-                                     "its options pass through), else a small built-in timing")
+                                     "its options pass through), else a small built-in timing",
+                       description="In the checkout: benches/run.py, whose options (--shapes, "
+                                   "--repeats, --warmup, --threads, --csv, ...; see `python "
+                                   "benches/run.py --help`) pass through. Elsewhere, or with "
+                                   "--builtin: one SeA step per backend, timed.")
     b.add_argument("--builtin", action="store_true", help="the built-in timing")
-    b.add_argument("--shape", default="256,1280,10", help="built-in: b,d,C")
-    b.add_argument("--repeats", type=integer, default=10, help="built-in: timed repeats")
+    b.add_argument("--shape", default="256,1280,10", help="built-in: b,d,C (default 256,1280,10)")
+    b.add_argument("--repeats", type=integer, default=None,
+                   help="timed repeats (default: built-in 10; benches/run.py 30)")
+    b.add_argument("--threads", type=integer, default=None,
+                   help="torch CPU threads (default: torch's, one per core); 1 is steadier on a "
+                        "busy machine")
     b.set_defaults(func=run)
     return b
 
@@ -39,16 +49,22 @@ def bench_script() -> Path | None:
 
 def run(args, rest=()) -> int:
     """benches/run.py with the options in `rest`, or the built-in timing."""
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be ≥ 1, got {args.threads}")
     script = None if args.builtin else bench_script()
     if script is not None:
-        return _run_script(script, list(rest))
+        given = [(flag, value) for flag, value in (("--threads", args.threads),
+                                                   ("--repeats", args.repeats))
+                 if value is not None]
+        return _run_script(script, [v for fv in given for v in (fv[0], str(fv[1]))] + list(rest))
     if rest:
         raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
-    return builtin_bench(args.shape, args.repeats)
+    return builtin_bench(args.shape, 10 if args.repeats is None else args.repeats, args.threads)
 
 
 def _run_script(script: Path, argv: list[str]) -> int:
-    """Run the script's main(argv); its argparse errors become one `sea: error:` line."""
+    """Run the script on `argv`: its argparse errors become one `sea: error:` line; the run itself
+    writes its progress to stderr as it goes."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("_sea_benches_run", script)
     mod = importlib.util.module_from_spec(spec)
@@ -56,7 +72,7 @@ def _run_script(script: Path, argv: list[str]) -> int:
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            code = mod.main(argv)
+            args = mod.parser().parse_args(argv)
     except SystemExit as e:
         lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
         if e.code not in (0, None) and lines and ": error: " in lines[-1]:
@@ -64,7 +80,7 @@ def _run_script(script: Path, argv: list[str]) -> int:
         sys.stderr.write(err.getvalue())
         raise
     sys.stderr.write(err.getvalue())
-    return int(code or 0)
+    return int(mod.run_args(args) or 0)
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -103,7 +119,7 @@ def _step_candidates(b: int, d: int, c: int) -> dict:
     return cands
 
 
-def builtin_bench(shape: str, repeats: int) -> int:
+def builtin_bench(shape: str, repeats: int, threads: int | None = None) -> int:
     """Median time of one training step (loss + dW) per usable backend, interleaved."""
     import torch
 
@@ -112,10 +128,15 @@ def builtin_bench(shape: str, repeats: int) -> int:
     b, d, c = _shape(shape)
     if repeats < 1:
         raise UsageError(f"--repeats must be ≥ 1, got {repeats}")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    busy = timing.oversubscribed(torch.get_num_threads())
+    if busy:
+        print(busy, file=sys.stderr, flush=True)
     samples = timing.interleaved(_step_candidates(b, d, c), repeats, warmup=1)
     med = {k: timing.median(ts) for k, ts in samples.items()}
     print(f"one SeA step (loss + dW), b={b} d={d} C={c}, float32, {torch.get_num_threads()} "
-          f"threads, median of {repeats} (interleaved)")
+          f"thread(s), median of {repeats} (interleaved)")
     print(f"{'candidate':12} {'ms/step':>9} {'speed-up':>9}")
     for k, t in med.items():
         print(f"{k:12} {1e3 * t:9.3f} {med['reference'] / t:8.2f}×")
