@@ -2,7 +2,7 @@
 //   G = A' Wᵀ with the exact direction a'_c = softmax_{c≠y}(z)_c, a'_y = −1 (P for negative_only),
 //   Q = masked softmax over unit(G) Xᵀ / α, ĝ = Q X, x̃ = unit(x + η unit(ĝ)),
 //   ℓ_i = −λ log softmax((x̃W + δ(1−Y))/λ)[y_i],  dW = x̃ᵀ diag(s)(softmax(Z̃) − Y)  (closed form);
-// and, exact at every margin (issue #8, docs/design.md §3), against `direct`, the same formulas in
+// and, exact at every margin (docs/design.md §3), against `direct`, the same formulas in
 // plain loops in long double (loss λ·softplus(t), t = log Σ_{c≠y} e^{z̃_c − z̃_y}) on tiny inputs:
 // logit margins 1λ … 1000λ in float32 and float64, and rows whose ĝ nearly cancels.
 // Returns nonzero when a check fails.
