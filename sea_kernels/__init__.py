@@ -2,6 +2,7 @@
 
     loss = sea_kernels.fused_sea(x, labels, weight)   # SeA loss, autograd w.r.t. weight
     x_aug = sea_kernels.sea_augment(x, labels, weight)
+    loss = sea_kernels.sea_linear_cross_entropy(h, lin.weight, y)   # drop-in, input gradient
     clf = sea_kernels.SeAClassifier().fit(X, y)       # Alg. 1 on fixed features
     result = sea_kernels.sweep(X, y, grid)             # a whole grid in one pass
     sea_kernels.info()                                 # versions and usable backends
@@ -25,6 +26,8 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "fused_sea": ("sea_kernels.op.fused", "fused_sea"),
     "sea_augment": ("sea_kernels.op.fused", "sea_augment"),
+    "sea_linear_cross_entropy": ("sea_kernels.op.linear", "sea_linear_cross_entropy"),
+    "SeALinear": ("sea_kernels.op.linear", "SeALinear"),
     "reference": ("sea_kernels.op.reference", None),
     "resolve_backend": ("sea_kernels.op.dispatch", "resolve_backend"),
     "backend_status": ("sea_kernels.op.dispatch", "backend_status"),

@@ -232,6 +232,12 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAU
     each row projects only onto the other rows of its group (the shorter last group is its own
     group; a group of one row is not moved: x̃_i = Π(x_i)). bias (C,), e.g. nn.Linear's with
     weight = lin.weight.T: logits XW + 1bᵀ, differentiable in the bias too.
+
+    For a head trained with its encoder (a gradient to the input), in nn.Linear's layout, and in
+    DistributedDataParallel, use `sea_kernels.SeALinear` / `sea_linear_cross_entropy`
+    (op/linear.py): the same direction, the input normalised differentiably; DDP must wrap the
+    module that owns the weight, since a functional call on a wrapped layer's weight bypasses
+    DDP's gradient hooks.
     """
     call = calls.validate(x, labels, weight, alpha=alpha, eta=eta, lam=lam, delta=delta,
                           reduction=reduction, direction=direction, group_size=group_size,

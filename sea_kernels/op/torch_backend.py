@@ -314,11 +314,11 @@ def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=Non
     return losses, dw, (x.new_empty(0) if bias is None else d.sum(dim=0))
 
 
-def sea_augment(x, labels, weight, hyper, dtype, bias=None):
-    """X̃ = Π(X + η Π(ĝ)), ĝ = Q X (Q block-diagonal with a group size; A' from XW + 1bᵀ with a
-    bias), computed in `dtype` (the compute dtype, op/call.py) and returned in x's dtype — the one
-    place a b×d result is formed, on request; every row is then normalised from its vectors
-    directly (`reference.unit`, §3), as the reference writes it."""
+def sea_direction(x, labels, weight, hyper, dtype, bias=None):
+    """U = Π(ĝ), ĝ = Q X (b×d, in `dtype`, no gradient): the unit direction each row moves
+    along, Q block-diagonal with a group size, A' from XW + 1bᵀ with a bias, zero rows of X left
+    out of every span (`projection`). It does not depend on η; `sea_augment` is Π(X + ηU) and
+    `op.linear` takes U as the constant of the step."""
     xc, w = x.to(dtype), weight.to(dtype)
     bias = None if bias is None else bias.to(dtype)
     y = one_hot(labels, w.shape[1], dtype)
@@ -329,4 +329,14 @@ def sea_augment(x, labels, weight, hyper, dtype, bias=None):
     g_norm2, rows, g_rows = grad_norms_and_rows(a, w)
     q = projection_blocks(a, logits, g_norm2, hyper.alpha, nonzero_rows(xc), blocks,
                           (rows, g_rows, xc))
-    return unit_rows(xc + hyper.eta * unit_rows(q.matmul(xc))).to(x.dtype)
+    return unit_rows(q.matmul(xc))
+
+
+def sea_augment(x, labels, weight, hyper, dtype, bias=None):
+    """X̃ = Π(X + η Π(ĝ)), ĝ = Q X (`sea_direction`), computed in `dtype` (the compute dtype,
+    op/call.py) and returned in x's dtype — the one place a b×d result is formed, on request;
+    every row is then normalised from its vectors directly (`reference.unit`, §3), as the
+    reference writes it."""
+    xc = x.to(dtype)
+    u = sea_direction(xc, labels, weight, hyper, dtype, bias)
+    return unit_rows(xc + hyper.eta * u).to(x.dtype)

@@ -17,7 +17,7 @@ from ..params import check_real
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 __all__ = ["check_tensor_args", "check_hyperparameters", "check_dtype_range", "check_label_range",
            "check_finite", "diagnose_nonfinite", "NonFiniteLoss", "FLOAT_DTYPES",
-           "check_bias", "check_bias_finite"]
+           "check_bias", "check_bias_finite", "check_linear_args"]
 
 
 class NonFiniteLoss(ValueError):
@@ -63,6 +63,52 @@ def check_tensor_args(x, labels, weight):
     if x.requires_grad:
         raise ValueError("x requires grad, but SeA treats features as fixed data and returns no "
                          "gradient for them; pass x.detach()")
+
+
+def check_linear_args(input, linear_weight, target, linear_bias=None):
+    """`sea_linear_cross_entropy`'s tensors in nn.Linear's layout: input (b×d float, b = 0
+    allowed as in torch), linear_weight (C×d float, C ≥ 2), target (b integer), linear_bias None
+    or (C,) float, all on one device. Unlike `check_tensor_args`, input may require grad."""
+    for name, t in (("input", input), ("linear_weight", linear_weight), ("target", target)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if input.dim() != 2:
+        raise ValueError(f"input must be 2-D (batch × features), got shape {tuple(input.shape)}")
+    for name, t in (("input", input), ("linear_weight", linear_weight)):
+        if t.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must be float32/float64/bfloat16/float16, got {t.dtype}")
+    b, d = input.shape
+    if d == 0:
+        raise ValueError(f"input must have at least one feature, got shape {(b, d)}")
+    if linear_weight.dim() != 2 or linear_weight.shape[1] != d:
+        raise ValueError(f"linear_weight must have shape (classes, features={d}) — nn.Linear's "
+                         f"layout — to match input, got {tuple(linear_weight.shape)}")
+    c = linear_weight.shape[0]
+    if c < 2:
+        raise ValueError(f"linear_weight needs at least 2 classes (rows), got shape "
+                         f"{tuple(linear_weight.shape)}")
+    if target.dim() != 1:
+        raise ValueError(f"target must be 1-D (one class index per row of input), got shape "
+                         f"{tuple(target.shape)}")
+    if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
+        raise TypeError(f"target must be an integer tensor of class indices, got {target.dtype}; "
+                        "convert with target.long()")
+    if target.shape[0] != b:
+        raise ValueError(f"target has {target.shape[0]} entries but input has {b} rows")
+    if linear_bias is not None:
+        if not isinstance(linear_bias, torch.Tensor):
+            raise TypeError("linear_bias must be a torch.Tensor or None, got "
+                            f"{type(linear_bias).__name__}")
+        if linear_bias.dim() != 1 or linear_bias.shape[0] != c:
+            raise ValueError(f"linear_bias must have shape (classes={c},) to match linear_weight "
+                             f"{tuple(linear_weight.shape)}, got {tuple(linear_bias.shape)}")
+        if linear_bias.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"linear_bias must be float32/float64/bfloat16/float16, got "
+                            f"{linear_bias.dtype}")
+    devices = {t.device for t in (input, linear_weight, target, linear_bias) if t is not None}
+    if len(devices) > 1:
+        raise ValueError("input, linear_weight, target and linear_bias must be on one device, got "
+                         + ", ".join(sorted(map(str, devices))))
 
 
 def check_bias(bias, weight):

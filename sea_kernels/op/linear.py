@@ -1,0 +1,251 @@
+"""SeA as a drop-in loss: `sea_linear_cross_entropy` (the functional call, shaped like torch's
+`F.linear_cross_entropy`) and `SeALinear` (an nn.Linear that returns the SeA loss), docs/design.md
+§8.
+
+With h the input rows, V (C×d, nn.Linear's layout) and b the layer's weight and bias:
+
+    x_i = h_i/‖h_i‖                          differentiable (a zero row stays zero)
+    u_i = Π(ĝ_i)                             from the detached x, W = Vᵀ and b: a constant
+    x̃_i = Π(x_i + η u_i),  L̃ = X̃Vᵀ + 1bᵀ,   loss = Eq. 15 on L̃ (λ = 1, δ = 0: cross-entropy)
+
+u is what `fused_sea` moves each row along (the torch backend's stages, op/torch_backend.py
+`sea_direction`: groups, bias, zero rows out of every span), computed under no_grad as the
+custom op `sea_kernels::sea_linear_direction` (opaque to torch.compile); everything after it is
+ordinary autograd, so ∂loss/∂input, ∂loss/∂V and ∂loss/∂b are exact for a fixed u. η = 0 (a
+number) computes no direction: the call is F.linear_cross_entropy(F.normalize(h), V, y, b).
+
+The span across ranks (`process_group`): every rank all-gathers the detached rows and labels the
+direction needs, computes u on the concatenation of the ranks' batches (rank order; the groups of
+`group_size` cut from that global batch) and keeps its own rows; no gradient crosses ranks except
+through DDP's own all-reduce of V and b.
+"""
+from __future__ import annotations
+
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..params import DEFAULTS, REDUCTIONS, ParameterError, check_choice, check_int, check_real
+from .call import Hyper, check_group_size, compute_dtype, group_size_of
+from .dispatch import resolve_backend
+from .reference import unit
+from .torch_backend import loss_terms, sea_direction, softplus
+from .validation import check_dtype_range, check_linear_args
+
+__all__ = ["sea_linear_cross_entropy", "SeALinear", "direction_op"]
+
+_HYPER_NAMES = ("alpha", "eta", "lam", "delta")
+
+
+@torch.library.custom_op("sea_kernels::sea_linear_direction", mutates_args=())
+def direction_op(x: Tensor, labels: Tensor, weight: Tensor, scalars: Tensor,
+                 group_size: int | None = None, bias: Tensor | None = None) -> Tensor:
+    """U = Π(QX) (b×d, x's dtype) for detached x (b×d), labels (b,) int64, W (d×C), bias (C,),
+    scalars = (α, λ, δ) as a tensor (so that tensor hyper-parameters reach the op without a
+    recompilation under torch.compile); group_size None or 1 ≤ G < b."""
+    alpha, lam, delta = scalars.tolist()
+    return sea_direction(x, labels, weight, Hyper(alpha, 0.0, lam, delta, False, group_size),
+                         x.dtype, bias)
+
+
+@direction_op.register_fake
+def _(x, labels, weight, scalars, group_size=None, bias=None):
+    return torch.empty_like(x)
+
+
+def _hyper(name: str, value):
+    """A hyper-parameter as given (a number becomes a float, a 0-dim tensor stays a tensor) and
+    its float value where it is known without a device sync (numbers; CPU tensors in eager
+    mode), else None."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.dtype.is_complex or value.dtype == torch.bool:
+            raise ParameterError(f"{name} must be a real number or a 0-dim real tensor, got a "
+                                 f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}")
+        if value.device.type == "cpu" and not torch.compiler.is_compiling():
+            return value, check_real(name, float(value))
+        return value, None
+    v = check_real(name, value)
+    return v, v
+
+
+def _check(input, linear_weight, target, linear_bias, hypers, group_size, reduction,
+           ignore_index, backend):
+    check_linear_args(input, linear_weight, target, linear_bias)
+    group_size = check_group_size(group_size)
+    values = [_hyper(n, v) for n, v in zip(_HYPER_NAMES, hypers)]
+    ct = compute_dtype(input, linear_weight, linear_bias)
+    known = [v if v is not None else safe for (_, v), safe in zip(values, (1.0, 0.0, 1.0, 0.0))]
+    check_dtype_range(ct, *known)
+    check_choice("reduction", reduction, REDUCTIONS)
+    if not isinstance(ignore_index, numbers.Integral) or isinstance(ignore_index, bool):
+        raise ParameterError(f"ignore_index must be an integer, got {ignore_index!r}")
+    features = {"bias"} if linear_bias is not None else set()
+    if group_size is not None:
+        features.add("groups")
+    dtypes = tuple(dict.fromkeys(t.dtype for t in (input, linear_weight, linear_bias)
+                                 if t is not None))
+    resolve_backend(backend, input.device, dtypes, frozenset(features))
+    if not torch.compiler.is_compiling() and target.numel():
+        bad = (target != ignore_index) & ((target < 0) | (target >= linear_weight.shape[0]))
+        if bool(bad.any()):
+            raise ValueError(f"target must lie in [0, {linear_weight.shape[0]}) (linear_weight "
+                             f"has {linear_weight.shape[0]} rows) or equal ignore_index="
+                             f"{ignore_index}, found {int(target[bad][0])}")
+    return [v for v, _ in values], group_size, ct
+
+
+def _gather(x, labels, process_group):
+    """The rows and labels of every rank of `process_group` in rank order (one all_gather of
+    (b, d+1) rows after a check of the per-rank shapes), and this rank's index."""
+    import torch.distributed as dist
+
+    n, rank = dist.get_world_size(process_group), dist.get_rank(process_group)
+    if n == 1:
+        return x, labels, 0
+    shape = torch.tensor(x.shape, dtype=torch.int64, device=x.device)
+    shapes = [torch.empty_like(shape) for _ in range(n)]
+    dist.all_gather(shapes, shape, group=process_group)
+    shapes = [tuple(s.tolist()) for s in shapes]
+    if len(set(shapes)) > 1:
+        raise ValueError("sea_linear_cross_entropy with a process_group needs the same batch on "
+                         f"every rank (rows × features); got {shapes} by rank")
+    packed = torch.cat([x, labels[:, None].to(x.dtype)], dim=1)
+    parts = [torch.empty_like(packed) for _ in range(n)]
+    dist.all_gather(parts, packed, group=process_group)
+    full = torch.cat(parts)
+    return full[:, :-1], full[:, -1].long(), rank
+
+
+def _direction(x, labels, weight, bias, alpha, lam, delta, group_size, process_group):
+    """u (b×d, detached) for this rank's rows x (detached, ignored rows zeroed), labels (ignored
+    rows 0): over the local batch, or over the ranks' concatenated batch, restricted to the
+    groups that hold this rank's rows."""
+    b = x.shape[0]
+    lo = 0
+    if process_group is not None:
+        x, labels, rank = _gather(x, labels, process_group)
+        lo = rank * b
+    total = x.shape[0]
+    if total == 0:
+        return x
+    g = group_size_of(group_size, total)
+    first, last = 0, total
+    if g is not None and total > b:    # only the groups that meet rows lo : lo + b
+        first, last = (lo // g) * g, min(-(-(lo + b) // g) * g, total)
+    part = slice(first, last)
+    scalars = torch.stack([torch.as_tensor(v, dtype=x.dtype, device=x.device)
+                           for v in (alpha, lam, delta)])
+    g = group_size_of(g, last - first)
+    u = direction_op(x[part], labels[part], weight, scalars, g, bias)
+    return u[lo - first:lo - first + b]
+
+
+def sea_linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *,
+                             linear_bias: Tensor | None = None, alpha=DEFAULTS["alpha"],
+                             eta=DEFAULTS["eta"], lam=DEFAULTS["lam"], delta=DEFAULTS["delta"],
+                             group_size: int | None = None, process_group=None,
+                             reduction: str = "mean", ignore_index: int = -100,
+                             backend: str = "auto") -> Tensor:
+    """The SeA loss of a linear head, shaped like `F.linear_cross_entropy` (linear_weight V is
+    C×d, nn.Linear's layout; no transposed copy is made).
+
+    SeA lives on the unit sphere: x_i = h_i/‖h_i‖ (F.normalize; a zero row stays zero and takes no
+    part in any span). The direction u_i = Π(ĝ_i) is computed from the detached x, W = Vᵀ and the
+    bias exactly as `fused_sea` computes it (groups of `group_size` rows; Π(ĝ_i) over the other
+    rows of the span, q ∝ exp(x_jᵀg_i/α)) and is a constant of the step; x̃_i = Π(x_i + η u_i),
+    logits X̃Vᵀ + 1bᵀ, and the loss is Eq. 15: λ·softplus(log Σ_{c≠y} e^{(z_c − z_y)}) with
+    z = (L̃ + δ(1−Y))/λ. Autograd gives the exact gradients to input, V and b through x̃ and the
+    normalisation. η = 0, λ = 1, δ = 0 is F.linear_cross_entropy(F.normalize(input, dim=1), V,
+    target, ...) in value and gradients; a number η = 0 computes no direction (a tensor η always
+    does: its value is not read on the host).
+
+    alpha, eta, lam, delta: numbers or 0-dim tensors (a tensor's change does not recompile under
+    torch.compile). target == ignore_index rows get no loss and no gradient and are in no span;
+    "mean" divides by the other rows' count (torch's rule). process_group (e.g.
+    torch.distributed.group.WORLD): the span is the concatenation of the group's batches in rank
+    order (the same batch shape on every rank), group_size cut from that global batch; one
+    all_gather of the detached rows and labels per call, no gradient exchange — wrap the layer
+    as `DistributedDataParallel(SeALinear(...))` (the functional call on a DDP-wrapped layer's
+    weight bypasses DDP's hooks). backend: checked with the dispatcher's rules (op/dispatch.py);
+    the direction is computed by the torch stages for every backend, since no backend declares
+    "input_grad" yet.
+    """
+    hypers, group_size, ct = _check(input, linear_weight, target, linear_bias,
+                                    (alpha, eta, lam, delta), group_size, reduction,
+                                    ignore_index, backend)
+    alpha, eta, lam, delta = hypers
+    target = target.long()
+    valid = target != ignore_index
+    labels = target.masked_fill(~valid, 0)
+    v = linear_weight.to(ct)
+    bias = None if linear_bias is None else linear_bias.to(ct)
+    x = F.normalize(input.to(ct), dim=1)
+    moves = isinstance(eta, Tensor) or eta != 0
+    if moves and (input.shape[0] or process_group is not None):
+        with torch.no_grad():
+            xd = x.detach().masked_fill(~valid[:, None], 0)
+            u = _direction(xd, labels, v.detach().T, None if bias is None else bias.detach(),
+                           alpha, lam, delta, group_size, process_group)
+        x = unit(x + eta * u)
+    logits = x @ v.T if bias is None else torch.addmm(bias, x, v.T)
+    y = labels[:, None] == torch.arange(v.shape[0], device=labels.device)
+    z = logits if isinstance(delta, float) and delta == 0 else logits + delta * (~y).to(ct)
+    t, _ = loss_terms(z / lam, y)
+    rows = torch.where(valid, lam * softplus(t), 0)
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    return rows.sum() / valid.sum()
+
+
+class SeALinear(nn.Module):
+    """nn.Linear(in_features, out_features) whose forward(input, target) is the SeA loss
+    (`sea_linear_cross_entropy` of its weight and bias) and forward(input) the logits of the
+    normalised input, F.linear(F.normalize(input), weight, bias). Parameters, initialisation and
+    state_dict are nn.Linear's (weight C×d, bias C). alpha, eta, lam, delta, group_size,
+    process_group, reduction, ignore_index and backend are plain attributes that may change
+    between steps. Wrap it in DistributedDataParallel: the parameters are used inside the
+    module's own forward, so DDP all-reduces their gradients; with process_group the SeA span is
+    the ranks' concatenated batch, and DDP over N ranks trains as one process on the global
+    batch (reduction "mean", the same batch size on every rank and no ignored rows)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 alpha=DEFAULTS["alpha"], eta=DEFAULTS["eta"], lam=DEFAULTS["lam"],
+                 delta=DEFAULTS["delta"], group_size: int | None = None, process_group=None,
+                 reduction: str = "mean", ignore_index: int = -100, backend: str = "auto",
+                 device=None, dtype=None):
+        super().__init__()
+        self.in_features = check_int("in_features", in_features, minimum=1)
+        self.out_features = check_int("out_features", out_features, minimum=2)
+        kw = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, **kw))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_features, **kw))
+        else:
+            self.register_parameter("bias", None)
+        self.alpha, self.eta, self.lam, self.delta = alpha, eta, lam, delta
+        self.group_size, self.process_group = group_size, process_group
+        self.reduction, self.ignore_index, self.backend = reduction, ignore_index, backend
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's initialisation."""
+        nn.Linear.reset_parameters(self)
+
+    def forward(self, input: Tensor, target: Tensor | None = None) -> Tensor:
+        if target is None:
+            return F.linear(F.normalize(input, dim=1), self.weight, self.bias)
+        return sea_linear_cross_entropy(
+            input, self.weight, target, linear_bias=self.bias, alpha=self.alpha, eta=self.eta,
+            lam=self.lam, delta=self.delta, group_size=self.group_size,
+            process_group=self.process_group, reduction=self.reduction,
+            ignore_index=self.ignore_index, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, alpha={self.alpha}, eta={self.eta}, "
+                f"lam={self.lam}, delta={self.delta}, group_size={self.group_size}")
+
