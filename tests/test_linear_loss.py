@@ -329,3 +329,45 @@ def test_seallinear_is_nn_linear_with_the_sea_loss():
     assert nb.bias is None and list(nb.state_dict()) == ["weight"]
     nb(h, y).backward()
     assert nb.weight.grad.shape == (4, 6)
+
+
+def test_low_precision_inputs_compute_in_float32():
+    h, v, y, b = problem(b=12, d=8, c=4, seed=5)
+    hb, vb, bb = (t.to(torch.bfloat16).requires_grad_(True) for t in (h, v, b))
+    loss = sea_linear_cross_entropy(hb, vb, y, linear_bias=bb, **HYPER)
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert hb.grad.dtype == vb.grad.dtype == bb.grad.dtype == torch.bfloat16
+    want = ref_loss(hb.detach().double(), vb.detach().double(), y, bb.detach().double(), **HYPER)
+    close(loss, want, rtol=1e-5, atol=1e-6)
+
+
+def test_seallinear_attribute_eta_as_a_tensor_under_compile():
+    """The module's η attribute set to a 0-dim tensor between compiled steps: one compilation."""
+    from torch._dynamo.testing import CompileCounter
+
+    h, v, y, b = problem(b=8, dtype=torch.float32)
+    head = SeALinear(6, 4, alpha=0.05, lam=0.3, delta=0.2, eta=torch.tensor(0.1))
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    compiled = torch.compile(head, backend=counter, fullgraph=True, dynamic=True)
+    for i, eta in enumerate((0.1, 0.4, 0.9)):
+        head.eta = torch.tensor(eta)
+        with torch.compiler.set_stance("fail_on_recompile" if i else "default"):
+            got = compiled(h, y)
+        want = sea_linear_cross_entropy(h, head.weight, y, linear_bias=head.bias, alpha=0.05,
+                                        eta=eta, lam=0.3, delta=0.2)
+        close(got.detach(), want.detach(), rtol=1e-5, atol=1e-6)
+    assert counter.frame_count == 1
+
+
+@pytest.mark.parametrize("kwargs,word", [
+    (dict(alpha=-1.0), "alpha"), (dict(eta=float("nan")), "eta"), (dict(lam=0), "lam"),
+    (dict(group_size=0), "group_size"), (dict(reduction="avg"), "reduction"),
+    (dict(out_features=1), "out_features"),
+])
+def test_seallinear_checks_its_arguments_at_construction(kwargs, word):
+    args = dict(in_features=6, out_features=4)
+    args.update((k, kwargs.pop(k)) for k in list(kwargs) if k in args)
+    with pytest.raises(ValueError, match=word):
+        SeALinear(args["in_features"], args["out_features"], **kwargs)

@@ -226,6 +226,10 @@ class SeALinear(nn.Module):
             self.bias = nn.Parameter(torch.empty(out_features, **kw))
         else:
             self.register_parameter("bias", None)
+        for name, value in zip(_HYPER_NAMES, (alpha, eta, lam, delta)):
+            _hyper(name, value)     # checked here too, so that a bad value fails at construction
+        check_group_size(group_size)
+        check_choice("reduction", reduction, REDUCTIONS)
         self.alpha, self.eta, self.lam, self.delta = alpha, eta, lam, delta
         self.group_size, self.process_group = group_size, process_group
         self.reduction, self.ignore_index, self.backend = reduction, ignore_index, backend
