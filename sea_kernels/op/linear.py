@@ -151,11 +151,13 @@ def sea_linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tenso
     """The SeA loss of a linear head, shaped like `F.linear_cross_entropy` (linear_weight V is
     C×d, nn.Linear's layout; no transposed copy is made).
 
-    SeA lives on the unit sphere: x_i = h_i/‖h_i‖ (F.normalize; a zero row stays zero and takes no
-    part in any span). The direction u_i = Π(ĝ_i) is computed from the detached x, W = Vᵀ and the
-    bias exactly as `fused_sea` computes it (groups of `group_size` rows; Π(ĝ_i) over the other
-    rows of the span, q ∝ exp(x_jᵀg_i/α)) and is a constant of the step; x̃_i = Π(x_i + η u_i),
-    logits X̃Vᵀ + 1bᵀ, and the loss is Eq. 15: λ·softplus(log Σ_{c≠y} e^{(z_c − z_y)}) with
+    SeA lives on the unit sphere: x_i = h_i/‖h_i‖ (F.normalize; a zero row stays zero and takes
+    no part in any span; as in `fused_sea` it is itself moved to x̃_i = u_i, and, as through
+    F.normalize, its input gradient is ∂ℓ/∂x_i divided by F.normalize's eps = 1e-12). The
+    direction u_i = Π(ĝ_i) is computed from the detached x, W = Vᵀ and the bias exactly as
+    `fused_sea` computes it (groups of `group_size` rows; Π(ĝ_i) over the other rows of the
+    span, q ∝ exp(x_jᵀg_i/α)) and is a constant of the step; x̃_i = Π(x_i + η u_i), logits
+    X̃Vᵀ + 1bᵀ, and the loss is Eq. 15: λ·softplus(log Σ_{c≠y} e^{(z_c − z_y)}) with
     z = (L̃ + δ(1−Y))/λ. Autograd gives the exact gradients to input, V and b through x̃ and the
     normalisation. η = 0, λ = 1, δ = 0 is F.linear_cross_entropy(F.normalize(input, dim=1), V,
     target, ...) in value and gradients; a number η = 0 computes no direction (a tensor η always
