@@ -2,8 +2,8 @@
 rank bounded by a timeout: `test_distributed.launch`) trains as one process on the global batch
 (float64): with the per-rank span (process_group=None, which is group_size = the per-rank batch
 on the global batch) and with the span across ranks (process_group=WORLD, group_size cut from the
-global batch, also when a group straddles the ranks). Unequal per-rank batches are refused on
-every rank with one clear error."""
+global batch, also when a group straddles the ranks). Ignored rows are in no span on any rank.
+Unequal per-rank batches are refused on every rank with one clear error."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_distributed import launch
 
-from sea_kernels.op.linear import SeALinear
+from sea_kernels.op.linear import SeALinear, sea_linear_cross_entropy
 
 D64 = torch.float64
 B, D, C, STEPS, LR = 12, 5, 3, 3, 0.5
@@ -52,6 +52,13 @@ for pg, group in cfg["cases"]:
         losses.append(loss.item())
     out["runs"].append({"losses": losses, "weight": lin.weight.tolist(),
                         "bias": lin.bias.tolist()})
+torch.manual_seed(1)
+fresh = SeALinear(D, C, dtype=torch.float64)
+y2 = y.clone()
+y2[[1, 7]] = -100
+out["ignored_sum"] = sea_linear_cross_entropy(
+    h[mine], fresh.weight, y2[mine], linear_bias=fresh.bias, process_group=dist.group.WORLD,
+    reduction="sum", **cfg["kw"]).item()
 try:
     rows = 6 if rank == 0 else 5
     sea_linear_cross_entropy(h[:rows], lin.weight, y[:rows], process_group=dist.group.WORLD)
@@ -63,10 +70,14 @@ dist.destroy_process_group()
 """
 
 
-def one_process(group_size):
+def data():
     g = torch.Generator().manual_seed(0)
     h = torch.randn(B, D, generator=g, dtype=torch.float64)
-    y = torch.randint(0, C, (B,), generator=g)
+    return h, torch.randint(0, C, (B,), generator=g)
+
+
+def one_process(group_size):
+    h, y = data()
     torch.manual_seed(1)
     lin = SeALinear(D, C, dtype=torch.float64, group_size=group_size, **KW)
     opt = torch.optim.SGD(lin.parameters(), lr=LR)
@@ -100,6 +111,15 @@ def test_ddp_seallinear_on_two_ranks_equals_one_process_on_the_global_batch():
                                        rtol=1e-12, atol=1e-14)
             torch.testing.assert_close(torch.tensor(r["bias"], dtype=D64), bias,
                                        rtol=1e-12, atol=1e-14)
+    # ignored rows are in no span on any rank: the ranks' sums are the global batch's sum
+    torch.manual_seed(1)
+    fresh = SeALinear(D, C, dtype=D64)
+    h, y = data()
+    y[[1, 7]] = -100
+    want = sea_linear_cross_entropy(h, fresh.weight, y, linear_bias=fresh.bias, reduction="sum",
+                                    **KW)
+    got = torch.tensor(outs[0]["ignored_sum"] + outs[1]["ignored_sum"], dtype=D64)
+    torch.testing.assert_close(got, want.detach(), rtol=1e-12, atol=1e-14)
     # the two spans differ (the test would not tell them apart otherwise)
     assert outs[0]["runs"][0]["losses"][0] != outs[0]["runs"][1]["losses"][0]
     for out in outs:
