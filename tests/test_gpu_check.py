@@ -23,7 +23,7 @@ def test_dry_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     md = (tmp_path / "gpu_check.md").read_text()
-    names = ("versions", "tests", "accuracy", "bench", "rows", "epochs", "sweep", "sanitizer")
+    names = ("versions", "tests", "accuracy", "sanitizer", "bench", "rows", "epochs", "sweep")
     assert report["dry_run"] is True and tuple(report["sections"]) == names
     for name in names:
         sec = report["sections"][name]
