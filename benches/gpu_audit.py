@@ -167,19 +167,34 @@ class _Driver:
 def sm90_driver():
     """Triton's active driver replaced by `_Driver` (restored after); a fresh Triton cache, so
     that every kernel is built (and ptxas reports its registers) in this process."""
-    from triton import knobs
     from triton.runtime import driver
+    try:
+        from triton import knobs
+    except ImportError:  # pragma: no cover - a Triton without knobs: ptxas is rerun instead
+        knobs = None
     saved = driver._active
-    old_dir, old_log = knobs.cache.dir, knobs.nvidia.dump_ptxas_log
     with tempfile.TemporaryDirectory(prefix="sea_audit_cache_") as tmp:
+        old_env = os.environ.get("TRITON_CACHE_DIR")
+        os.environ["TRITON_CACHE_DIR"] = tmp
+        old = None
+        if knobs is not None:
+            old = (knobs.cache.dir, getattr(knobs.nvidia, "dump_ptxas_log", None))
+            knobs.cache.dir = tmp
+            if old[1] is not None:
+                knobs.nvidia.dump_ptxas_log = True
         driver.set_active(_Driver())
-        knobs.cache.dir = tmp
-        knobs.nvidia.dump_ptxas_log = True
         try:
             yield
         finally:
-            knobs.cache.dir, knobs.nvidia.dump_ptxas_log = old_dir, old_log
             driver._active = saved   # None: the default driver, created when next asked for
+            if old is not None:
+                knobs.cache.dir = old[0]
+                if old[1] is not None:
+                    knobs.nvidia.dump_ptxas_log = old[1]
+            if old_env is None:
+                os.environ.pop("TRITON_CACHE_DIR", None)
+            else:
+                os.environ["TRITON_CACHE_DIR"] = old_env
 
 
 def _tensor_args(args, fn):
@@ -213,10 +228,14 @@ def _run_ptxas(ptx: str) -> str:
     import subprocess
 
     from triton.backends.nvidia.compiler import get_ptxas
+    try:
+        ptxas = get_ptxas(90).path
+    except TypeError:  # pragma: no cover - Triton versions whose get_ptxas takes no arch
+        ptxas = get_ptxas().path
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp, "k.ptx")
         src.write_text(ptx)
-        out = subprocess.run([get_ptxas(90).path, "-v", "--gpu-name=sm_90a", str(src), "-o",
+        out = subprocess.run([ptxas, "-v", "--gpu-name=sm_90a", str(src), "-o",
                               str(Path(tmp, "k.cubin"))], capture_output=True, text=True)
         return out.stdout + out.stderr
 
