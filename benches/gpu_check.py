@@ -100,7 +100,7 @@ if ARGS is not None:      # before triton is imported: the interpreter is fixed 
         os.environ["TRITON_INTERPRET"] = "1"
     else:
         os.environ.pop("TRITON_INTERPRET", None)
-os.environ.setdefault("SEA_KERNELS_NO_JIT", "1")
+    os.environ.setdefault("SEA_KERNELS_NO_JIT", "1")   # the C++ extension is never built here
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benches"))
 

@@ -42,3 +42,21 @@ def test_dry_run(tmp_path):
     assert sections["epochs"]["results"]["seconds"] > 0
     assert sections["sweep"]["results"]["steps_per_s"] > 0
     assert "skipped" in sections["sanitizer"]["results"]
+
+
+def test_sanitizer_plumbing(tmp_path, monkeypatch):
+    """The sanitizer section (device only) with a stand-in compute-sanitizer on PATH: both tools
+    run as subprocesses, their summary lines and the call's completion are recorded."""
+    import gpu_check
+    fake = tmp_path / "compute-sanitizer"
+    fake.write_text("#!/bin/sh\necho \"========= $2: sanitizer call done\"\n"
+                    "echo '========= ERROR SUMMARY: 0 errors'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ.get("PATH", ""))
+    ctx = gpu_check.Ctx(dry=False, budget=120)
+    out = gpu_check.sanitizer(ctx)
+    assert out["binary"] == str(fake)
+    for tool in ("memcheck", "racecheck"):
+        rec = out[tool]
+        assert rec["rc"] == 0 and rec["call_done"], rec
+        assert rec["summary"].endswith("ERROR SUMMARY: 0 errors") and rec["seconds"] >= 0
