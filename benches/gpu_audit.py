@@ -29,9 +29,11 @@ Per (kernel, shape, dtype) one record (FIELDS):
                   QL (2bG(2C + G)); _grad_rows QᵀD (2bGC, S is not needed again); the row
                   kernels have no dots (0)
 
-The import side (`audit`, `compile_launch`, `records`) is what tests/test_gpu_audit.py and
-tests/test_triton_kernel.py call. TRITON_INTERPRET is removed from the environment before triton
-is imported (the interpreter defines no compilable kernels), so run it in its own process.
+`--edge` is the compile check of tests/test_triton_kernel.py (EDGE_SHAPES, also with 16-wide
+blocks); tests/test_gpu_audit.py runs the audit at two shapes. Both run this script in a process
+of its own: TRITON_INTERPRET is removed from the environment before triton is imported (the
+interpreter defines no compilable kernels). Exit status 1 when `check` finds a kernel that did
+not compile, spills, or needs more shared memory than SMEM_LIMIT.
 """
 from __future__ import annotations
 
