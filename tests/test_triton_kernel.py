@@ -106,56 +106,14 @@ def test_outputs_without_grad():
     assert out[1].numel() == 0 and torch.equal(out[0], plain[0])
 
 
-COMPILE_CHECK = r"""
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from sea_kernels.op import triton_backend as ts
-from sea_kernels.op import triton_kernels as tk
-
-cfg = ts.Config()
-floats = {"delta", "inv_lam", "eta", "lam"}
-dot = dict(BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_C=cfg.block_c, PREC=ts.DOT_PRECISION)
-att, grad = dict(dot, BLOCK_V=cfg.block_v), dict(dot, BLOCK_D=cfg.block_d)
-w = cfg.num_warps
-jobs = [(tk._row_prep, dict(NEG_ONLY=neg, BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c), {},
-         cfg.row_warps) for neg in (False, True)]
-jobs += [(tk._row_epilogue, dict(GRAD=g, BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c), {},
-          cfg.row_warps) for g in (False, True)]
-# Triton specialises int arguments equal to 1 as constants: G = 1, NKT = 1 and b = 1 included.
-jobs += [(tk._attention, att, {}, w), (tk._grad_rows, grad, {}, w),
-         (tk._attention, dict(BLOCK_M=16, BLOCK_N=16, BLOCK_C=16, BLOCK_V=32, PREC="ieee"), {}, 4),
-         (tk._attention, att, dict(G=1, NKT=1), w), (tk._attention, att, dict(b=1, G=1, NKT=1), w),
-         (tk._grad_rows, grad, dict(G=1), w), (tk._grad_rows, grad, dict(b=1, G=1), w)]
-for fn, consts, ones, warps in jobs:
-    sig, cx = {}, {}
-    for i, name in enumerate(fn.arg_names):
-        if name in consts or name in ones:
-            sig[name], cx[(i,)] = "constexpr", consts.get(name, ones.get(name))
-        elif name == "y_ptr":
-            sig[name] = "*i64"
-        else:
-            sig[name] = "*fp32" if name.endswith("_ptr") else "fp32" if name in floats else "i32"
-    kernel = triton.compile(ASTSource(fn, sig, cx), target=GPUTarget("cuda", 90, 32),
-                            options=dict(num_warps=warps))
-    assert kernel.asm["cubin"], fn.__name__
-print("compiled", len(jobs))
-"""
-
-
 @pytest.mark.build
-def test_kernels_compile_for_sm90():
-    """Lower every kernel to an sm_90 cubin (no GPU needed), the grouped ones also where Triton
-    turns G, NKT or b into constants: catches what the interpreter accepts but the compiler does
-    not (tl.dot shapes, branch-dependent types, ...)."""
-    import subprocess
-    import sys
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", COMPILE_CHECK], env=env,
-                         capture_output=True, text=True, timeout=300)
-    if out.returncode and ("ptxas" in out.stderr and "not found" in out.stderr.lower()):
-        pytest.skip("no ptxas for the CUDA backend of triton")
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "compiled" in out.stdout
+def test_kernels_compile_for_sm90(tmp_path):
+    """Lower every kernel to an sm_90 cubin (no GPU needed) through benches/gpu_audit.py --edge:
+    the host's launches at b = 1, G = 1, NKT = 1 (Triton turns ints equal to 1 into constants),
+    groups inside tiles and C over several tiles, with the shipped and with 16-wide blocks.
+    Catches what the interpreter accepts but the compiler does not (tl.dot shapes,
+    branch-dependent types, ...)."""
+    from test_gpu_audit import run_audit
+    recs, proc = run_audit(tmp_path, "--edge")
+    failed = [(r["kernel"], r["shape"]) for r in recs if not r["compiled"]]
+    assert recs and not failed, (failed, proc.stderr[-3000:])
