@@ -8,7 +8,7 @@ Each run is `sweep(X, y, grid, retrain=False)` on --rows seeded random rows of t
 EfficientNet-Lite0 training features (float16 → float32, a stratified 0.2 validation hold-out):
 N = 1 is one process with --threads intra-op threads, and with 1 thread; N > 1 is N processes on
 127.0.0.1 (gloo), each with --threads/N threads (torchrun's default is 1), the grid sharded by cost
-(`train.sweep_shards`). Timed: the training pass (`settings["sweep_train_time_s"]`, the slowest
+(`sweeps.shards`). Timed: the training pass (`settings["sweep_train_time_s"]`, the slowest
 rank's `train_many`) and the whole call (shards, gather, selection). Throughput =
 configurations × steps / training seconds. On this machine N processes share the same cores as
 one process with N threads, so expect at most the threads' speed-up, not N×.
