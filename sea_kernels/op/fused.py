@@ -40,7 +40,10 @@ __all__ = ["fused_sea", "sea_augment", "run", "augment", "fused_sea_op", "weight
 
 
 def _forward(backend: str, x, labels, weight, scale, hyper: Hyper, compute_grad: bool, bias):
-    """(losses, dW, db) from the backend's forward (the contract of op/dispatch.py)."""
+    """(losses, dW, db) from the backend's forward (the contract of op/dispatch.py); η = 0 (no
+    row moves) takes `torch_backend.unmoved_forward` for every backend: x̃ = Π(x), no b×b work."""
+    if hyper.eta == 0:
+        return torch_backend.unmoved_forward(x, labels, weight, scale, hyper, compute_grad, bias)
     return BACKENDS_BY_NAME[backend].forward(x, labels, weight, scale, hyper, compute_grad, bias)
 
 

@@ -216,11 +216,18 @@ def row_epilogue(logits, ql, c1, c2, y, row_scale, lam, delta, compute_grad=True
     aug_logits = c1[:, None] * logits + c2[:, None] * ql
     if bias is not None:
         aug_logits = aug_logits + bias
-    t, u = loss_terms((aug_logits + delta * (1 - y)) / lam, y.bool())
-    losses = lam * softplus(t)
+    return losses_and_d(aug_logits, y, row_scale, lam, delta, compute_grad)
+
+
+def losses_and_d(aug_logits, y, row_scale, lam, delta, compute_grad=True):
+    """The per-row losses λ·softplus(t_i) (`loss_terms` of Z̃ = (L̃ + δ(1−Y))/λ, L̃ with its
+    bias) and D = diag(s·sigmoid(t))(U − Y) (None without compute_grad). Returns (losses, D)."""
+    plain = lam == 1 and delta == 0          # cross-entropy: Z̃ = L̃ and ℓ = softplus(t), exactly
+    t, u = loss_terms(aug_logits if plain else (aug_logits + delta * (1 - y)) / lam, y.bool())
+    losses = softplus(t) if plain else lam * softplus(t)
     if not compute_grad:
         return losses, None
-    return losses, (row_scale.to(logits.dtype) * torch.sigmoid(t))[:, None] * (u - y)
+    return losses, (row_scale.to(aug_logits.dtype) * torch.sigmoid(t))[:, None] * (u - y)
 
 
 def grad_rows(d, q, c1, c2, rows=None):
@@ -314,6 +321,34 @@ def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=Non
     return losses, dw, (x.new_empty(0) if bias is None else d.sum(dim=0))
 
 
+def normalized_rows(x):
+    """Π(X) (`reference.unit`: rows to unit length, a zero row stays zero) in three passes, X/‖x_i‖
+    with ‖x_i‖ from torch's norm, where every non-zero ‖x_i‖ lies in [√tiny·2¹², √max/2] (no
+    square underflowed nor overflowed; one host sync); else `reference.unit`, which rescales
+    each row by a power of two first."""
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    fi = torch.finfo(x.dtype)
+    safe = ((norm >= fi.tiny ** 0.5 * 4096) & (norm <= fi.max ** 0.5 / 2)) | (norm == 0)
+    if not bool(safe.all()):
+        return unit_rows(x)
+    return x / norm.masked_fill(norm == 0, 1)
+
+
+def unmoved_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None):
+    """The backend contract for η = 0, where no row moves and no b×b work is needed: x̃ = Π(x)
+    (`normalized_rows`, a zero row stays zero), L̃ = X̃W + 1bᵀ, the losses and D of
+    `losses_and_d`, dW = X̃ᵀD and db = Σ_i D_i. The fused op runs it for every backend when η is
+    0 (op/fused.py `_forward`); `hyper`'s α, the direction and the group size do not matter."""
+    ct = row_scale.dtype
+    x_aug, w = normalized_rows(x.to(ct)), weight.to(ct)
+    y = one_hot(labels, w.shape[1], ct)
+    logits = x_aug @ w if bias is None else torch.addmm(bias.to(ct), x_aug, w)
+    losses, d = losses_and_d(logits, y, row_scale, hyper.lam, hyper.delta, compute_grad)
+    if not compute_grad:
+        return losses, x_aug.new_empty(0), x_aug.new_empty(0)
+    return losses, x_aug.T @ d, (x_aug.new_empty(0) if bias is None else d.sum(dim=0))
+
+
 def sea_direction(x, labels, weight, hyper, dtype, bias=None):
     """U = Π(ĝ), ĝ = Q X (b×d, in `dtype`, no gradient): the unit direction each row moves
     along, Q block-diagonal with a group size, A' from XW + 1bᵀ with a bias, zero rows of X left
@@ -338,5 +373,7 @@ def sea_augment(x, labels, weight, hyper, dtype, bias=None):
     every row is then normalised from its vectors directly (`reference.unit`, §3), as the
     reference writes it."""
     xc = x.to(dtype)
+    if hyper.eta == 0:                  # no row moves: Π(X), no direction (no b×b work)
+        return unit_rows(xc).to(x.dtype)
     u = sea_direction(xc, labels, weight, hyper, dtype, bias)
     return unit_rows(xc + hyper.eta * u).to(x.dtype)
