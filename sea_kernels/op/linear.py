@@ -12,7 +12,8 @@ u is what `fused_sea` moves each row along (the torch backend's stages, op/torch
 `sea_direction`: groups, bias, zero rows out of every span), computed under no_grad as the
 custom op `sea_kernels::sea_linear_direction` (opaque to torch.compile); everything after it is
 ordinary autograd, so ∂loss/∂input, ∂loss/∂V and ∂loss/∂b are exact for a fixed u. η = 0 (a
-number) computes no direction: the call is F.linear_cross_entropy(F.normalize(h), V, y, b).
+number) computes no direction; with λ = 1 and δ = 0 (numbers) too, the call is
+F.linear_cross_entropy(F.normalize(h), V, y, b), torch's own fused kernel.
 
 The span across ranks (`process_group`): every rank all-gathers the detached rows and labels the
 direction needs, computes u on the concatenation of the ranks' batches (rank order; the groups of
@@ -94,6 +95,11 @@ def _check(input, linear_weight, target, linear_bias, hypers, group_size, reduct
                              f"has {linear_weight.shape[0]} rows) or equal ignore_index="
                              f"{ignore_index}, found {int(target[bad][0])}")
     return [v for v, _ in values], group_size, ct
+
+
+def _is_number(value, number) -> bool:
+    """Whether a hyper-parameter is a Python number (not a tensor) equal to `number`."""
+    return not isinstance(value, Tensor) and value == number
 
 
 def _gather(x, labels, process_group):
@@ -185,6 +191,9 @@ def sea_linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tenso
     bias = None if linear_bias is None else linear_bias.to(ct)
     x = F.normalize(input.to(ct), dim=1)
     moves = isinstance(eta, Tensor) or eta != 0
+    if not moves and _is_number(lam, 1) and _is_number(delta, 0):
+        return F.linear_cross_entropy(x, v, target, linear_bias=bias, reduction=reduction,
+                                      ignore_index=ignore_index)
     if moves and (input.shape[0] or process_group is not None):
         with torch.no_grad():
             xd = x.detach().masked_fill(~valid[:, None], 0)
