@@ -227,7 +227,8 @@ def losses_and_d(aug_logits, y, row_scale, lam, delta, compute_grad=True):
     losses = softplus(t) if plain else lam * softplus(t)
     if not compute_grad:
         return losses, None
-    return losses, (row_scale.to(aug_logits.dtype) * torch.sigmoid(t))[:, None] * (u - y)
+    coef = (row_scale.to(aug_logits.dtype) * torch.sigmoid(t))[:, None]
+    return losses, u.mul_(coef).addcmul_(y, coef, value=-1)      # u is loss_terms' own tensor
 
 
 def grad_rows(d, q, c1, c2, rows=None):
@@ -341,7 +342,7 @@ def unmoved_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias
     0 (op/fused.py `_forward`); `hyper`'s α, the direction and the group size do not matter."""
     ct = row_scale.dtype
     x_aug, w = normalized_rows(x.to(ct)), weight.to(ct)
-    y = one_hot(labels, w.shape[1], ct)
+    y = x_aug.new_zeros((x.shape[0], w.shape[1])).scatter_(1, labels[:, None], 1)   # one-hot
     logits = x_aug @ w if bias is None else torch.addmm(bias.to(ct), x_aug, w)
     losses, d = losses_and_d(logits, y, row_scale, hyper.lam, hyper.delta, compute_grad)
     if not compute_grad:
