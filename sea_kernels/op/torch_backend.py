@@ -202,10 +202,17 @@ def loss_terms(z, ymask):
     Then ℓ = λ·softplus(t), 1 − p_y = sigmoid(t) and P − Y = sigmoid(t)(u − Y), exactly."""
     others = z.masked_fill(ymask, float("-inf"))
     m = others.amax(dim=1, keepdim=True)
-    e = torch.exp(others - m)
-    s = e.sum(dim=1, keepdim=True)
+    if torch.is_grad_enabled() and z.requires_grad:
+        e = torch.exp(others - m)
+        s = e.sum(dim=1, keepdim=True)
+        zy = z.masked_fill(~ymask, 0).sum(dim=1, keepdim=True)
+        return (m - zy + s.log()).squeeze(1), e / s
+    # the same numbers without autograd, in place on `others` (on the CPU each fresh b×C buffer
+    # costs its page faults)
     zy = z.masked_fill(~ymask, 0).sum(dim=1, keepdim=True)
-    return (m - zy + s.log()).squeeze(1), e / s
+    e = others.sub_(m).exp_()
+    s = e.sum(dim=1, keepdim=True)
+    return (m - zy + s.log()).squeeze(1), e.div_(s)
 
 
 def row_epilogue(logits, ql, c1, c2, y, row_scale, lam, delta, compute_grad=True, bias=None):
