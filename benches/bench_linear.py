@@ -32,6 +32,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from arguments import at_least  # noqa: E402
+from arguments import shapes as shapes_arg
 
 import sea_kernels  # noqa: E402
 from sea_kernels import timing  # noqa: E402
@@ -106,29 +110,6 @@ def bench(shapes, repeats, warmup):
     return results
 
 
-def _shapes(text):
-    try:
-        shapes = [tuple(int(v) for v in part.split(",")) for part in text.split(";") if part]
-    except ValueError:
-        shapes = []
-    if not shapes or any(len(s) != 3 or min(s) < 1 for s in shapes):
-        raise argparse.ArgumentTypeError(f"expected b,d,C;b,d,C;... (positive integers), "
-                                         f"got {text!r}")
-    return shapes
-
-
-def _count(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer ≥ {minimum}, got {text!r}")
-        return value
-    return parse
-
-
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """The module docstring as written, and every option's default in --help."""
 
@@ -136,13 +117,13 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\nRows")[0],
                                 formatter_class=_Formatter)
-    p.add_argument("--shapes", type=_shapes, default=SHAPES, metavar="b,d,C;...",
+    p.add_argument("--shapes", type=shapes_arg, default=SHAPES, metavar="b,d,C;...",
                    help="shapes to time")
-    p.add_argument("--repeats", type=_count(1), default=15,
+    p.add_argument("--repeats", type=at_least(1), default=15,
                    help="timed interleaved rounds, each calling every candidate once")
-    p.add_argument("--warmup", type=_count(0), default=2,
+    p.add_argument("--warmup", type=at_least(0), default=2,
                    help="untimed calls of each candidate before the rounds")
-    p.add_argument("--threads", type=_count(1), default=None,
+    p.add_argument("--threads", type=at_least(1), default=None,
                    help="torch threads (None: torch's own choice)")
     args = p.parse_args(argv)
     if args.threads is not None:

@@ -44,6 +44,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import csv_format  # noqa: E402
+from arguments import at_least  # noqa: E402
+from arguments import shapes as shapes_arg
 
 import sea_kernels  # noqa: E402
 from sea_kernels import reference, timing  # noqa: E402
@@ -279,30 +281,7 @@ def print_table(rows, file=sys.stdout):
     print_rows(rows, file)
 
 
-def _shapes(text):
-    try:
-        shapes = [tuple(int(v) for v in s.split(",")) for s in text.split(";")]
-    except ValueError:
-        shapes = None
-    if not shapes or any(len(s) != 3 or min(s) < 1 for s in shapes):
-        raise argparse.ArgumentTypeError(f"expected b,d,C;b,d,C;... (positive integers), "
-                                         f"got {text!r}")
-    return shapes
-
-
-def _at_least(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer ≥ {minimum}, got {text!r}")
-        return value
-    return parse
-
-
-_positive = _at_least(1)
+_positive = at_least(1)
 
 
 def _fmt_shapes(shapes):
@@ -312,13 +291,13 @@ def _fmt_shapes(shapes):
 def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n`--csv")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shapes", type=_shapes, default=None, metavar="b,d,C;...",
+    p.add_argument("--shapes", type=shapes_arg, default=None, metavar="b,d,C;...",
                    help=f"the shapes to time (default: CPU {_fmt_shapes(CPU_SHAPES)}; CUDA "
                         f"also {_fmt_shapes(GPU_SHAPES[len(CPU_SHAPES):])})")
     p.add_argument("--repeats", type=_positive, default=30,
                    help="CPU: timed interleaved rounds, each calling every candidate once "
                         "(default 30; CUDA: do_bench, 100 ms)")
-    p.add_argument("--warmup", type=_at_least(0), default=3,
+    p.add_argument("--warmup", type=at_least(0), default=3,
                    help="CPU: untimed calls of each candidate first (default 3; CUDA: 25 ms)")
     p.add_argument("--threads", type=_positive, default=None,
                    help="torch CPU threads (default: torch's, here "

@@ -17,12 +17,22 @@ from ..params import check_real
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 __all__ = ["check_tensor_args", "check_hyperparameters", "check_dtype_range", "check_label_range",
            "check_finite", "diagnose_nonfinite", "NonFiniteLoss", "FLOAT_DTYPES",
-           "check_bias", "check_bias_finite", "check_linear_args"]
+           "check_bias", "check_bias_finite", "check_linear_args", "check_class_indices"]
 
 
 class NonFiniteLoss(ValueError):
     """The SeA loss or augmentation came out NaN/Inf; the message names the input at fault."""
 
+
+
+def check_class_indices(name: str, t, rows_of: str) -> None:
+    """`t` is 1-D with one integer class index per row of `rows_of` (bool refused)."""
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D (one class index per row of {rows_of}), got shape "
+                         f"{tuple(t.shape)}")
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of class indices, got {t.dtype}; "
+                        f"convert with {name}.long()")
 
 def check_tensor_args(x, labels, weight):
     """x (b×d float), labels (b integer), weight (d×C float), all on one device."""
@@ -39,12 +49,7 @@ def check_tensor_args(x, labels, weight):
                          f"{tuple(weight.shape)}")
     if weight.dtype not in FLOAT_DTYPES:
         raise TypeError(f"weight must be a floating tensor, got {weight.dtype}")
-    if labels.dim() != 1:
-        raise ValueError(f"labels must be 1-D (one class index per row of x), got shape "
-                         f"{tuple(labels.shape)}")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor of class indices, got {labels.dtype}; "
-                        "convert with labels.long()")
+    check_class_indices("labels", labels, "x")
     b, d = x.shape
     if b == 0 or d == 0:
         raise ValueError(f"x must have at least one row and one feature, got shape {(b, d)}")
@@ -87,12 +92,7 @@ def check_linear_args(input, linear_weight, target, linear_bias=None):
     if c < 2:
         raise ValueError(f"linear_weight needs at least 2 classes (rows), got shape "
                          f"{tuple(linear_weight.shape)}")
-    if target.dim() != 1:
-        raise ValueError(f"target must be 1-D (one class index per row of input), got shape "
-                         f"{tuple(target.shape)}")
-    if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
-        raise TypeError(f"target must be an integer tensor of class indices, got {target.dtype}; "
-                        "convert with target.long()")
+    check_class_indices("target", target, "input")
     if target.shape[0] != b:
         raise ValueError(f"target has {target.shape[0]} entries but input has {b} rows")
     if linear_bias is not None:
