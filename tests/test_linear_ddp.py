@@ -65,7 +65,10 @@ try:
     out["error"] = None
 except ValueError as exc:
     out["error"] = str(exc)
-print("RESULT " + json.dumps(out))
+print("RESULT " + json.dumps(out), flush=True)
+# every rank done before the group goes (a rank that tears gloo down while another still uses it
+# aborts in gloo's shutdown), as train.distributed does at a normal exit
+dist.barrier()
 dist.destroy_process_group()
 """
 
