@@ -126,12 +126,7 @@ def main(argv=None):
     p.add_argument("--threads", type=at_least(1), default=None,
                    help="torch threads (None: torch's own choice)")
     args = p.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
-    busy = timing.oversubscribed(threads)
-    if busy:
-        print(busy, file=sys.stderr)
+    threads = timing.use_threads(args.threads)
     print(f"CPU, float32, {threads} torch threads, torch {torch.__version__}; median of "
           f"{args.repeats} interleaved rounds after {args.warmup} warm-up calls each")
     bench(args.shapes, args.repeats, args.warmup)

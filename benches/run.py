@@ -149,11 +149,6 @@ def _p20_p50_p80(values):
     return by_q[20], by_q[50], by_q[80]
 
 
-def time_ms(fns, device, repeats, warmup):
-    """{name: median ms} (the p50 of `time_bands`)."""
-    return {name: band[1] for name, band in time_bands(fns, device, repeats, warmup).items()}
-
-
 def time_method(device, repeats, warmup):
     """The `measurement` of a time row, in words."""
     if device == "cuda":
@@ -276,11 +271,6 @@ def print_rows(rows, file=sys.stdout):
               f"{err:>11}", file=file, flush=True)
 
 
-def print_table(rows, file=sys.stdout):
-    print_header(file)
-    print_rows(rows, file)
-
-
 _positive = at_least(1)
 
 
@@ -320,14 +310,9 @@ def main(argv=None):
 
 def run_args(args):
     """main() after parsing: the table (and --json, --csv) for parsed `args`."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
+    threads = timing.use_threads(args.threads or None)
     print(f"torch {torch.__version__}, {threads} CPU threads; "
           f"backends: {', '.join(k for k, (ok, _) in sea_kernels.backend_status().items() if ok)}")
-    busy = timing.oversubscribed(threads)
-    if busy:
-        print(busy, file=sys.stderr, flush=True)
     plan = [("cpu", args.shapes or CPU_SHAPES, args.repeats, args.warmup)]
     if torch.cuda.is_available() and not args.no_gpu:
         print(f"GPU: {torch.cuda.get_device_name()}")

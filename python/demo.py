@@ -179,8 +179,10 @@ class ThreadChooser:
         if self.fixed or self.threads < 2:
             return
         load = timing.cpu_load()
+        if load is None:            # not measurable here: keep the current count
+            return
         want = self.threads
-        if load is not None and timing.oversubscribed(self.threads, load=load[0]):
+        if timing.oversubscribed(self.threads, load=load[0]):
             want = 1
         if want != self.current:
             why = "busy" if want == 1 else "free again"

@@ -284,6 +284,21 @@ def oversubscribed(threads: int, load: float | None = None, cores: int | None = 
             + ("use --threads 1 or " if threads > 1 else "use ") + "a quiet machine")
 
 
+def use_threads(threads: int | None = None) -> int:
+    """Set torch's CPU thread count (None: keep torch's own), print `oversubscribed`'s warning
+    to stderr when the machine is too busy for it, and return the count in use."""
+    import sys
+
+    import torch
+    if threads is not None:
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
+    busy = oversubscribed(threads)
+    if busy:
+        print(busy, file=sys.stderr, flush=True)
+    return threads
+
+
 def _device_kind(device) -> str:
     return getattr(device, "type", str(device or "cpu").split(":")[0])
 

@@ -4,11 +4,10 @@ or under TRITON_INTERPRET=1 (set by conftest.py before collection); and the one-
 the small-case suites.
 
 A backend's features ("groups", "bias", ...) and dtypes are read from its declaration in
-sea_kernels.op.dispatch (`Backend.features` where the op declares it, else every backend is taken
-to have groups and bias, which all three do), so a test never skips a backend for a feature it
-supports: a (backend, case) pair whose features or dtype the backend does not declare is not
-generated at all; one that is declared but cannot run here (no extension, no GPU or interpreter)
-is a skip with the reason.
+sea_kernels.op.dispatch (`Backend.features`, `Backend.dtypes`), so a test never skips a backend
+for a feature it supports: a (backend, case) pair whose features or dtype the backend does not
+declare is not generated at all; one that is declared but cannot run here (no extension, no GPU
+or interpreter) is a skip with the reason.
 """
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ from sea_kernels.op import cpp_backend, triton_backend
 from sea_kernels.op.dispatch import BACKENDS_BY_NAME
 
 NAMES = ("torch", "cpp", "triton")
-DEFAULT_FEATURES = frozenset({"groups", "bias"})
 TRITON_OK = triton_backend.AVAILABLE and (torch.cuda.is_available() or
                                           triton_backend.interpreter_on())
 #: Triton without a GPU runs in the interpreter, whose cost grows with the number of programs
@@ -33,8 +31,8 @@ _USABLE = {"torch": (True, ""),
 
 
 def features(name: str) -> frozenset:
-    """The features the backend declares (dispatch.Backend.features, or groups and bias)."""
-    return frozenset(getattr(BACKENDS_BY_NAME[name], "features", DEFAULT_FEATURES))
+    """The features the backend declares (dispatch.Backend.features)."""
+    return BACKENDS_BY_NAME[name].features
 
 
 def dtypes(name: str) -> tuple:

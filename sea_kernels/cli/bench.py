@@ -128,11 +128,7 @@ def builtin_bench(shape: str, repeats: int, threads: int | None = None) -> int:
     b, d, c = _shape(shape)
     if repeats < 1:
         raise UsageError(f"--repeats must be ≥ 1, got {repeats}")
-    if threads is not None:
-        torch.set_num_threads(threads)
-    busy = timing.oversubscribed(torch.get_num_threads())
-    if busy:
-        print(busy, file=sys.stderr, flush=True)
+    timing.use_threads(threads)
     samples = timing.interleaved(_step_candidates(b, d, c), repeats, warmup=1)
     med = {k: timing.median(ts) for k, ts in samples.items()}
     print(f"one SeA step (loss + dW), b={b} d={d} C={c}, float32, {torch.get_num_threads()} "

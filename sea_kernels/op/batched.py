@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from .groups import group_ranges
+from .reference import one_hot
 from .torch_backend import TAU, direct_rows, loss_terms, softplus
 
 # Default budget for a chunk's (chunk, b, b) working set: cache-sized is fastest on a CPU; on a
@@ -261,7 +262,7 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
         logits_t = torch.mm(weight_t, x.T, out=_empty(ws, "logits", (kt * c, b), x))
     if row_scale is None:
         row_scale = torch.full((b,), 1.0 / b, dtype=dt, device=x.device)
-    y_t = torch.nn.functional.one_hot(labels, c).to(dt).T
+    y_t = one_hot(labels, c, dt).T
     lg = logits_t.view(kt, c, b)
     rows_all = _empty(ws, "rows", (kt, c, b), x)
     losses = torch.empty(kt, dtype=dt, device=x.device)

@@ -85,9 +85,9 @@ class Hyper(NamedTuple):
     group_size: int | None = None
 
 
-def features_of(hyper: Hyper, has_bias: bool) -> frozenset[str]:
+def features_of(group_size: int | None, has_bias: bool) -> frozenset[str]:
     """The backend features (op/dispatch.py) a call needs: "groups" with a group size, "bias"."""
-    return frozenset(name for name, on in (("groups", hyper.group_size is not None),
+    return frozenset(name for name, on in (("groups", group_size is not None),
                                            ("bias", has_bias)) if on)
 
 
@@ -105,9 +105,11 @@ class SeaCall(NamedTuple):
 
     @property
     def features(self) -> frozenset[str]:
-        return features_of(self.hyper, self.bias is not None)
+        """The backend features this call needs (`features_of`)."""
+        return features_of(self.hyper.group_size, self.bias is not None)
 
     def row_scale(self) -> torch.Tensor:
+        """The per-row weights of this call (`row_scale`)."""
         return row_scale(self.x.shape[0], self.reduction, self.dtype, self.x.device)
 
 
@@ -158,7 +160,7 @@ def validate(x, labels, weight, *, alpha=DEFAULTS["alpha"], eta=DEFAULTS["eta"],
                      group_size_of(group_size, x.shape[0]))
     if backend is not None:
         backend = resolve_backend(backend, x.device, (x.dtype, weight.dtype) + (
-            () if bias is None else (bias.dtype,)), features_of(hyper, bias is not None))
+            () if bias is None else (bias.dtype,)), features_of(hyper.group_size, bias is not None))
     labels = labels.long()
     if check_values and not torch.compiler.is_compiling():
         check_label_range(labels, weight.shape[1])
@@ -180,5 +182,5 @@ def configure(*, alpha=DEFAULTS["alpha"], eta=DEFAULTS["eta"], lam=DEFAULTS["lam
     device = torch.device(device)
     hyper = _scalars(alpha, eta, lam, delta, ct, reduction, direction, directions, group_size)
     if backend is not None:
-        backend = resolve_backend(backend, device, (dtype,), features_of(hyper, bias))
+        backend = resolve_backend(backend, device, (dtype,), features_of(hyper.group_size, bias))
     return SeaConfig(hyper, reduction, direction, device, ct, backend)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..params import DEFAULTS, REDUCTIONS, ParameterError, check_choice, check_int, check_real
-from .call import Hyper, check_group_size, compute_dtype, group_size_of
+from .call import Hyper, check_group_size, compute_dtype, features_of, group_size_of
 from .dispatch import resolve_backend
 from .reference import unit
 from .torch_backend import loss_terms, sea_direction, softplus
@@ -82,12 +82,10 @@ def _check(input, linear_weight, target, linear_bias, hypers, group_size, reduct
     check_choice("reduction", reduction, REDUCTIONS)
     if not isinstance(ignore_index, numbers.Integral) or isinstance(ignore_index, bool):
         raise ParameterError(f"ignore_index must be an integer, got {ignore_index!r}")
-    features = {"bias"} if linear_bias is not None else set()
-    if group_size is not None:
-        features.add("groups")
     dtypes = tuple(dict.fromkeys(t.dtype for t in (input, linear_weight, linear_bias)
                                  if t is not None))
-    resolve_backend(backend, input.device, dtypes, frozenset(features))
+    resolve_backend(backend, input.device, dtypes,
+                    features_of(group_size, linear_bias is not None))
     if not torch.compiler.is_compiling() and target.numel():
         bad = (target != ignore_index) & ((target < 0) | (target >= linear_weight.shape[0]))
         if bool(bad.any()):

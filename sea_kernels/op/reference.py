@@ -43,7 +43,9 @@ ALPHA, ETA, LAM, DELTA = (DEFAULTS[k] for k in ("alpha", "eta", "lam", "delta"))
 
 
 def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
-    return torch.nn.functional.one_hot(labels, num_classes).to(dtype)
+    """Y (b×C, `dtype`): Y_ic = 1 where c = labels_i, built in `dtype` directly."""
+    return torch.zeros(labels.shape[0], num_classes, dtype=dtype,
+                       device=labels.device).scatter_(1, labels[:, None], 1)
 
 
 def unit(v: torch.Tensor) -> torch.Tensor:

@@ -349,7 +349,7 @@ def unmoved_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias
     0 (op/fused.py `_forward`); `hyper`'s α, the direction and the group size do not matter."""
     ct = row_scale.dtype
     x_aug, w = normalized_rows(x.to(ct)), weight.to(ct)
-    y = x_aug.new_zeros((x.shape[0], w.shape[1])).scatter_(1, labels[:, None], 1)   # one-hot
+    y = one_hot(labels, w.shape[1], ct)
     logits = x_aug @ w if bias is None else torch.addmm(bias.to(ct), x_aug, w)
     losses, d = losses_and_d(logits, y, row_scale, hyper.lam, hyper.delta, compute_grad)
     if not compute_grad:

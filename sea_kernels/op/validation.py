@@ -34,6 +34,7 @@ def check_class_indices(name: str, t, rows_of: str) -> None:
         raise TypeError(f"{name} must be an integer tensor of class indices, got {t.dtype}; "
                         f"convert with {name}.long()")
 
+
 def check_tensor_args(x, labels, weight):
     """x (b×d float), labels (b integer), weight (d×C float), all on one device."""
     for name, t in (("x", x), ("labels", labels), ("weight", weight)):

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..op.reference import smoothed_hinge_loss, unit
+from ..op.reference import one_hot, smoothed_hinge_loss, unit
 from ..params import DEFAULTS, ME_ADA_DEFAULTS  # ME-ADA's: why the ascent step is 0.003
 
 __all__ = ["ISDA_FULL_COV_MAX_DIM", "ISDAEstimator", "isda_sigma2", "isda_logits", "isda_loss",
@@ -68,7 +68,7 @@ class ISDAEstimator:
     def update(self, x: Tensor, labels: Tensor) -> None:
         c = self.mean.shape[0]
         x = x.to(self.mean.dtype)
-        onehot = torch.nn.functional.one_hot(labels, c).to(x.dtype)       # b×C
+        onehot = one_hot(labels, c, x.dtype)       # b×C
         n_batch = onehot.sum(0)                                             # C
         mu = (onehot.T @ x) / n_batch.clamp_min(1)[:, None]                 # C×d
         centred = x - mu[labels]                                            # b×d
