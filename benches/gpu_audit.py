@@ -112,11 +112,12 @@ def capture(b, d, c, group, dtype, *, negative_only=False, compute_grad=True, cf
     meta = torch.device("meta")
 
     def no_cancelling_rows(a, w):      # grad_norms_and_rows without its data-dependent rows
-        return a.new_empty(a.shape[0]), torch.empty(0, dtype=torch.int64, device=meta), None
+        return (a.new_empty(a.shape[0]), a.new_empty(a.shape[0], dtype=torch.bool),
+                a.new_empty(a.shape[0], w.shape[0]))
 
     def no_untrusted_rows(x, w, q_rows, ql, gh2, xg, k_diag, eta, **kw):
         return (gh2.new_empty(gh2.shape), gh2.new_empty(gh2.shape),
-                torch.empty(0, dtype=torch.int64, device=meta), None)
+                gh2.new_empty(gh2.shape, dtype=torch.bool), x.new_empty(x.shape))
 
     saved = {n: getattr(tb, n) for n in ("kernels", "grad_norms_and_rows", "factors")}
     tb.kernels, tb.grad_norms_and_rows, tb.factors = fake, no_cancelling_rows, no_untrusted_rows

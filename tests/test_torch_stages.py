@@ -23,9 +23,7 @@ def implied_x_aug(x, y, w, alpha, eta, lam, delta):
     yy = reference.one_hot(y, w.shape[1], x.dtype)
     _, q, _, c1, c2, rows, x_aug = torch_backend._front(x, yy, w, alpha, eta, lam, delta, False)
     out = c1[:, None] * x + c2[:, None] * (q @ x)
-    if x_aug is not None:
-        out[rows] = x_aug
-    return out
+    return torch.where(rows[:, None], x_aug, out)      # rows: the untrusted rows' mask
 
 
 def _tensors(row):

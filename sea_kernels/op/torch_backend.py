@@ -16,11 +16,16 @@ What differs from the common formulation:
 * bias b: A' from the logits L + 1bᵀ (`row_prep`) and L̃ + 1bᵀ in `row_epilogue`, but the
   scores S = A'Lᵀ and QL use L = XW (g_i = W a_i has no bias); db = Σ_i D_i.
 * The untrusted rows of docs/design.md §3 (`untrusted_rows`: ‖ĝ_i‖² < τ·max_j K_jj, or n_i²
-  cancelling) get x̃_i = Π(x_i + ηΠ(q_i X)) formed directly (`direct_rows`, in `factors`): then
+  cancelling) get x̃_i = Π(x_i + ηΠ(q_i X)) formed directly (`direct_x`, in `factors`): then
   L̃_i = x̃_iᵀW and their share of dW is x̃_i D_iᵀ (`add_direct_grad`); where g_i = W a'_i
   cancels, `grad_norms_and_rows` takes ‖g_i‖ and `projection_blocks` the scores S_i from g_i.
   `sea_augment` forms ĝ = QX anyway and normalises every
   row directly.
+* No host sync (docs/design.md §3): which rows are untrusted, cancelling or zero is a bool mask
+  (b,), never an index list. The direct forms are computed for every row (ĝ = QX and
+  Π(x_i + ηΠ(ĝ_i)), G' = A'Wᵀ and G'X_groupᵀ, one batched GEMM each, as costly as K = XXᵀ) and
+  taken by torch.where on the masked rows only, so every other row keeps its Gram-space numbers;
+  `sea_forward` and `unmoved_forward` read no tensor value on the host.
 
 Its stage functions are shared: the Triton host code uses `grad_norms_and_rows`, `factors`,
 `weight_grad` and `add_direct_grad`, the batched engine `TAU`, `loss_terms` and `softplus`, the
@@ -56,9 +61,8 @@ def gram_blocks(x, blocks):
 
 
 def nonzero_rows(x):
-    """Which rows of X are not exactly zero (b,) bool, or None when all are (one host sync)."""
-    keep = x.ne(0).any(dim=1)
-    return None if bool(keep.all()) else keep
+    """Which rows of X are not exactly zero (b,) bool (always a mask: no host sync)."""
+    return x.ne(0).any(dim=1)
 
 
 def row_prep(logits, y, lam, delta, negative_only):
@@ -79,26 +83,24 @@ def grad_norms(a, w):
 
 
 def grad_norms_and_rows(a, w):
-    """(‖g_i‖² (b,), cancelling rows, their g_i = W a'_i (m×d)). a'_iᵀMa'_i (and the scores
+    """(‖g_i‖² (b,), the cancelling rows as a mask (b,) bool, G' = A'Wᵀ (b×d): every g_i = W a'_i,
+    used for the masked rows only). a'_iᵀMa'_i (and the scores
     S_i = a'_iᵀL_jᵀ) carry an absolute error ≈ ε·(Σ_c |a'_ic|‖w_c‖)² (resp. ε·(Σ_c |a'_ic|‖w_c‖)
     ‖x_j‖) against ‖g_i‖² (resp. x_jᵀg_i): the rows with ‖g_i‖² < τ·(Σ_c |a'_ic|‖w_c‖)², where W's
     columns nearly cancel along a'_i (docs/design.md §3, the C++ grad_norms rule), get g_i
-    directly: their ‖g_i‖² from it, and `projection_blocks` their scores from g_i X_groupᵀ."""
+    directly: their ‖g_i‖² from it, and `projection_blocks` their scores from g_i X_groupᵀ.
+    No host sync: G' is formed for every row (2bdC, the cost of L = XW) and torch.where keeps
+    a'_iᵀMa'_i on the other rows."""
     b, c = a.shape
+    g = a @ w.T
+    direct = g.square().sum(dim=1)
     if c > 2 * b:
-        g_norm2 = (a @ w.T).square().sum(dim=1)
-        w_norms = w.square().sum(dim=0).sqrt()
-    else:
-        m = w.T @ w
-        g_norm2 = ((a @ m) * a).sum(dim=1)
-        w_norms = m.diagonal().clamp_min(0).sqrt()
-    scale = (a.abs() @ w_norms).square()
-    rows = torch.nonzero(~(g_norm2 >= TAU[g_norm2.dtype] * scale)).flatten()
-    if not rows.numel():
-        return g_norm2, rows, None
-    g_rows = a[rows] @ w.T
-    g_norm2[rows] = g_rows.square().sum(dim=1)
-    return g_norm2, rows, g_rows
+        return direct, torch.zeros_like(direct, dtype=torch.bool), g
+    m = w.T @ w
+    g_norm2 = ((a @ m) * a).sum(dim=1)
+    scale = (a.abs() @ m.diagonal().clamp_min(0).sqrt()).square()
+    cancel = ~(g_norm2 >= TAU[g_norm2.dtype] * scale)
+    return torch.where(cancel, direct, g_norm2), cancel, g
 
 
 def scores(a, logits, g_norm2, alpha):
@@ -125,23 +127,26 @@ def projection(a, logits, g_norm2, alpha, keep=None, s=None):
 
 def projection_blocks(a, logits, g_norm2, alpha, keep, blocks, direct=None):
     """`projection` on every group of `blocks` (op/groups.py): Q as a BlockDiag. direct =
-    (rows, their g_i, X) from `grad_norms_and_rows`: those rows' scores are x_jᵀg_i/(α‖g_i‖)
-    over their group, formed from g_i directly (S = A'Lᵀ loses them when W a'_i cancels)."""
+    (cancelling mask (b,), G' = A'Wᵀ (b×d), X) from `grad_norms_and_rows`: the masked rows'
+    scores are x_jᵀg_i/(α‖g_i‖) over their group, formed from g_i directly (S = A'Lᵀ loses them
+    when W a'_i cancels); G'X_groupᵀ is one batched GEMM per stack, taken by torch.where on the
+    masked rows only (no host sync)."""
     keeps = split_rows(keep, blocks) if keep is not None else [None] * len(blocks)
+    if direct is None:
+        directs = [None] * len(blocks)
+    else:
+        cancel, g_all, x = direct
+        directs = zip(split_rows(cancel, blocks), split_rows(g_all, blocks),
+                      split_rows(x, blocks))
     parts = []
-    for (lo, n, g), ap, lp, gp, mp in zip(blocks, split_rows(a, blocks),
-                                          split_rows(logits, blocks),
-                                          split_rows(g_norm2, blocks), keeps):
+    for ap, lp, gp, mp, dp in zip(split_rows(a, blocks), split_rows(logits, blocks),
+                                  split_rows(g_norm2, blocks), keeps, directs):
         s = None
-        if direct is not None and direct[0].numel():
-            rows, g_rows, x = direct
-            sel = torch.nonzero((rows >= lo) & (rows < lo + n * g)).flatten()
-            if sel.numel():
-                s = scores(ap, lp, gp, alpha)
-                k, i = torch.div(rows[sel] - lo, g, rounding_mode="floor"), (rows[sel] - lo) % g
-                xg = split_rows(x, [(lo, n, g)])[0][k]                     # (m, g, d)
-                inv_g = g_norm2[rows[sel]].clamp_min(_tiny(g_norm2)).rsqrt() / alpha
-                s[k, i] = torch.einsum("md,mjd->mj", g_rows[sel], xg) * inv_g[:, None]
+        if dp is not None:
+            cp, gr, xp = dp
+            inv_g = gp.clamp_min(_tiny(gp)).rsqrt() / alpha
+            s = torch.where(cp[..., None], torch.bmm(gr, xp.mT) * inv_g[..., None],
+                            scores(ap, lp, gp, alpha))
         parts.append(projection(ap, lp, gp, alpha, mp, s))
     return BlockDiag(parts, blocks, a.shape[0])
 
@@ -161,26 +166,29 @@ def attention(a, logits, k, g_norm2, alpha, keep=None, direct=None):
 
 
 def untrusted_rows(gh_norm2, n2, k_diag, eta, k_max=None):
-    """Indices of the rows whose Gram-space row factors cannot be trusted (docs/design.md §3):
-    ‖ĝ_i‖² = q_iᵀKq_i < τ·max_j K_jj (its absolute error is ≈ ε·max_j K_jj; k_max: that max
-    per row, over the row's group, when the batch is grouped), or
+    """The rows (a mask (b,) bool, no host sync) whose Gram-space row factors cannot be trusted
+    (docs/design.md §3): ‖ĝ_i‖² = q_iᵀKq_i < τ·max_j K_jj (its absolute error is
+    ≈ ε·max_j K_jj; k_max: that max per row, over the row's group, when the batch is grouped), or
     n_i² = K_ii + 2ηr x_iᵀĝ_i + η² < τ·(K_ii + η²) (it cancels) or below the smallest normal
-    number (it underflowed, e.g. a zero row moved by a tiny η). τ = TAU[dtype]; one host sync on
-    a GPU."""
+    number (it underflowed, e.g. a zero row moved by a tiny η). τ = TAU[dtype]."""
     tau = TAU[gh_norm2.dtype]
     scale = k_diag + eta * eta * (gh_norm2 > 0).to(gh_norm2.dtype)
     k_max = k_diag.max() if k_max is None else k_max
-    bad = ((gh_norm2 < tau * k_max) | (n2 < tau * scale)
-           | (n2 < torch.finfo(n2.dtype).tiny))
-    return torch.nonzero(bad).flatten()
+    return ((gh_norm2 < tau * k_max) | (n2 < tau * scale)
+            | (n2 < torch.finfo(n2.dtype).tiny))
+
+
+def direct_x(x, gh, eta):
+    """x̃_i = Π(x_i + η Π(ĝ_i)) from the rows x and their ĝ = QX, paper-literal (Π =
+    `reference.unit`, rescaled by a power of two first: a tiny ĝ_i keeps its direction;
+    ‖x_i + ηĝ̂_i‖ loses only ε/n_i)."""
+    return unit_rows(x + eta * unit_rows(gh))
 
 
 def direct_rows(x, q_rows, rows, eta):
-    """x̃_i = Π(x_i + η Π(ĝ_i)), ĝ_i = q_i X, formed directly for the untrusted `rows` (q_rows =
-    their rows of Q), paper-literal (Π = `reference.unit`, rescaled by a power of two first: a
-    tiny ĝ_i keeps its direction; ‖x_i + ηĝ̂_i‖ loses only ε/n_i). The caller sets their
-    L̃_i = x̃_iᵀW and takes their share of dW from x̃_i."""
-    return unit_rows(x[rows] + eta * unit_rows(q_rows @ x))
+    """`direct_x` for the rows with indices `rows` (q_rows = their rows of Q, dense (m, b)). The
+    caller sets their L̃_i = x̃_iᵀW and takes their share of dW from x̃_i."""
+    return direct_x(x[rows], q_rows @ x, eta)
 
 
 def row_factors(gh_norm2, x_dot_gh, k_diag, eta):
@@ -240,9 +248,10 @@ def losses_and_d(aug_logits, y, row_scale, lam, delta, compute_grad=True):
 
 def grad_rows(d, q, c1, c2, rows=None):
     """R = diag(c1) D + Qᵀ diag(c2) D (b×C; q a b×b tensor or a BlockDiag), with c2 = 0 for the
-    untrusted `rows` (their c1 is 0 already: `add_direct_grad` adds their share)."""
-    if rows is not None and rows.numel():
-        c2 = c2.index_fill(0, rows, 0)
+    untrusted rows (`rows`, a mask (b,) bool; their c1 is 0 already: `add_direct_grad` adds
+    their share)."""
+    if rows is not None:
+        c2 = c2.masked_fill(rows, 0)
     if isinstance(q, BlockDiag):
         return (c1[:, None] * d).add_(q.t_matmul(c2[:, None] * d))
     return torch.addmm(c1[:, None] * d, q.T, c2[:, None] * d)
@@ -254,28 +263,28 @@ def weight_grad(x, rows):
 
 
 def add_direct_grad(dw, x_aug_rows, d_rows):
-    """dW += X̃_rowsᵀ D_rows: the untrusted rows' share of X̃ᵀD, from their x̃ directly."""
+    """dW += X̃_rowsᵀ D_rows: the untrusted rows' share of X̃ᵀD, from their x̃ directly (x_aug_rows
+    zero outside those rows, as `factors` returns it, with every row's D)."""
     return dw.addmm_(x_aug_rows.T, d_rows)
 
 
-def factors(x, w, q_rows, ql, gh_norm2, x_dot_gh, k_diag, eta, k_max=None, force=None):
+def factors(x, w, q_x, ql, gh_norm2, x_dot_gh, k_diag, eta, k_max=None, force=None):
     """The row factors c1 = 1/n, c2 = ηr/n of L̃ = diag(c1) L + diag(c2) QL; for the untrusted rows
-    of §3 (and the rows `force`, e.g. Triton's cancelling rows) x̃_i is formed directly
-    (`direct_rows`, q_rows(rows) = those rows of Q, dense (m, b)) and they get c1 = 0, c2 = 1,
-    (QL)_i ← x̃_iᵀW (ql is written in place; k_max as in `untrusted_rows`). Returns (c1, c2,
-    untrusted rows, their x̃ or None)."""
+    of §3 (and the rows of the mask `force`, e.g. Triton's cancelling rows) x̃_i is formed
+    directly (`direct_x`; q_x(mask) = ĝ = QX (b×d), of which only the masked rows are used) and
+    they get c1 = 0, c2 = 1, (QL)_i ← x̃_iᵀW (ql is written in place; k_max as in
+    `untrusted_rows`). No host sync: x̃ is formed for every row and kept by torch.where on the
+    masked ones. Returns (c1, c2, the untrusted rows as a mask (b,) bool, X̃_direct (b×d): their
+    x̃, zero on every other row)."""
     r, n2 = row_factors(gh_norm2, x_dot_gh, k_diag, eta)
     c1 = n2.clamp_min(_tiny(n2)).rsqrt()
     c2 = eta * r * c1
     rows = untrusted_rows(gh_norm2, n2, k_diag, eta, k_max)
-    if force is not None and force.numel():
-        rows = torch.unique(torch.cat([rows, force]))
-    if not rows.numel():
-        return c1, c2, rows, None
-    x_aug = direct_rows(x, q_rows(rows), rows, eta)
-    ql[rows] = x_aug @ w
-    c1[rows], c2[rows] = 0, 1
-    return c1, c2, rows, x_aug
+    if force is not None:
+        rows = rows | force
+    x_aug = direct_x(x, q_x(rows), eta).masked_fill_(~rows[:, None], 0)
+    ql.copy_(torch.where(rows[:, None], x_aug @ w, ql))
+    return c1.masked_fill(rows, 0), c2.masked_fill(rows, 1), rows, x_aug
 
 
 def _group_max(k_diag, blocks):
@@ -292,19 +301,20 @@ def _projected(x, y, w, alpha, lam, delta, negative_only, group_size, bias):
     blocks = group_blocks(x.shape[0], group_size)
     logits, k = x @ w, gram_blocks(x, blocks)
     a = row_prep(logits if bias is None else logits + bias, y, lam, delta, negative_only)
-    g_norm2, rows, g_rows = grad_norms_and_rows(a, w)
+    g_norm2, cancel, g_all = grad_norms_and_rows(a, w)
     q, ql, gh_norm2, x_dot_gh = attention(a, logits, k, g_norm2, alpha, nonzero_rows(x),
-                                          (rows, g_rows, x))
+                                          (cancel, g_all, x))
     return logits, k, q, ql, gh_norm2, x_dot_gh
 
 
 def _front(x, y, w, alpha, eta, lam, delta, negative_only, group_size=None, bias=None):
-    """`_projected` → row factors (`factors`): (L, Q, QL, c1, c2, untrusted rows, their x̃)."""
+    """`_projected` → row factors (`factors`): (L, Q, QL, c1, c2, the untrusted rows' mask,
+    their x̃ (b×d, zero on the other rows))."""
     logits, k, q, ql, gh_norm2, x_dot_gh = _projected(x, y, w, alpha, lam, delta, negative_only,
                                                       group_size, bias)
     k_diag = k.diagonal()
-    c1, c2, rows, x_aug = factors(x, w, q.dense_rows, ql, gh_norm2, x_dot_gh, k_diag, eta,
-                                  _group_max(k_diag, k.blocks))
+    c1, c2, rows, x_aug = factors(x, w, lambda _: q.matmul(x), ql, gh_norm2, x_dot_gh, k_diag,
+                                  eta, _group_max(k_diag, k.blocks))
     return logits, q, ql, c1, c2, rows, x_aug
 
 
@@ -324,22 +334,19 @@ def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=Non
                              compute_grad, bias)
     if not compute_grad:
         return losses, x.new_empty(0), x.new_empty(0)
-    dw = weight_grad(x, grad_rows(d, q, c1, c2, rows))
-    dw = dw if x_aug is None else add_direct_grad(dw, x_aug, d[rows])
+    dw = add_direct_grad(weight_grad(x, grad_rows(d, q, c1, c2, rows)), x_aug, d)
     return losses, dw, (x.new_empty(0) if bias is None else d.sum(dim=0))
 
 
 def normalized_rows(x):
-    """Π(X) (`reference.unit`: rows to unit length, a zero row stays zero) in three passes, X/‖x_i‖
-    with ‖x_i‖ from torch's norm, where every non-zero ‖x_i‖ lies in [√tiny·2¹², √max/2] (no
-    square underflowed nor overflowed; one host sync); else `reference.unit`, which rescales
-    each row by a power of two first."""
-    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-    fi = torch.finfo(x.dtype)
-    safe = ((norm >= fi.tiny ** 0.5 * 4096) & (norm <= fi.max ** 0.5 / 2)) | (norm == 0)
-    if not bool(safe.all()):
-        return unit_rows(x)
-    return x / norm.masked_fill(norm == 0, 1)
+    """Π(X) as `reference.unit` computes it (each row divided by the power of two above its
+    largest entry, exact, then by its norm: none under- or overflows; a zero row stays zero),
+    with one b×d buffer and no host sync. Where nothing under- or overflows it is X/‖x_i‖ to the
+    bit (numerator and norm scaled by one power of two)."""
+    _, e = torch.frexp(torch.maximum(x.amax(dim=1, keepdim=True), -x.amin(dim=1, keepdim=True)))
+    v = x / torch.ldexp(torch.ones_like(x[:, :1]), e)
+    norm = torch.linalg.vector_norm(v, dim=1, keepdim=True)
+    return v.div_(norm.masked_fill_(norm == 0, 1))
 
 
 def unmoved_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None):
@@ -369,9 +376,9 @@ def sea_direction(x, labels, weight, hyper, dtype, bias=None):
     logits = xc @ w
     a = row_prep(logits if bias is None else logits + bias, y, hyper.lam, hyper.delta,
                  hyper.negative_only)
-    g_norm2, rows, g_rows = grad_norms_and_rows(a, w)
+    g_norm2, cancel, g_all = grad_norms_and_rows(a, w)
     q = projection_blocks(a, logits, g_norm2, hyper.alpha, nonzero_rows(xc), blocks,
-                          (rows, g_rows, xc))
+                          (cancel, g_all, xc))
     return unit_rows(q.matmul(xc))
 
 

@@ -119,23 +119,23 @@ def _forward(x, labels, weight, row_scale, hyper, compute_grad, group, bias, cfg
     logits, v = logits_and_gram(x, w)
     nz = (x != 0).any(dim=1).to(f32)  # 1.0 for the rows x_j ≠ 0: the zero rows are masked
     a = row_prep(logits, bias, labels, lam, delta, negative_only, cfg)
-    g_norm2, crows, g_rows = grad_norms_and_rows(a, w)
+    g_norm2, cancel, g_all = grad_norms_and_rows(a, w)
     sc, ql, mz, gh2, xg = attention(a, logits, v, nz, g_norm2, alpha, group, cfg)
     # the cancelling rows (W a'_i ≈ 0, §3): the kernel's scores A'Lᵀ lose ε·κ/α, so their q_i
     # comes from x_jᵀg_i directly (`direct_q_rows`) and their x̃_i is formed directly
-    direct = (crows, g_rows, x, g_norm2, alpha)
+    direct = (cancel, g_all, x, g_norm2, alpha)
+    every = torch.arange(x.shape[0], device=x.device)
     c1, c2, rows, x_aug = factors(
-        x, w, lambda r: q_rows(a, logits, sc, mz, nz, group, r, direct), ql, gh2, xg,
-        v.diagonal(), eta, force=crows)
+        x, w, lambda _: q_rows(a, logits, sc, mz, nz, group, every, direct) @ x, ql, gh2, xg,
+        v.diagonal(), eta, force=cancel)
     c1, c2 = c1.contiguous(), c2.contiguous()
     losses, d = row_epilogue(logits, bias, labels, ql, c1, c2, row_scale, lam, delta,
                              compute_grad, cfg)
     if not compute_grad:
         return losses, x.new_empty(0), x.new_empty(0)
-    if x_aug is not None:  # their share comes from x̃ directly (c1 = 0 already)
-        c2 = c2.index_fill(0, rows, 0)
+    c2 = c2.masked_fill(rows, 0)  # their share comes from x̃ directly (c1 = 0 already)
     dw = weight_grad(x, grad_rows(a, logits, nz, sc, mz, d, c1, c2, group, cfg))
-    dw = dw if x_aug is None else add_direct_grad(dw, x_aug, d[rows])
+    dw = add_direct_grad(dw, x_aug, d)
     return losses, dw, d.sum(dim=0)
 
 
@@ -150,25 +150,22 @@ def allowed(rows, b, nz, group):
 def q_rows(a, logits, sc, mz, nz, group, rows, direct=None):
     """Rows `rows` of Q = e^{S − m}/z (S_ij = sc_i a'_i·l_j, −∞ where not `allowed`; mz = (m, 1/z)
     of `attention`), recomputed in torch as `_grad_rows` recomputes them (Q is never stored).
-    direct = (cancelling rows, their g_i, X, ‖g‖², α): those rows' Q_i is the masked softmax of
-    x_jᵀg_i/(α‖g_i‖) formed from g_i (torch_backend.grad_norms_and_rows, §3)."""
+    direct = (cancelling mask (b,), G' = A'Wᵀ (b×d), X, ‖g‖², α): the masked rows' Q_i is the
+    masked softmax of x_jᵀg_i/(α‖g_i‖) formed from g_i (torch_backend.grad_norms_and_rows, §3;
+    torch.where, no host sync)."""
     m, inv_z = mz
     allow = allowed(rows, logits.shape[0], nz, group)
     s = (a[rows] @ logits.T) * sc[rows, None]
     q = torch.exp(s.masked_fill(~allow, float("-inf")) - m[rows, None]) * inv_z[rows, None]
-    if direct is None or not direct[0].numel():
+    if direct is None:
         return q
-    crows, g_rows, x, g_norm2, alpha = direct
-    hit = torch.nonzero(rows[:, None] == crows[None, :])           # (position in rows, in crows)
-    if not hit.numel():
-        return q
-    k, j = hit[:, 0], hit[:, 1]
-    sd = (g_rows[j] @ x.T) * (g_norm2[crows[j]].clamp_min(torch.finfo(x.dtype).tiny).rsqrt()
-                              / alpha)[:, None]
-    sd = sd.masked_fill(~allow[k], float("-inf"))
-    none = ~allow[k].any(dim=1, keepdim=True)
-    q[k] = torch.softmax(sd.masked_fill(none, 0.0), dim=1).masked_fill(none, 0.0)
-    return q
+    cancel, g_all, x, g_norm2, alpha = direct
+    sd = (g_all[rows] @ x.T) * (g_norm2[rows].clamp_min(torch.finfo(x.dtype).tiny).rsqrt()
+                                / alpha)[:, None]
+    sd = sd.masked_fill(~allow, float("-inf"))
+    none = ~allow.any(dim=1, keepdim=True)
+    qd = torch.softmax(sd.masked_fill(none, 0.0), dim=1).masked_fill(none, 0.0)
+    return torch.where(cancel[rows, None], qd, q)
 
 
 def logits_and_gram(x, w):
