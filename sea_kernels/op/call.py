@@ -6,7 +6,8 @@
 
 `validate` checks every argument once (the rules of op/validation.py, in the order the errors are
 documented: tensors, group size, bias, hyper-parameters, their range in the compute dtype,
-reduction, direction, backend, then — eager only — the label range and a finite bias) and returns
+reduction, direction, backend, then the label range and a finite bias: in eager mode with one host
+sync, the only one validation makes, under torch.compile on the device) and returns
 a frozen `SeaCall`: the tensors (labels as int64), the hyper-parameters as one `Hyper` tuple of
 floats, the reduction, the direction, the compute dtype and the resolved backend. `configure`
 makes the same decisions without tensors (a `SeaConfig`: the trainer's per-fit value), so that a
@@ -33,12 +34,12 @@ import torch
 from ..params import DEFAULTS, FUSED_DIRECTIONS, REDUCTIONS, check_choice, check_int
 from .dispatch import resolve_backend
 from .validation import (
+    assert_tensor_values,
     check_bias,
-    check_bias_finite,
     check_dtype_range,
     check_hyperparameters,
-    check_label_range,
     check_tensor_args,
+    check_tensor_values,
 )
 
 __all__ = ["Hyper", "SeaCall", "SeaConfig", "validate", "configure", "compute_dtype",
@@ -149,7 +150,10 @@ def validate(x, labels, weight, *, alpha=DEFAULTS["alpha"], eta=DEFAULTS["eta"],
              directions=FUSED_DIRECTIONS, check_values: bool = True) -> SeaCall:
     """Check the public arguments once and return them as a SeaCall (ValueError/TypeError naming
     the argument and the fix, before any work). check_values: also the checks that read tensor
-    values (label range, finite bias), skipped under torch.compile. `directions`: the directions
+    values (label range, finite bias): in eager mode with one host sync
+    (validation.check_tensor_values: a ValueError naming the argument), under torch.compile on
+    the device (validation.assert_tensor_values, torch._assert_async: no sync); False: no tensor
+    value is read and nothing syncs. `directions`: the directions
     allowed (the fused ones for `fused_sea`; every one for `sea_augment`, whose backend is then
     "torch" or the reference and `reduction` is None)."""
     check_tensor_args(x, labels, weight)
@@ -162,9 +166,9 @@ def validate(x, labels, weight, *, alpha=DEFAULTS["alpha"], eta=DEFAULTS["eta"],
         backend = resolve_backend(backend, x.device, (x.dtype, weight.dtype) + (
             () if bias is None else (bias.dtype,)), features_of(hyper.group_size, bias is not None))
     labels = labels.long()
-    if check_values and not torch.compiler.is_compiling():
-        check_label_range(labels, weight.shape[1])
-        check_bias_finite(bias)
+    if check_values:
+        check = assert_tensor_values if torch.compiler.is_compiling() else check_tensor_values
+        check(labels, weight.shape[1], bias)
     return SeaCall(x, labels, weight, bias, hyper, reduction, direction, dtype, backend)
 
 

@@ -186,7 +186,8 @@ def _eager() -> bool:
 def run(call: SeaCall, diagnose: bool = True) -> Tensor:
     """The loss of a validated call (op/call.py: `validate`, or `SeaConfig.bind` per batch): the
     custom op, nothing checked again. diagnose: in eager mode, a NaN/Inf loss raises
-    NonFiniteLoss naming the input at fault (one O(1) check of the result)."""
+    NonFiniteLoss naming the input at fault (one O(1) check of the result: one host sync, needed
+    to raise it); diagnose=False reads no value (the torch backend's step then has no sync)."""
     x, weight, bias, h = call.x, call.weight, call.bias, call.hyper
     need_grad = torch.is_grad_enabled() and (
         weight.requires_grad or (bias is not None and bias.requires_grad))
@@ -227,9 +228,12 @@ def fused_sea(x: Tensor, labels: Tensor, weight: Tensor, *, alpha: float = DEFAU
     "mean" (Alg. 1), "sum" or "none" (per-row losses). direction "sea_neg" drops the target-class
     term of the gradient (the paper's ablation). backend: "auto" (the first of op.dispatch.PRIORITY
     that takes the inputs: triton for float32/bf16/fp16 CUDA tensors, cpp on the CPU when built,
-    else torch; docs/design.md §5), "torch", "cpp" or "triton". validate=False skips the eager
-    value checks (label range, finite bias; naming the input behind a NaN loss), which cost one
-    host sync per call on a GPU.
+    else torch; docs/design.md §5), "torch", "cpp" or "triton". validate (default True) makes the
+    checks that read values, each costing one host sync per call in eager mode because it must
+    raise a Python error: the label range and a finite bias before the work (ValueError), a
+    finite loss after it (NonFiniteLoss naming the input at fault); under torch.compile the first
+    is a device-side assert and the second is skipped. validate=False reads no tensor value: on
+    the torch backend forward and backward then issue no host sync (η = 0 included).
 
     group_size G (None: the whole batch, as the paper): rows [kG, min((k+1)G, b)) form group k and
     each row projects only onto the other rows of its group (the shorter last group is its own

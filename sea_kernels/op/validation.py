@@ -3,9 +3,13 @@ input fails here, with the argument named and the fix.
 
 Shape, dtype and device checks, and whether the scalar arguments fit the compute dtype (α not
 rounding to 0 or a subnormal; η², 1/λ, δ/λ finite), are static and always run (also under
-torch.compile). Checks that read tensor values (label range; NaN/Inf, diagnosed only when a result
-comes out non-finite, naming the argument whose scale overflowed before blaming the weights) run
-in eager mode, where they cost one O(b) reduction per call.
+torch.compile). Checks that read tensor values (label range, a finite bias; NaN/Inf of a result,
+diagnosed only when it comes out non-finite, naming the argument whose scale overflowed before
+blaming the weights) must bring a value to the host to raise a Python error: in eager mode
+`check_tensor_values` costs one O(b) reduction and one host sync per call, and `check_finite`
+one more (of the result); nothing else here reads the device. Under torch.compile the value
+checks run on the device instead (`assert_tensor_values`: torch._assert_async, no sync, no
+graph break).
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from ..params import check_real
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 __all__ = ["check_tensor_args", "check_hyperparameters", "check_dtype_range", "check_label_range",
            "check_finite", "diagnose_nonfinite", "NonFiniteLoss", "FLOAT_DTYPES",
-           "check_bias", "check_bias_finite", "check_linear_args", "check_class_indices"]
+           "check_bias", "check_bias_finite", "check_linear_args", "check_class_indices",
+           "check_tensor_values", "assert_tensor_values"]
 
 
 class NonFiniteLoss(ValueError):
@@ -132,7 +137,7 @@ def check_bias(bias, weight):
 
 
 def check_bias_finite(bias):
-    """Eager only: every entry of the bias finite."""
+    """Eager only: every entry of the bias finite (one host sync)."""
     if bias is not None and not torch.isfinite(bias).all():
         raise ValueError("bias contains NaN or Inf; clean it (a diverged training run shows up "
                          "here first: lower the learning rate)")
@@ -169,17 +174,41 @@ def check_dtype_range(dtype, alpha, eta, lam, delta):
 
 
 def check_label_range(labels, num_classes):
-    """Eager only: every label in [0, C)."""
-    lo, hi = int(labels.min()), int(labels.max())
+    """Eager only: every label in [0, C) (one host sync)."""
+    lo, hi = torch.stack([labels.min(), labels.max()]).tolist()
     if lo < 0 or hi >= num_classes:
         bad = lo if lo < 0 else hi
         raise ValueError(f"labels must lie in [0, {num_classes}) (weight has {num_classes} "
                          f"columns), found label {bad}")
 
 
+def _values_ok(labels, num_classes, bias):
+    """A 0-dim bool on the device: every label in [0, C) and the bias (None: none) finite."""
+    ok = ((labels >= 0) & (labels < num_classes)).all()
+    return ok if bias is None else ok & torch.isfinite(bias).all()
+
+
+def check_tensor_values(labels, num_classes, bias=None):
+    """Eager only: every label in [0, C) and a finite bias, with ONE host sync (the flag of both:
+    a Python ValueError naming the argument needs the value on the host). Only when the flag is
+    false are the details read (`check_label_range`, `check_bias_finite`) to name the culprit."""
+    if bool(_values_ok(labels, num_classes, bias)):
+        return
+    check_label_range(labels, num_classes)
+    check_bias_finite(bias)
+
+
+def assert_tensor_values(labels, num_classes, bias=None):
+    """`check_tensor_values` on the device (torch._assert_async: no host sync, traced by
+    torch.compile; a failure is a RuntimeError, asynchronous on an accelerator)."""
+    torch._assert_async(_values_ok(labels, num_classes, bias),
+                        f"labels must lie in [0, {num_classes}) and the bias must be finite")
+
+
 def check_finite(result, call):
     """Eager only: a NaN/Inf anywhere in `result` of the call (an op.call.SeaCall) raises
-    NonFiniteLoss naming the input at fault."""
+    NonFiniteLoss naming the input at fault. One host sync (the finiteness flag); the diagnosis
+    reads more only once a result is non-finite."""
     if not torch.isfinite(result).all():
         h = call.hyper
         diagnose_nonfinite(call.x, call.weight, h.lam, call.dtype, alpha=h.alpha, eta=h.eta,
