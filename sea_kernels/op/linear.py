@@ -45,8 +45,9 @@ def direction_op(x: Tensor, labels: Tensor, weight: Tensor, scalars: Tensor,
                  group_size: int | None = None, bias: Tensor | None = None) -> Tensor:
     """U = Π(QX) (b×d, x's dtype) for detached x (b×d), labels (b,) int64, W (d×C), bias (C,),
     scalars = (α, λ, δ) as a tensor (so that tensor hyper-parameters reach the op without a
-    recompilation under torch.compile); group_size None or 1 ≤ G < b."""
-    alpha, lam, delta = scalars.tolist()
+    recompilation under torch.compile; passed to the stages as 0-dim tensors, no host sync);
+    group_size None or 1 ≤ G < b."""
+    alpha, lam, delta = scalars.unbind()
     return sea_direction(x, labels, weight, Hyper(alpha, 0.0, lam, delta, False, group_size),
                          x.dtype, bias)
 
