@@ -290,3 +290,15 @@ def test_direction_op_has_no_host_sync():
     assert hits == []
     want = torch_backend.sea_direction(x, y, w, Hyper(0.01, 0.0, 0.1, 0.5, False, 4), x.dtype)
     torch.testing.assert_close(u, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normalized_rows_is_x_over_its_norm_to_the_bit(dtype):
+    """The sync-free Π of the η = 0 path rescales every row by a power of two first; where no
+    norm under- or overflows that is X/‖x_i‖ exactly, as before the rescale was unconditional."""
+    g = torch.Generator().manual_seed(4)
+    for scale in (1.0, 1e-3, 7.3e3):
+        x = torch.randn(64, 33, generator=g, dtype=dtype) * scale
+        x[5] = 0
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        assert torch.equal(torch_backend.normalized_rows(x), x / norm.masked_fill(norm == 0, 1))
