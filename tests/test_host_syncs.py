@@ -15,8 +15,9 @@ a shorter last group, bias, zero rows, untrusted rows, cancelling rows, b = 1), 
 `unmoved_forward` (η = 0, rows whose norm under- or overflows included), for
 `fused_sea(..., validate=False)` forward and backward through the op (every reduction, η = 0
 too), and for `op.linear.direction_op`; the default validation syncs exactly twice per call (the
-label range with the bias, the finite loss: both raise a Python error). `test_the_counter_*`
-shows the counter does catch a deliberate sync, also one inside the op.
+label range with the bias, the finite loss: both raise a Python error), and under torch.compile
+they are a device-side assert. `test_the_counter_*` shows the counter does catch a deliberate
+sync, also one inside the op. Where CUDA exists, CUDA's own sync detector checks the same step.
 """
 from __future__ import annotations
 
@@ -302,3 +303,33 @@ def test_normalized_rows_is_x_over_its_norm_to_the_bit(dtype):
         x[5] = 0
         norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
         assert torch.equal(torch_backend.normalized_rows(x), x / norm.masked_fill(norm == 0, 1))
+
+
+def test_compiled_validation_asserts_on_the_device():
+    """Under torch.compile the value checks are torch._assert_async (no sync, no graph break): a
+    label out of range still stops the call."""
+    x, y, w = make_problem(9, 5, 3, dtype=torch.float32)
+    step = torch.compile(lambda x, y, w: fused_sea(x, y, w, backend="torch"), fullgraph=True,
+                         backend="eager")
+    assert torch.isfinite(step(x, y, w))
+    with pytest.raises(RuntimeError, match="labels must lie in"):
+        step(x, torch.full_like(y, 5), w)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (sync debug mode)")
+def test_torch_backend_on_cuda_does_not_synchronize():
+    """On a GPU, CUDA's own sync detector (torch.cuda.set_sync_debug_mode("error")) over the torch
+    backend's step and fused_sea(validate=False) forward and backward, untrusted rows included."""
+    x, y, w = (t.cuda() for t in _untrusted(torch.float32))
+    w.requires_grad_(True)
+    scale = row_scale(x.shape[0], "mean", torch.float32, x.device)
+    torch_backend.sea_forward(x, y, w.detach(), scale, Hyper(group_size=4), True)   # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        torch_backend.sea_forward(x, y, w.detach(), scale, Hyper(group_size=4), True)
+        torch_backend.unmoved_forward(x, y, w.detach(), scale, Hyper(eta=0.0), True)
+        fused_sea(x, y, w, backend="torch", validate=False).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(w.grad).all()
