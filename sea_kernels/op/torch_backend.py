@@ -178,11 +178,26 @@ def untrusted_rows(gh_norm2, n2, k_diag, eta, k_max=None):
             | (n2 < torch.finfo(n2.dtype).tiny))
 
 
+def _pow2_above(v):
+    """The power of two above each row's largest |entry| (b, 1); 1 for a zero row."""
+    _, e = torch.frexp(torch.maximum(v.amax(dim=1, keepdim=True), -v.amin(dim=1, keepdim=True)))
+    return torch.ldexp(torch.ones_like(v[:, :1]), e)
+
+
+def _unit_scaled_(v):
+    """Π(v) in place for rows already divided by `_pow2_above` (no norm under- or overflows);
+    a zero row stays zero."""
+    norm = torch.linalg.vector_norm(v, dim=1, keepdim=True)
+    return v.div_(norm.masked_fill_(norm == 0, 1))
+
+
 def direct_x(x, gh, eta):
-    """x̃_i = Π(x_i + η Π(ĝ_i)) from the rows x and their ĝ = QX, paper-literal (Π =
-    `reference.unit`, rescaled by a power of two first: a tiny ĝ_i keeps its direction;
-    ‖x_i + ηĝ̂_i‖ loses only ε/n_i)."""
-    return unit_rows(x + eta * unit_rows(gh))
+    """x̃_i = Π(x_i + η Π(ĝ_i)) from the rows x and their ĝ = QX (overwritten), paper-literal:
+    every Π is `reference.unit`'s (each row divided by a power of two first: a tiny ĝ_i keeps its
+    direction; ‖x_i + ηĝ̂_i‖ loses only ε/n_i), computed in place."""
+    u = _unit_scaled_(gh.div_(_pow2_above(gh)))
+    v = torch.add(x, u, alpha=eta) if isinstance(eta, (int, float)) else x + eta * u
+    return _unit_scaled_(v.div_(_pow2_above(v)))
 
 
 def direct_rows(x, q_rows, rows, eta):
@@ -343,10 +358,7 @@ def normalized_rows(x):
     largest entry, exact, then by its norm: none under- or overflows; a zero row stays zero),
     with one b×d buffer and no host sync. Where nothing under- or overflows it is X/‖x_i‖ to the
     bit (numerator and norm scaled by one power of two)."""
-    _, e = torch.frexp(torch.maximum(x.amax(dim=1, keepdim=True), -x.amin(dim=1, keepdim=True)))
-    v = x / torch.ldexp(torch.ones_like(x[:, :1]), e)
-    norm = torch.linalg.vector_norm(v, dim=1, keepdim=True)
-    return v.div_(norm.masked_fill_(norm == 0, 1))
+    return _unit_scaled_(x / _pow2_above(x))
 
 
 def unmoved_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None):
