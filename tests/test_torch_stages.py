@@ -52,3 +52,15 @@ def test_gram_space_alone_misses_the_cancelling_row(monkeypatch):
     got = implied_x_aug(x, y, w, 0.01, 0.8, 0.1, 0.0)
     assert (got[0].double() - want[0]).norm() > 1e-3
     assert np.isfinite(got.numpy()).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_direct_x_is_the_paper_literal_formula_to_the_bit(dtype):
+    """`direct_x` (in place, for every row of the masked repair) is Π(x + ηΠ(ĝ)) with
+    reference.unit's Π exactly, tiny ĝ and zero rows included."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(40, 17, generator=g, dtype=dtype)
+    gh = torch.randn(40, 17, generator=g, dtype=dtype) * 1e-20
+    x[3], gh[4] = 0, 0
+    want = reference.unit(x + 0.7 * reference.unit(gh))
+    assert torch.equal(torch_backend.direct_x(x, gh.clone(), 0.7), want)

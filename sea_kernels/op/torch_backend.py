@@ -195,8 +195,7 @@ def direct_x(x, gh, eta):
     """x̃_i = Π(x_i + η Π(ĝ_i)) from the rows x and their ĝ = QX (overwritten), paper-literal:
     every Π is `reference.unit`'s (each row divided by a power of two first: a tiny ĝ_i keeps its
     direction; ‖x_i + ηĝ̂_i‖ loses only ε/n_i), computed in place."""
-    u = _unit_scaled_(gh.div_(_pow2_above(gh)))
-    v = torch.add(x, u, alpha=eta) if isinstance(eta, (int, float)) else x + eta * u
+    v = _unit_scaled_(gh.div_(_pow2_above(gh))).mul_(eta).add_(x)       # x + ηΠ(ĝ)
     return _unit_scaled_(v.div_(_pow2_above(v)))
 
 
