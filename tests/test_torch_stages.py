@@ -64,3 +64,15 @@ def test_direct_x_is_the_paper_literal_formula_to_the_bit(dtype):
     x[3], gh[4] = 0, 0
     want = reference.unit(x + 0.7 * reference.unit(gh))
     assert torch.equal(torch_backend.direct_x(x, gh.clone(), 0.7), want)
+
+
+def test_cancelling_rows_are_found_for_many_classes_too():
+    """C > 2b takes ‖g_i‖² from A'Wᵀ, but a cancelling row still takes its scores from g_i:
+    the mask does not depend on which form gave ‖g_i‖²."""
+    g = torch.Generator().manual_seed(6)
+    w0 = torch.randn(6, 1, generator=g, dtype=torch.float64)
+    w = w0 + 1e-7 * torch.randn(6, 9, generator=g, dtype=torch.float64)   # C = 9 > 2b = 8
+    y = torch.arange(4) % 9
+    a = torch_backend.row_prep(torch.randn(4, 6, generator=g, dtype=torch.float64) @ w,
+                               reference.one_hot(y, 9, torch.float64), 0.1, 0.0, False)
+    assert torch_backend.grad_norms_and_rows(a, w)[1].all()

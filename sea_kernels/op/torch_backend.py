@@ -95,10 +95,13 @@ def grad_norms_and_rows(a, w):
     g = a @ w.T
     direct = g.square().sum(dim=1)
     if c > 2 * b:
-        return direct, torch.zeros_like(direct, dtype=torch.bool), g
-    m = w.T @ w
-    g_norm2 = ((a @ m) * a).sum(dim=1)
-    scale = (a.abs() @ m.diagonal().clamp_min(0).sqrt()).square()
+        g_norm2 = direct
+        w_norms = w.square().sum(dim=0).sqrt()
+    else:
+        m = w.T @ w
+        g_norm2 = ((a @ m) * a).sum(dim=1)
+        w_norms = m.diagonal().clamp_min(0).sqrt()
+    scale = (a.abs() @ w_norms).square()
     cancel = ~(g_norm2 >= TAU[g_norm2.dtype] * scale)
     return torch.where(cancel, direct, g_norm2), cancel, g
 
