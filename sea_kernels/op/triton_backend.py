@@ -25,8 +25,9 @@ host module launches the kernels of op/triton_kernels.py stage by stage. What di
   c1 = 1/n, c2 = ηr/n are O(b) torch ops on the host (`torch_backend.factors`); the other four
   stages are one kernel launch each.
 * The untrusted rows of docs/design.md §3 (‖ĝ_i‖² < τ·max_j K_jj, `torch_backend.untrusted_rows`)
-  and those whose n_i² cancels are redone in torch after `attention` (one host sync): their rows
-  of Q from A', L, sc, m and 1/z under the same mask (`q_rows`, `allowed`), then
+  and those whose n_i² cancels are redone in torch after `attention` (masks, no host sync: every
+  row computed, kept by torch.where): their rows of Q from A', L, sc, m and 1/z under the same
+  mask (`q_rows`, `allowed`), then
   x̃_i = Π(x_i + ηΠ(q_i X)) directly, with c1 = 0, c2 = 1 and QL_i ← x̃_iᵀW for `_row_epilogue`,
   c2 = 0 for `_grad_rows`, and their share of dW added from x̃ (`torch_backend.add_direct_grad`).
 * On the CPU the kernels run only in Triton's interpreter, when TRITON_INTERPRET=1 was set before
