@@ -238,7 +238,8 @@ def sea_rows_baseline(logits_t, y_t, labels, k_diag, row_scale, lam, delta):
 def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_baseline: int = 0,
                      chunk_size: int | None = None, max_chunk_bytes: int | None = None,
                      logits_t: torch.Tensor | None = None, row_scale: torch.Tensor | None = None,
-                     workspace: Workspace | None = None, group_size: int | None = None):
+                     workspace: Workspace | None = None, group_size: int | None = None,
+                     keep="auto"):
     """∂(mean_i ℓ(x̃_i))/∂W_k for k stacked configurations, and their mean losses.
 
     The weights are stored transposed and stacked: weight_t = W_allᵀ (kC × d), rows kC:(k+1)C
@@ -249,6 +250,8 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     weight_t xᵀ (kC × b) may be passed when already computed. workspace: reusable scratch
     buffers (then the returned gradient lives in it and is overwritten by the next call).
     group_size G (None: the whole batch): groups of G consecutive rows projected alone.
+    keep: the non-zero rows of x as a (b,) bool tensor, None when the caller knows there is no
+    zero row, or "auto": checked here (one host sync; the sweep engine knows it from its data).
     Returns (dW_allᵀ (kC × d), mean loss per configuration (k,)).
     """
     b, dim = x.shape
@@ -267,8 +270,9 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     rows_all = _empty(ws, "rows", (kt, c, b), x)
     losses = torch.empty(kt, dtype=dt, device=x.device)
     direct = []
-    keep = x.ne(0).any(dim=1)
-    keep = None if bool(keep.all()) else keep                   # zero rows, masked out of Q
+    if isinstance(keep, str):                                   # "auto": zero rows, masked out
+        keep = x.ne(0).any(dim=1)
+        keep = None if bool(keep.all()) else keep
     ranges = group_ranges(b, group_size)
     if len(ranges) > 1:
         return _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size,
