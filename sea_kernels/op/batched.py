@@ -69,10 +69,15 @@ def auto_chunk_size(b: int, d: int, c: int, dtype: torch.dtype, max_chunk_bytes:
         budget = DEFAULT_MAX_CHUNK_BYTES.get(device_type, DEFAULT_MAX_CHUNK_BYTES["cuda"])
     else:
         budget = int(max_chunk_bytes)
+    return max(1, budget // max(1, chunk_bytes_per_config(b, d, c, dtype)))
+
+
+def chunk_bytes_per_config(b: int, d: int, c: int, dtype: torch.dtype) -> int:
+    """One η > 0 configuration's share of a chunk's working set: (3b² + 8bC [+ bd when C > 2b]
+    [+ bd when d < b]) elements."""
     esize = torch.finfo(dtype).bits // 8
-    per_config = (3 * b * b + (b * d if c > 2 * b else 0) + (b * d if d < b else 0)
-                  + 8 * b * c) * esize
-    return max(1, budget // max(1, per_config))
+    return (3 * b * b + (b * d if c > 2 * b else 0) + (b * d if d < b else 0)
+            + 8 * b * c) * esize
 
 
 class Workspace:
@@ -239,7 +244,7 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
                      chunk_size: int | None = None, max_chunk_bytes: int | None = None,
                      logits_t: torch.Tensor | None = None, row_scale: torch.Tensor | None = None,
                      workspace: Workspace | None = None, group_size: int | None = None,
-                     keep="auto"):
+                     keep="auto", x_gemm: torch.Tensor | None = None):
     """∂(mean_i ℓ(x̃_i))/∂W_k for k stacked configurations, and their mean losses.
 
     The weights are stored transposed and stacked: weight_t = W_allᵀ (kC × d), rows kC:(k+1)C
@@ -252,6 +257,9 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     group_size G (None: the whole batch): groups of G consecutive rows projected alone.
     keep: the non-zero rows of x as a (b,) bool tensor, None when the caller knows there is no
     zero row, or "auto": checked here (one host sync; the sweep engine knows it from its data).
+    x_gemm: x in a 16-bit input dtype (bf16/fp16) for the two stacked GEMMs L_allᵀ = W_allᵀXᵀ and
+    dW_allᵀ = R_allᵀX (tensor cores, fp32 accumulation; W_allᵀ and R_allᵀ rounded to it), the
+    rest in x's dtype; None: every GEMM in x's dtype (float32 ones follow torch's allow_tf32).
     Returns (dW_allᵀ (kC × d), mean loss per configuration (k,)).
     """
     b, dim = x.shape
@@ -262,7 +270,7 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     dt = x.dtype
     ws = workspace
     if logits_t is None:
-        logits_t = torch.mm(weight_t, x.T, out=_empty(ws, "logits", (kt * c, b), x))
+        logits_t = _stacked_mm(weight_t, x.T if x_gemm is None else x_gemm.T, ws, "logits", x)
     if row_scale is None:
         row_scale = torch.full((b,), 1.0 / b, dtype=dt, device=x.device)
     y_t = one_hot(labels, c, dt).T
@@ -276,7 +284,7 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     ranges = group_ranges(b, group_size)
     if len(ranges) > 1:
         return _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size,
-                        max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws)
+                        max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws, x_gemm)
     k_gram = x @ x.T if n_baseline < kt and dim >= b else None  # d < b: chunks use ĝ = Q X
     k_diag = k_gram.diagonal() if k_gram is not None else (x * x).sum(dim=1)
     if n_baseline:
@@ -296,15 +304,24 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
                                                           lam, delta, x, ws, keep)
             losses[lo:hi] = loss.mean(dim=1)
             direct += [(lo + j, term) for j, term in fixes]
-    grad_t = torch.mm(rows_all.view(kt * c, b), x, out=_empty(ws, "grad", (kt * c, dim), x))
+    grad_t = _stacked_mm(rows_all.view(kt * c, b), x if x_gemm is None else x_gemm, ws, "grad", x)
     g3 = grad_t.view(kt, c, dim)
     for j, term in direct:                 # untrusted rows' share of dW_jᵀ, from ĝ directly
         g3[j] += term
     return grad_t, losses
 
 
+def _stacked_mm(a, b, ws, name, like):
+    """a @ b in b's dtype (a cast to it: the stacked GEMMs of a 16-bit input), returned in the
+    dtype of `like` in the workspace buffer `name`."""
+    out = _empty(ws, name, (a.shape[0], b.shape[1]), like)
+    if b.dtype == out.dtype:
+        return torch.mm(a, b, out=out)
+    return out.copy_(torch.mm(a.to(b.dtype), b))
+
+
 def _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size,
-             max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws):
+             max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws, x_gemm=None):
     """`batched_sea_grad` for a batch cut into groups (`ranges`): every group's rows (k, C, g)
     through `sea_rows_chunk` with the group's own K block, k_diag and mask, groups of one row
     (and the η = 0 configurations) through `sea_rows_baseline`; then the one stacked GEMM."""
@@ -338,7 +355,7 @@ def _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size
             rows_all[lo:hi][sub], row_loss[lo:hi, g0:g1] = rows, loss
             direct += [(lo + j, term) for j, term in fixes]
     losses.copy_(row_loss.mean(dim=1))
-    grad_t = torch.mm(rows_all.view(kt * c, b), x, out=_empty(ws, "grad", (kt * c, dim), x))
+    grad_t = _stacked_mm(rows_all.view(kt * c, b), x if x_gemm is None else x_gemm, ws, "grad", x)
     g3 = grad_t.view(kt, c, dim)
     for j, term in direct:                 # untrusted rows' share of dW_jᵀ, from ĝ directly
         g3[j] += term

@@ -42,7 +42,8 @@ from ..train.devices import check_device
 from ..train.divergence import divergence_reasons, zero_classifier_loss
 from .grid import normalize_config
 
-__all__ = ["ManyResult", "train_many", "evaluate_many", "prepare", "check_group_size"]
+__all__ = ["ManyResult", "train_many", "evaluate_many", "prepare", "check_group_size",
+           "memory_plan"]
 
 
 def _as_tensor(x, dtype=None) -> torch.Tensor:
@@ -188,18 +189,20 @@ class _Engine:
         self._rows()
         return orig, frozen
 
-    def step(self, xb, yb, step: int, keep="auto"):
+    def step(self, xb, yb, step: int = 0, keep="auto", x_gemm=None):
         """One SGD step of every active configuration on batch (xb, yb), global step index
         `step`; returns the losses (k,). No host sync: a configuration whose loss is non-finite
         is caught on the device (`alive` false, `caught` = step) and from then on its update is
         masked out — its W stays the last finite one — until `drop` removes it at the epoch's
         end. Non-finite weights always make the loss non-finite (NaN/Inf logits reach it through
         the softmax) by the next step, so checking k numbers suffices. keep: the batch's non-zero
-        rows for the batched engine (None: all rows non-zero; "auto": it checks, one sync)."""
+        rows for the batched engine (None: all rows non-zero; "auto": it checks, one sync).
+        x_gemm: the batch in its 16-bit input dtype for the stacked GEMMs (`batched_sea_grad`)."""
         grad, losses = batched_sea_grad(xb, yb, self.weight_t, self.hyper, self.c,
                                         n_baseline=self.n_baseline, chunk_size=self.chunk_size,
                                         max_chunk_bytes=self.max_chunk_bytes,
-                                        workspace=self.workspace, keep=keep, **self.group_kw)
+                                        workspace=self.workspace, keep=keep, x_gemm=x_gemm,
+                                        **self.group_kw)
         bad = ~torch.isfinite(losses)
         self.caught.masked_fill_(bad & self.alive, step)
         self.alive &= ~bad
@@ -231,6 +234,28 @@ class _Engine:
         for i, w in frozen.items():
             out[i] = w
         return out
+
+
+def memory_plan(k: int, d: int, c: int, b: int, dtype=torch.float32, device_type: str = "cuda",
+                max_chunk_bytes: int | None = None) -> dict:
+    """Bytes `train_many` holds for k configurations while it trains (the features excluded):
+    the tensors the engine allocates, in the compute dtype (e bytes an element).
+
+    weights W_allᵀ, momentum buffer and gradient workspace: k·C·d·e each (3 k·C·d·e);
+    logits L_allᵀ and rows R_allᵀ workspaces: k·C·b·e each; the chunk working set of the η > 0
+    configurations: at most `auto_chunk_size`'s budget (1 GiB on CUDA, 16 MiB on the CPU), at
+    least one configuration's (`op.batched.chunk_bytes_per_config`). At the epoch's end
+    dropping diverged configurations copies the kept weights and momentum once more (transient).
+    """
+    from ..op.batched import auto_chunk_size, chunk_bytes_per_config
+    e = torch.finfo(dtype).bits // 8
+    stacked = k * c * d * e
+    chunk = (min(k, auto_chunk_size(b, d, c, dtype, max_chunk_bytes, device_type))
+             * chunk_bytes_per_config(b, d, c, dtype))
+    plan = {"weights": stacked, "momentum": stacked, "gradient": stacked,
+            "logits_rows": 2 * k * c * b * e, "chunk": chunk}
+    plan["total"] = sum(plan.values())
+    return plan
 
 
 def _resolve_device(device, x):
@@ -267,7 +292,9 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
                chunk_size: int | None = None, max_chunk_bytes: int | None = None, device=None,
                dtype: torch.dtype | None = None, progress: bool = False) -> ManyResult:
     """Train every configuration at once on (X, y); features are used as given (prepare them
-    first: `prepare`), float64 inputs train in float64, anything else in float32.
+    first: `prepare`), float64 inputs train in float64, anything else in float32; bfloat16 /
+    float16 features (with dtype=None) keep their dtype in the two stacked GEMMs per step, X W_all
+    and R_allᵀX (tensor cores, fp32 accumulation; docs/design.md §4), the rest in float32.
 
     configs: list of dicts (keys lr, weight_decay, alpha, lam, delta, eta; missing → DEFAULTS).
     eval_sets: {name: (X_e, y_e)} evaluated after every `eval_every` epochs and after the last
@@ -295,6 +322,7 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
     if x.dim() != 2 or x.shape[0] == 0:
         raise ValueError(f"X must be a non-empty 2-D array (samples × features), got shape "
                          f"{tuple(x.shape)}")
+    x_in = x.to(device) if x.dtype in (torch.bfloat16, torch.float16) and dtype is None else None
     dtype = _compute_dtype(x, dtype)
     x = x.to(device=device, dtype=dtype)
     n, d = x.shape
@@ -348,7 +376,8 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
                 xb = x[idx]
                 keep = None if perm_np is None or not zero_rows[perm_np[lo:lo + batch_size]].any() \
                     else xb.ne(0).any(dim=1)
-                losses = engine.step(xb, labels[idx], step, keep)
+                losses = engine.step(xb, labels[idx], step, keep,
+                                     None if x_in is None else x_in[idx])
                 loss_sum.index_add_(0, engine.active_t, losses.to(torch.float64))
                 step += 1
                 batches += 1
