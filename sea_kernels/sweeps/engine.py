@@ -244,8 +244,9 @@ def memory_plan(k: int, d: int, c: int, b: int, dtype=torch.float32, device_type
     weights W_allᵀ, momentum buffer and gradient workspace: k·C·d·e each (3 k·C·d·e);
     logits L_allᵀ and rows R_allᵀ workspaces: k·C·b·e each; the chunk working set of the η > 0
     configurations: at most `auto_chunk_size`'s budget (1 GiB on CUDA, 16 MiB on the CPU), at
-    least one configuration's (`op.batched.chunk_bytes_per_config`). At the epoch's end
-    dropping diverged configurations copies the kept weights and momentum once more (transient).
+    least one configuration's (`op.batched.chunk_bytes_per_config`); the result's weights
+    (ManyResult.weights, k·C·d·e on the CPU, built at the end). Transient: dropping diverged
+    configurations at an epoch's end copies the kept weights and momentum once more.
     """
     from ..op.batched import auto_chunk_size, chunk_bytes_per_config
     e = torch.finfo(dtype).bits // 8
@@ -253,7 +254,7 @@ def memory_plan(k: int, d: int, c: int, b: int, dtype=torch.float32, device_type
     chunk = (min(k, auto_chunk_size(b, d, c, dtype, max_chunk_bytes, device_type))
              * chunk_bytes_per_config(b, d, c, dtype))
     plan = {"weights": stacked, "momentum": stacked, "gradient": stacked,
-            "logits_rows": 2 * k * c * b * e, "chunk": chunk}
+            "logits_rows": 2 * k * c * b * e, "chunk": chunk, "result": stacked}
     plan["total"] = sum(plan.values())
     return plan
 
