@@ -77,3 +77,44 @@ def test_memory_plan_of_the_paper_grid_at_cifar100_scale():
     plan = sw.memory_plan(1728, 8192, 100, 256)
     assert plan["weights"] == 1728 * 8192 * 100 * 4 == 5_662_310_400
     assert plan["total"] == 4 * plan["weights"] + plan["logits_rows"] + plan["chunk"]
+
+
+def _cancelling_case():
+    """Configuration 0's columns share one large component (their differences are 1e-5 of it),
+    so a'ᵀMa' = ‖W a'_i‖² cancels for every row (Σ_c a'_ic = 0): all 12 rows take the direct
+    repair, where W a'_i (the differences) is well defined."""
+    from sea_kernels.op.batched import Hyper
+    g = torch.Generator().manual_seed(0)
+    b, d, c, k = 12, 16, 4, 3
+    x = torch.nn.functional.normalize(torch.randn(b, d, generator=g, dtype=torch.float64), dim=1)
+    y = torch.arange(b) % c
+    w = torch.randn(k * c, d, generator=g, dtype=torch.float64)
+    w[:c] = w[:c].mean(0) + 1e-5 * torch.randn(c, d, generator=g, dtype=torch.float64)
+    cfg = ([1.0, 0.05, 0.1], [0.8, 1.0, 0.4], [0.1, 0.5, 1.0], [0.0, 0.5, 1.0])
+    return x, y, w, Hyper(*(torch.tensor(v, dtype=torch.float64) for v in cfg)), cfg, c, k
+
+
+def test_rare_rows_repaired_within_the_budget_and_counted_beyond_it():
+    from sea_kernels.op import call, torch_backend
+    from sea_kernels.op.batched import Workspace, batched_sea_grad
+    x, y, w, hyper, cfg, c, k = _cancelling_case()
+    ws = Workspace()
+    grad, losses = batched_sea_grad(x, y, w, hyper, c, workspace=ws)
+    assert int(ws.overflow("cpu")) == 0
+    scale = torch.full((x.shape[0],), 1.0 / x.shape[0], dtype=torch.float64)
+    for j in range(k):      # every configuration = the torch backend alone (its own rare rows)
+        h = call.Hyper(*(v[j] for v in cfg), False, None)
+        row_losses, dw, _ = torch_backend.sea_forward(x, y, w[j * c:(j + 1) * c].T, scale, h,
+                                                      True)
+        torch.testing.assert_close(grad[j * c:(j + 1) * c].T, dw, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(losses[j], row_losses.mean(), rtol=1e-9, atol=1e-12)
+    tight = Workspace()            # max_chunk_bytes=1: one configuration a chunk, 4 rows repaired
+    loose, _ = batched_sea_grad(x, y, w, hyper, c, workspace=tight, max_chunk_bytes=1)
+    assert int(tight.overflow("cpu")) == 12 - 4
+    # the 8 rows left to the Gram-space value are off by far more than the tolerance above
+    assert (loose[:c] - grad[:c]).norm() > 1e-8 * grad[:c].norm()
+
+
+def test_engine_warns_when_rows_exceed_the_budget():
+    with pytest.warns(RuntimeWarning, match=r"epoch 2: 8 rows .* raise max_chunk_bytes"):
+        sw._warn_overflow(8, 1)

@@ -259,6 +259,17 @@ def memory_plan(k: int, d: int, c: int, b: int, dtype=torch.float32, device_type
     return plan
 
 
+def _warn_overflow(rows: int, epoch: int) -> None:
+    """A RuntimeWarning when rare rows exceeded the batched engine's fixed per-step budget
+    (`op.batched.rare_budget`): those rows kept the Gram-space value instead of the direct one."""
+    if rows:
+        import warnings
+        warnings.warn(f"epoch {epoch + 1}: {rows} rows needed the direct (cancellation-free) "
+                      "repair beyond the batched engine's fixed per-chunk budget and kept the "
+                      "Gram-space value; raise max_chunk_bytes (the budget is an eighth of it)",
+                      RuntimeWarning, stacklevel=3)
+
+
 def _resolve_device(device, x):
     """The training device: `device` checked usable (`devices.check_device`), else the device of
     a tensor x, else CUDA when available, else the CPU."""
@@ -387,8 +398,12 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
             if engine.k:   # the epoch's one host read: losses, caught steps, finite weights
                 ka = engine.k
                 read = torch.cat([loss_sum, engine.caught.to(torch.float64),
-                                  engine.nonfinite_weights().to(torch.float64)]).cpu().numpy()
-                sums, caught, w_bad = read[:k], read[k:k + ka], read[k + ka:] > 0
+                                  engine.nonfinite_weights().to(torch.float64),
+                                  engine.workspace.overflow(device).reshape(1).to(torch.float64)]
+                                 ).cpu().numpy()
+                sums, caught, w_bad = read[:k], read[k:k + ka], read[k + ka:-1] > 0
+                _warn_overflow(int(read[-1]), epoch)
+                engine.workspace.overflow(device).zero_()
                 gone = caught >= 0
                 if gone.any():   # a non-finite loss within the epoch: frozen at that step
                     freeze(gone, caught[gone].astype(np.int64))
