@@ -139,7 +139,7 @@ def test_trainer_nonfinite_loss_still_diverges_at_the_epoch_end(monkeypatch):
 
 def _engine_syncs(monkeypatch, epochs, n, eta, zero_row, stand_in=True):
     def chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, alpha, eta, lam, delta,
-              x, ws=None, keep=None, budget=None):           # the η = 0 rows: same shapes
+              x, ws=None, keep=None, budget=None, overflow=None):    # the η = 0 rows
         rows, losses = batched.sea_rows_baseline(logits_t, y_t, labels, k_diag, row_scale, lam,
                                                  delta)
         return rows, losses, []

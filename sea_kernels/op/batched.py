@@ -24,8 +24,10 @@ What differs from one classifier at a time:
   flagged (configuration, row) pairs of a chunk by a top-k of the flags (every pair when k·b is
   small, else as many as an eighth of the chunk budget holds at C·d elements a row) and writes
   the repaired values through masks; flagged pairs beyond the budget keep the Gram-space value
-  and are counted on the device (`Workspace.overflow`; the sweep engine reads the count with its
-  epoch's losses and warns). Zero rows: the caller passes `keep` (the engine knows its data).
+  and are counted per configuration on the device (`Workspace.overflow`; the sweep engine reads
+  the counts with its epoch's losses and warns for the configurations still training). Finite
+  rows are picked first: a diverged configuration's NaN rows cannot crowd out the others. Zero
+  rows: the caller passes `keep` (the engine knows its data).
 * Groups (group_size G, op/groups.py): each group of G consecutive rows is projected alone, so
   the chunk work runs group by group on (k, C, G) slices with the group's K block (k·b·G
   instead of k·b²); a group of one row is not moved (x̃_i = Π(x_i)) and takes the η = 0 path.
@@ -110,11 +112,12 @@ class Workspace:
     def nbytes(self) -> int:
         return sum(b.numel() * b.element_size() for b in self._buffers.values())
 
-    def overflow(self, device) -> torch.Tensor:
-        """The device counter of rare rows beyond the fixed budget (`pick_rows`), 0-d int64."""
+    def overflow(self, device, k: int) -> torch.Tensor:
+        """The device counters (k,) int64 of each configuration's rare rows beyond the fixed
+        budget (`pick_rows`); new zeros when k or the device changed."""
         t = self._buffers.get("overflow")
-        if t is None or t.device != torch.device(device):
-            t = self._buffers["overflow"] = torch.zeros((), dtype=torch.int64, device=device)
+        if t is None or t.device != torch.device(device) or t.numel() != k:
+            t = self._buffers["overflow"] = torch.zeros(k, dtype=torch.int64, device=device)
         return t
 
 
@@ -129,17 +132,22 @@ def rare_budget(rows: int, c: int, d: int, dtype: torch.dtype, max_chunk_bytes: 
     return max(1, min(rows, max(4, budget // 8 // max(1, per_row))))
 
 
-def pick_rows(bad: torch.Tensor, m: int, overflow: torch.Tensor | None):
+def pick_rows(bad: torch.Tensor, m: int, overflow: torch.Tensor | None, first=None):
     """(config j, row i, valid) of up to m flagged entries of bad (k, b), fixed size m (no host
-    sync: topk of the flags); `valid` marks the picks that are flagged. Flagged entries beyond
-    m are added to `overflow` (a device counter the caller reads when it syncs anyway)."""
-    flat = bad.reshape(-1)
+    sync: top-k of the flags, those also in `first` (k, b) bool before the others); `valid` marks
+    the picks that are flagged. Each configuration's flagged entries left out are added to
+    `overflow` (k,) (device counters the caller reads when it syncs anyway)."""
+    flat = bad.reshape(-1).to(torch.int32)
+    if first is not None:
+        flat = flat * (1 + first.reshape(-1).to(torch.int32))
     m = min(m, flat.numel())
-    val, idx = torch.topk(flat.to(torch.int32), m, sorted=False)
-    if overflow is not None:
-        overflow += (flat.sum() - m).clamp_min(0)
+    val, idx = torch.topk(flat, m, sorted=False)
     b = bad.shape[1]
-    return idx // b, idx % b, val > 0
+    j, valid = idx // b, val > 0
+    if overflow is not None:
+        picked = torch.zeros_like(overflow).index_add_(0, j, valid.to(overflow.dtype))
+        overflow += bad.sum(dim=1) - picked
+    return j, idx % b, valid
 
 
 def _empty(ws, name, shape, like):
@@ -154,7 +162,7 @@ def _tiny(dtype):
 
 def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, alpha, eta, lam,
                    delta, x, ws: Workspace | None = None, keep: torch.Tensor | None = None,
-                   budget: int | None = None):
+                   budget: int | None = None, overflow: torch.Tensor | None = None):
     """Rows Rᵀ (k, C, b) with dW_k = X R_k (+ the direct terms), and per-row losses (k, b), for a
     chunk of η > 0 configurations, in the transposed layout (class axis in the middle: the
     row-wise softmaxes over C are then contiguous along b, and every bmm has the fast M = C shape
@@ -167,7 +175,8 @@ def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, a
     bool: the non-zero rows (None: all), the others masked out of Q like the diagonal.
     Mirrors the stages of op/torch_backend.py (row_prep … grad_rows), the untrusted rows of
     docs/design.md §3 included, as fixed-size work with no host sync: up to `budget` rows of
-    each rare kind (None: all k·b) are picked by `pick_rows` and repaired with masked writes.
+    each rare kind (None: all k·b) are picked by `pick_rows` and repaired with masked writes;
+    overflow (k,): each configuration's count of flagged rows left out, added to.
     Returns (Rᵀ, losses, direct) with direct a list of (configurations in the chunk (m,),
     (m, C, d) terms to add to their dW_kᵀ).
     """
@@ -190,8 +199,8 @@ def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, a
     # W_k a'_i cancels (§3, torch_backend.grad_norms_and_rows): ‖g_i‖² and the scores S_i direct
     bad = ~(g_norm2 >= TAU[dt] * (w_norms[:, :, None] * a.abs()).sum(dim=1) ** 2)
     m = kc * b if budget is None else budget
-    overflow = None if ws is None else ws.overflow(x.device)
-    cj, ci, cvalid = pick_rows(bad, m, overflow)
+    # finite scores first: a diverged configuration's NaN rows (flagged too) come last
+    cj, ci, cvalid = pick_rows(bad, m, overflow, torch.isfinite(g_norm2))
     # g_i = W_j a'_i for the picks: Σ_c a'_ic (W_jᵀ)_c, a weighted sum of gathered rows of W_allᵀ
     cols = torch.arange(c, device=x.device)
     g = torch.nn.functional.embedding_bag(cj[:, None] * c + cols, weight_t.reshape(kc * c, -1),
@@ -315,13 +324,15 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     rows_all = _empty(ws, "rows", (kt, c, b), x)
     losses = torch.empty(kt, dtype=dt, device=x.device)
     direct = []
+    overflow = None if ws is None else ws.overflow(x.device, kt)
     if isinstance(keep, str):                                   # "auto": zero rows, masked out
         keep = x.ne(0).any(dim=1)
         keep = None if bool(keep.all()) else keep
     ranges = group_ranges(b, group_size)
     if len(ranges) > 1:
         return _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size,
-                        max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws, x_gemm)
+                        max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws, x_gemm,
+                        overflow)
     k_gram = x @ x.T if n_baseline < kt and dim >= b else None  # d < b: chunks use ĝ = Q X
     k_diag = k_gram.diagonal() if k_gram is not None else (x * x).sum(dim=1)
     if n_baseline:
@@ -339,7 +350,9 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
             budget = rare_budget((hi - lo) * b, c, dim, dt, max_chunk_bytes, x.device.type)
             rows_all[lo:hi], loss, fixes = sea_rows_chunk(lg[lo:hi], w3[lo:hi], y_t, labels,
                                                           k_gram, k_diag, row_scale, alpha, eta,
-                                                          lam, delta, x, ws, keep, budget)
+                                                          lam, delta, x, ws, keep, budget,
+                                                          None if overflow is None
+                                                          else overflow[lo:hi])
             losses[lo:hi] = loss.mean(dim=1)
             direct += [(lo + j, term) for j, term in fixes]
     grad_t = _stacked_mm(rows_all.view(kt * c, b), x if x_gemm is None else x_gemm, ws, "grad", x)
@@ -359,7 +372,8 @@ def _stacked_mm(a, b, ws, name, like):
 
 
 def _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size,
-             max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws, x_gemm=None):
+             max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws, x_gemm=None,
+             overflow=None):
     """`batched_sea_grad` for a batch cut into groups (`ranges`): every group's rows (k, C, g)
     through `sea_rows_chunk` with the group's own K block, k_diag and mask, groups of one row
     (and the η = 0 configurations) through `sea_rows_baseline`; then the one stacked GEMM."""
@@ -391,7 +405,8 @@ def _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size
                                  x.device.type)
             rows, loss, fixes = sea_rows_chunk(lg[lo:hi][sub], w3[lo:hi], ys, labels[g0:g1],
                                                k_gram, k_diag, scale, alpha, eta, lam, delta,
-                                               xs, ws, ks, budget)
+                                               xs, ws, ks, budget,
+                                               None if overflow is None else overflow[lo:hi])
             rows_all[lo:hi][sub], row_loss[lo:hi, g0:g1] = rows, loss
             direct += [(lo + j, term) for j, term in fixes]
     losses.copy_(row_loss.mean(dim=1))

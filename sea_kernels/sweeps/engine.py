@@ -399,11 +399,12 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
                 ka = engine.k
                 read = torch.cat([loss_sum, engine.caught.to(torch.float64),
                                   engine.nonfinite_weights().to(torch.float64),
-                                  engine.workspace.overflow(device).reshape(1).to(torch.float64)]
+                                  engine.workspace.overflow(device, ka).to(torch.float64)]
                                  ).cpu().numpy()
-                sums, caught, w_bad = read[:k], read[k:k + ka], read[k + ka:-1] > 0
-                _warn_overflow(int(read[-1]), epoch)
-                engine.workspace.overflow(device).zero_()
+                sums, caught, w_bad = read[:k], read[k:k + ka], read[k + ka:k + 2 * ka] > 0
+                over = read[k + 2 * ka:]
+                _warn_overflow(int(over[(caught < 0) & ~w_bad].sum()), epoch)
+                engine.workspace.overflow(device, ka).zero_()
                 gone = caught >= 0
                 if gone.any():   # a non-finite loss within the epoch: frozen at that step
                     freeze(gone, caught[gone].astype(np.int64))
