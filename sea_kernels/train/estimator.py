@@ -49,9 +49,10 @@ it, so it is spelled out exactly:
   n_train (rows trained on), and per eval set `<name>_top1`, `<name>_mean_per_class` (name "eval0",
   "eval1", ... for a list, the key for a dict).
 
-Divergence (`train.divergence`, the sweep engine's rule too): when a batch loss is NaN/Inf (the op
-raises NonFiniteLoss), W stops being finite, an epoch's mean train loss exceeds 1000× the first
-epoch's, or — the common failure — it exceeds 2× the loss of the all-zero classifier
+Divergence (`train.divergence`, the sweep engine's rule too): when a batch loss is NaN/Inf (found
+when the epoch's batch losses are read — once, at its end: no host sync per step — and explained
+as the op's NonFiniteLoss would), W stops being finite, an epoch's mean train loss exceeds 1000×
+the first epoch's, or — the common failure — it exceeds 2× the loss of the all-zero classifier
 (λ·log(1 + (C−1)e^{δ/λ}), the loss of the very first step: a model worse than predicting nothing),
 fit raises `TrainingDiverged` naming the epoch and the learning rate and suggesting a 4× smaller
 one. That last rule is what catches SeA at the authors' defaults η = 0.8, lr = 1.6 on CIFAR-10
