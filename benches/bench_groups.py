@@ -3,6 +3,7 @@
     python benches/bench_groups.py                          # the issue's table
     python benches/bench_groups.py --repeats 3 --csv groups.csv
     python benches/bench_groups.py --sizes 256,1024 --shapes 1280,10
+    python benches/bench_groups.py --memory                 # peak memory at b = 262,144, G = 256
 
 A step is what training needs: the loss of the augmented batch and dW — `fused_sea(...,
 group_size=G, backend=...)` and `loss.backward()` (where `fused_sea` has no group_size yet, the
@@ -18,6 +19,13 @@ cpp and torch alternate, so a drift of the machine hits both), after one untimed
 also checks that their dW agree (column `dW rel diff`). `--csv out.csv` writes the rows in the
 benchmark CSV format of benches/csv_format.py (time per call in ms, p20/p50/p80; provider
 `cpp-G256`, `torch-whole`, …; group_size in the config; skipped calls as NaN with the reason).
+
+`--memory`: the peak memory of one step (fused_sea forward + backward, G = --groups' first,
+default 256) per provider at each b of --sizes (default 32,768 and 262,144) and (d, C) of
+--shapes (default 1280,10), float32, each in a fresh subprocess: the peak resident set
+(/proc/self/status VmHWM, reset through /proc/self/clear_refs after the inputs are built) minus
+the resident set before the call — the step's own memory, the b×d input x excluded — against
+`memory_formula`: b·(d + 2C + 2G) + d·C floats.
 """
 from __future__ import annotations
 
@@ -94,6 +102,63 @@ def measure(b, d, c, group, repeats, rate, max_call_s):
     return {p: timing.band(s) for p, s in samples.items()}, diff, ""
 
 
+def memory_formula(b: int, d: int, c: int, group: int) -> int:
+    """Bytes (float32) the docs state for one grouped step, x excluded: b·d for X̃ (or its
+    b×d-sized stage), b·2C for the logits and D, b·2G for a row's S and Q blocks, d·C for dW."""
+    return 4 * (b * (d + 2 * c + 2 * group) + d * c)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def memory_child(provider: str, b: int, d: int, c: int, group: int) -> dict:
+    """In this (fresh) process: the inputs, one warm-up step at a small b (thread pool, kernel
+    set-up), then the peak resident bytes of one step above the resident set before it."""
+    import gc
+    x, y, w = make_inputs(64, d, c, "cpu")
+    step(provider, x, y, w, min(group, 16))()
+    x, y, w = make_inputs(b, d, c, "cpu")
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")       # VmHWM := VmRSS
+    before = _status_kib("VmRSS")
+    step(provider, x, y, w, group)()
+    peak = _status_kib("VmHWM")
+    return {"provider": provider, "b": b, "d": d, "C": c, "G": group,
+            "input_bytes": x.numel() * x.element_size(),
+            "peak_bytes": 1024 * (peak - before), "formula_bytes": memory_formula(b, d, c, group)}
+
+
+def measure_memory(provider: str, b: int, d: int, c: int, group: int, threads=None) -> dict:
+    """`memory_child` in a fresh Python process (its own allocator and peak), as a dict."""
+    import json
+    import subprocess
+    cmd = [sys.executable, __file__, "--memory-child", f"{provider},{b},{d},{c},{group}"]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=1800)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_memory(shapes, sizes, group, threads=None):
+    print(f"{'d':>5} {'C':>4} {'b':>7} {'G':>4}  {'provider':8} {'peak MB':>9} {'formula MB':>10} "
+          f"{'ratio':>6} {'x MB':>7}")
+    rows = []
+    for d, c in shapes:
+        for b in sizes:
+            for p in PROVIDERS:
+                r = measure_memory(p, b, d, c, group, threads)
+                rows.append(r)
+                print(f"{d:5d} {c:4d} {b:7d} {group:4d}  {p:8} {r['peak_bytes'] / 1e6:9.0f} "
+                      f"{r['formula_bytes'] / 1e6:10.0f} "
+                      f"{r['peak_bytes'] / r['formula_bytes']:6.2f} {r['input_bytes'] / 1e6:7.0f}",
+                      flush=True)
+    return rows
+
+
 def provider_name(provider: str, group: int | None) -> str:
     return f"{provider}-{'whole' if group is None else f'G{group}'}"
 
@@ -162,7 +227,17 @@ def main(argv=None):
                    help="do not run whole-batch calls estimated to take longer (default 30 s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
     p.add_argument("--csv", type=Path, default=None, help="also write the benchmark CSV here")
+    p.add_argument("--memory", action="store_true",
+                   help="peak memory per step instead of time (see the module docstring)")
+    p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.memory_child:
+        import json
+        provider, *nums = args.memory_child.split(",")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(json.dumps(memory_child(provider, *map(int, nums))))
+        return
     if args.repeats < 1:
         p.error(f"--repeats must be ≥ 1, got {args.repeats}")
     if not cpp_backend.ensure():
@@ -171,6 +246,14 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     shapes = [tuple(_ints(s)) for s in args.shapes.split(";") if s]
     groups = [None if g.strip().lower() == "none" else int(g) for g in args.groups.split(",")]
+    if args.memory:
+        sizes = args.sizes if "--sizes" in (argv or sys.argv) else [32768, 262144]
+        shapes = shapes if "--shapes" in (argv or sys.argv) else [(1280, 10)]
+        group = groups[0] or 256
+        print(f"torch {torch.__version__}; peak memory of one step (fused_sea + backward), G = "
+              f"{group}, float32, each in a fresh process")
+        run_memory(shapes, sizes, group, args.threads)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; step = "
           + ("fused_sea(group_size=G) + backward" if FUSED_HAS_GROUPS else
              "backend sea_forward(group_size=G) (fused_sea has no group_size yet)"))

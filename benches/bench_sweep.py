@@ -3,6 +3,7 @@
     python benches/bench_sweep.py                      # 48 configs at (b, d, C) = (256, 1280, 10)
     python benches/bench_sweep.py --data cifar --profile
     python benches/bench_sweep.py --paper-grid         # 1,728 configs, one CIFAR-10 epoch, → 100
+    python benches/bench_sweep.py --memory --k 96 --d 2048 --c 100   # peak memory vs memory_plan
 
 Candidates (same batches, same 48 configurations, timed interleaved with
 `sea_kernels.timing.interleaved`; medians of --repeats):
@@ -19,6 +20,11 @@ The default grid is a slice of the paper's: lr ∈ {2⁻²…2³} × η ∈ {0, 
 EfficientNet-Lite0 training features (50,000 × 1,280; 196 steps of 256) with `train_many` and
 extrapolates the time to 100 epochs (printed as extrapolated), with the process's peak RSS.
 Timings on a shared machine are noisy; the table prints the spread.
+
+--memory trains --k configurations (the paper grid's first k, η = 0 and η > 0 alike) for one
+epoch of 8 batches of --b random unit rows (d = --d, C = --c, float32) and prints the peak
+resident set above the one before training (VmHWM reset through /proc/self/clear_refs after the
+features are built) next to `sweeps.engine.memory_plan` for the CPU.
 """
 from __future__ import annotations
 
@@ -176,6 +182,31 @@ class _PeakRSS:
         self.peak = max(self.peak, _rss_mib("VmRSS"))
 
 
+def run_memory(args):
+    """Peak resident bytes of train_many above the resident set before it vs memory_plan."""
+    import gc
+    k, d, c, b = args.k, args.d, args.c, args.b
+    configs = sea_kernels.sweeps.grid.expand_grid(None)[:k]
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(8 * b, d, generator=g), dim=1)
+    y = torch.arange(8 * b) % c
+    sw.train_many(x[:b], y[:b], configs[:2], epochs=1, batch_size=b // 4, num_classes=c)  # set-up
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    before = _rss_mib("VmRSS")
+    sw.train_many(x, y, configs, epochs=1, batch_size=b, num_classes=c)
+    peak = _rss_mib("VmHWM") - before
+    plan = sw.memory_plan(k, d, c, b, torch.float32, "cpu")
+    print(f"train_many, k = {k} configurations, (b, d, C) = ({b}, {d}, {c}), float32, "
+          f"{torch.get_num_threads()} threads: peak {peak:.0f} MiB above the {before:.0f} MiB "
+          f"before; memory_plan {plan['total'] / 2 ** 20:.0f} MiB (" + ", ".join(
+              f"{name} {v / 2 ** 20:.0f}" for name, v in plan.items() if name != "total") + ")")
+    return {"k": k, "b": b, "d": d, "C": c, "peak_mib": peak, "plan_mib": plan["total"] / 2 ** 20}
+
+
 def run_paper_grid(args):
     z = np.load(data_path())
     x = prepare_features(z["x_train"])
@@ -236,10 +267,13 @@ def main(argv=None):
     p.add_argument("--paper-rows", type=int, default=None,
                    help="with --paper-grid: use only the first N training rows")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--memory", action="store_true", help="peak memory of train_many vs its plan")
+    p.add_argument("--k", type=int, default=96, help="with --memory: configurations")
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    out = run_paper_grid(args) if args.paper_grid else run_bench(args)
+    out = run_memory(args) if args.memory else \
+        run_paper_grid(args) if args.paper_grid else run_bench(args)
     if args.json:
         writers.write_json(args.json, out, indent=1)
 

@@ -81,7 +81,7 @@ def test_other_training_parameters_are_refused(saved, change, match):
 
 def test_resume_free_parameters_may_change(saved):
     X, y, path = saved
-    assert set(ck.RESUME_FREE) == {"epochs", "backend", "device", "verbose"}
+    assert set(ck.RESUME_FREE) == {"epochs", "backend", "device", "verbose", "compile"}
     clf = SeAClassifier(epochs=2, **{**KW, "backend": "auto", "random_state": None}).fit(
         X, y, checkpoint=path)
     assert clf.seed_ == 0 and len(clf.history_) == 2

@@ -223,7 +223,7 @@ def test_get_params_set_params(small):
     assert set(params) == {"augment", "epochs", "batch_size", "lr", "momentum", "weight_decay",
                            "alpha", "eta", "lam", "delta", "backend", "random_state", "device",
                            "isda_strength", "me_ada_steps", "me_ada_gamma", "me_ada_beta",
-                           "me_ada_lr", "me_ada_rounds", "verbose", "group_size"}
+                           "me_ada_lr", "me_ada_rounds", "verbose", "group_size", "compile"}
     assert clf.set_params(eta=0.2, epochs=3) is clf
     assert clf.eta == 0.2 and clf.epochs == 3
     with pytest.raises(ValueError, match="Invalid parameter 'etaa'"):

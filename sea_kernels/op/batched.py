@@ -20,6 +20,14 @@ What differs from one classifier at a time:
   τ·max_j K_jj, or n_i² cancelling) get x̃_i = Π(x_i + ηΠ(Q_j[rows] X)) directly per
   configuration (`_direct_rows`); their share of dW_kᵀ is added after the stacked GEMM. Where
   a'ᵀMa' cancels, ‖g_i‖ comes from W_k a'_i directly.
+* No host sync. Both rare repairs are fixed-size work: `pick_rows` takes up to `rare_budget`
+  flagged (configuration, row) pairs of a chunk by a top-k of the flags (every pair when k·b is
+  small, else as many as an eighth of the chunk budget holds at C·d elements a row) and writes
+  the repaired values through masks; flagged pairs beyond the budget keep the Gram-space value
+  and are counted per configuration on the device (`Workspace.overflow`; the sweep engine reads
+  the counts with its epoch's losses and warns for the configurations still training). Finite
+  rows are picked first: a diverged configuration's NaN rows cannot crowd out the others. Zero
+  rows: the caller passes `keep` (the engine knows its data).
 * Groups (group_size G, op/groups.py): each group of G consecutive rows is projected alone, so
   the chunk work runs group by group on (k, C, G) slices with the group's K block (k·b·G
   instead of k·b²); a group of one row is not moved (x̃_i = Π(x_i)) and takes the η = 0 path.
@@ -69,10 +77,15 @@ def auto_chunk_size(b: int, d: int, c: int, dtype: torch.dtype, max_chunk_bytes:
         budget = DEFAULT_MAX_CHUNK_BYTES.get(device_type, DEFAULT_MAX_CHUNK_BYTES["cuda"])
     else:
         budget = int(max_chunk_bytes)
+    return max(1, budget // max(1, chunk_bytes_per_config(b, d, c, dtype)))
+
+
+def chunk_bytes_per_config(b: int, d: int, c: int, dtype: torch.dtype) -> int:
+    """One η > 0 configuration's share of a chunk's working set: (3b² + 8bC [+ bd when C > 2b]
+    [+ bd when d < b]) elements."""
     esize = torch.finfo(dtype).bits // 8
-    per_config = (3 * b * b + (b * d if c > 2 * b else 0) + (b * d if d < b else 0)
-                  + 8 * b * c) * esize
-    return max(1, budget // max(1, per_config))
+    return (3 * b * b + (b * d if c > 2 * b else 0) + (b * d if d < b else 0)
+            + 8 * b * c) * esize
 
 
 class Workspace:
@@ -99,6 +112,43 @@ class Workspace:
     def nbytes(self) -> int:
         return sum(b.numel() * b.element_size() for b in self._buffers.values())
 
+    def overflow(self, device, k: int) -> torch.Tensor:
+        """The device counters (k,) int64 of each configuration's rare rows beyond the fixed
+        budget (`pick_rows`); new zeros when k or the device changed."""
+        t = self._buffers.get("overflow")
+        if t is None or t.device != torch.device(device) or t.numel() != k:
+            t = self._buffers["overflow"] = torch.zeros(k, dtype=torch.int64, device=device)
+        return t
+
+
+def rare_budget(rows: int, c: int, d: int, dtype: torch.dtype, max_chunk_bytes: int | None,
+                device_type: str) -> int:
+    """Rows of a chunk that the rare paths (cancelling a'ᵀMa', untrusted rows) repair per step, a
+    fixed number so that no host sync decides it: every row when `rows` (k·b) are few, else as
+    many as one eighth of the chunk budget holds at C·d elements a row (a gathered W_k), ≥ 4."""
+    budget = DEFAULT_MAX_CHUNK_BYTES.get(device_type, DEFAULT_MAX_CHUNK_BYTES["cuda"]) \
+        if max_chunk_bytes is None else int(max_chunk_bytes)
+    per_row = c * d * (torch.finfo(dtype).bits // 8)
+    return max(1, min(rows, max(4, budget // 8 // max(1, per_row))))
+
+
+def pick_rows(bad: torch.Tensor, m: int, overflow: torch.Tensor | None, first=None):
+    """(config j, row i, valid) of up to m flagged entries of bad (k, b), fixed size m (no host
+    sync: top-k of the flags, those also in `first` (k, b) bool before the others); `valid` marks
+    the picks that are flagged. Each configuration's flagged entries left out are added to
+    `overflow` (k,) (device counters the caller reads when it syncs anyway)."""
+    flat = bad.reshape(-1).to(torch.int32)
+    if first is not None:
+        flat = flat * (1 + first.reshape(-1).to(torch.int32))
+    m = min(m, flat.numel())
+    val, idx = torch.topk(flat, m, sorted=False)
+    b = bad.shape[1]
+    j, valid = idx // b, val > 0
+    if overflow is not None:
+        picked = torch.zeros_like(overflow).index_add_(0, j, valid.to(overflow.dtype))
+        overflow += bad.sum(dim=1) - picked
+    return j, idx % b, valid
+
 
 def _empty(ws, name, shape, like):
     if ws is None:
@@ -111,7 +161,8 @@ def _tiny(dtype):
 
 
 def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, alpha, eta, lam,
-                   delta, x, ws: Workspace | None = None, keep: torch.Tensor | None = None):
+                   delta, x, ws: Workspace | None = None, keep: torch.Tensor | None = None,
+                   budget: int | None = None, overflow: torch.Tensor | None = None):
     """Rows Rᵀ (k, C, b) with dW_k = X R_k (+ the direct terms), and per-row losses (k, b), for a
     chunk of η > 0 configurations, in the transposed layout (class axis in the middle: the
     row-wise softmaxes over C are then contiguous along b, and every bmm has the fast M = C shape
@@ -123,8 +174,11 @@ def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, a
     alpha, eta, lam, delta (k, 1); x (b×d); ws: scratch buffers (two (k, b, b) ones); keep (b,)
     bool: the non-zero rows (None: all), the others masked out of Q like the diagonal.
     Mirrors the stages of op/torch_backend.py (row_prep … grad_rows), the untrusted rows of
-    docs/design.md §3 included. Returns (Rᵀ, losses, direct) with direct a list of
-    (configuration in the chunk, (C×d) term to add to its dW_kᵀ).
+    docs/design.md §3 included, as fixed-size work with no host sync: up to `budget` rows of
+    each rare kind (None: all k·b) are picked by `pick_rows` and repaired with masked writes;
+    overflow (k,): each configuration's count of flagged rows left out, added to.
+    Returns (Rᵀ, losses, direct) with direct a list of (configurations in the chunk (m,),
+    (m, C, d) terms to add to their dW_kᵀ).
     """
     kc, c, b = logits_t.shape
     dt = logits_t.dtype
@@ -144,18 +198,19 @@ def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, a
         w_norms = weight_t.square().sum(dim=2).sqrt()
     # W_k a'_i cancels (§3, torch_backend.grad_norms_and_rows): ‖g_i‖² and the scores S_i direct
     bad = ~(g_norm2 >= TAU[dt] * (w_norms[:, :, None] * a.abs()).sum(dim=1) ** 2)
-    cancelling = []
-    if bool(bad.any()):
-        for j in torch.nonzero(bad.any(dim=1)).flatten().tolist():
-            idx = torch.nonzero(bad[j]).flatten()
-            g = weight_t[j].T @ a[j][:, idx]                                # (d, m): g_i = W a'_i
-            g_norm2[j, idx] = g.square().sum(dim=0)
-            cancelling.append((j, idx, g))
+    m = kc * b if budget is None else budget
+    # finite scores first: a diverged configuration's NaN rows (flagged too) come last
+    cj, ci, cvalid = pick_rows(bad, m, overflow, torch.isfinite(g_norm2))
+    # g_i = W_j a'_i for the picks: Σ_c a'_ic (W_jᵀ)_c, a weighted sum of gathered rows of W_allᵀ
+    cols = torch.arange(c, device=x.device)
+    g = torch.nn.functional.embedding_bag(cj[:, None] * c + cols, weight_t.reshape(kc * c, -1),
+                                          per_sample_weights=a[cj, :, ci], mode="sum")   # (m, d)
+    g_norm2[cj, ci] = torch.where(cvalid, g.square().sum(dim=1), g_norm2[cj, ci])
     inv_g = torch.where(g_norm2 > 0, g_norm2.clamp_min(tiny).rsqrt(), 0)
     s = _empty(ws, "bb0", (kc, b, b), logits_t)
     torch.bmm((a * (inv_g / alpha)[:, None, :]).transpose(1, 2), logits_t, out=s)  # (k, b, b)
-    for j, idx, g in cancelling:                                  # S_ij = x_jᵀg_i/(α‖g_i‖)
-        s[j, idx] = (g.T @ x.T) * (inv_g[j, idx] / alpha[j])[:, None]
+    s_direct = (g @ x.T) * (inv_g[cj, ci] / alpha[cj, 0])[:, None]    # S_ij = x_jᵀg_i/(α‖g_i‖)
+    s[cj, ci] = torch.where(cvalid[:, None], s_direct, s[cj, ci])
     q = _empty(ws, "bb1", (kc, b, b), logits_t)
     if b == 1:
         q.zero_()
@@ -184,38 +239,34 @@ def sea_rows_chunk(logits_t, weight_t, y_t, labels, k_gram, k_diag, row_scale, a
     n2 = k_diag + 2 * eta * r * x_dot_gh + eta * eta * moved.to(dt)
     c1 = n2.clamp_min(tiny).rsqrt()                                # 1/n
     c2 = eta * r * c1                                              # ηr/n
-    untrusted = _direct_rows(x, weight_t, q, gh_norm2, n2, ql_t, k_diag, eta, c1, c2)
+    uj, ui, uvalid, x_aug = _direct_rows(x, weight_t, q, gh_norm2, n2, ql_t, k_diag, eta, c1,
+                                         c2, m, overflow)
     aug = c1[:, None, :] * logits_t + c2[:, None, :] * ql_t
     losses, d = _loss_rows((aug + delta * not_y) / lam, ymask, y_t, lam, row_scale)
     rows = c1[:, None, :] * d
-    direct = []
-    for j, idx, x_aug in untrusted:                                # their share from x̃ directly
-        c2[j, idx] = 0
-        direct.append((j, d[j][:, idx] @ x_aug))
+    c2[uj, ui] = torch.where(uvalid, 0, c2[uj, ui])               # their share from x̃ directly:
+    terms = torch.where(uvalid[:, None, None], d[uj, :, ui][:, :, None] * x_aug[:, None, :], 0)
     rows.baddbmm_(c2[:, None, :] * d, q)                           # + (Qᵀ D')ᵀ = D'ᵀ Q
-    return rows, losses, direct
+    return rows, losses, [(uj, terms)]
 
 
-def _direct_rows(x, weight_t, q, gh_norm2, n2, ql_t, k_diag, eta, c1, c2):
+def _direct_rows(x, weight_t, q, gh_norm2, n2, ql_t, k_diag, eta, c1, c2, m, overflow):
     """The untrusted rows of docs/design.md §3 (‖ĝ_i‖² < τ·max_j K_jj, or n_i² < τ(K_ii + η²) or
-    underflowing, as torch_backend.untrusted_rows):
-    per configuration j with any, x̃_i = Π(x_i + ηΠ(Q_j[rows] X)) directly; they get c1 = 0,
-    c2 = 1 and (QL)_i ← W_jᵀx̃_i (written in place). Returns [(j, rows, x̃)]. One host sync per
-    chunk."""
+    underflowing, as torch_backend.untrusted_rows), up to m of them (`pick_rows`, no host sync):
+    x̃_i = Π(x_i + ηΠ(Q_j[i] X)) directly; they get c1 = 0, c2 = 1 and (QL)_i ← W_jᵀx̃_i
+    (written in place). Returns (j, i, valid, x̃ (m, d))."""
     moved = (gh_norm2 > 0).to(gh_norm2.dtype)
     tau = TAU[gh_norm2.dtype]
     bad = ((gh_norm2 < tau * k_diag.max()) | (n2 < tau * (k_diag + eta * eta * moved))
            | (n2 < _tiny(n2.dtype)))
-    out = []
-    if not bool(bad.any()):
-        return out
-    for j in torch.nonzero(bad.any(dim=1)).flatten().tolist():
-        idx = torch.nonzero(bad[j]).flatten()
-        x_aug = direct_rows(x, q[j, idx], idx, eta[j, 0])          # (m, d)
-        ql_t[j][:, idx] = weight_t[j] @ x_aug.T                    # (C, m)
-        c1[j, idx], c2[j, idx] = 0, 1
-        out.append((j, idx, x_aug))
-    return out
+    j, i, valid = pick_rows(bad, m, overflow)
+    x_aug = direct_rows(x, q[j, i], i, eta[j])                     # (m, d)
+    w_rows = weight_t[j]                                            # (m, C, d) gathered W_jᵀ
+    ql_t[j, :, i] = torch.where(valid[:, None], torch.bmm(w_rows, x_aug[:, :, None])[:, :, 0],
+                                ql_t[j, :, i])
+    c1[j, i] = torch.where(valid, 0, c1[j, i])
+    c2[j, i] = torch.where(valid, 1, c2[j, i])
+    return j, i, valid, x_aug
 
 
 def _loss_rows(z, ymask, y_t, lam, row_scale):
@@ -238,7 +289,8 @@ def sea_rows_baseline(logits_t, y_t, labels, k_diag, row_scale, lam, delta):
 def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_baseline: int = 0,
                      chunk_size: int | None = None, max_chunk_bytes: int | None = None,
                      logits_t: torch.Tensor | None = None, row_scale: torch.Tensor | None = None,
-                     workspace: Workspace | None = None, group_size: int | None = None):
+                     workspace: Workspace | None = None, group_size: int | None = None,
+                     keep="auto", x_gemm: torch.Tensor | None = None):
     """∂(mean_i ℓ(x̃_i))/∂W_k for k stacked configurations, and their mean losses.
 
     The weights are stored transposed and stacked: weight_t = W_allᵀ (kC × d), rows kC:(k+1)C
@@ -249,6 +301,11 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     weight_t xᵀ (kC × b) may be passed when already computed. workspace: reusable scratch
     buffers (then the returned gradient lives in it and is overwritten by the next call).
     group_size G (None: the whole batch): groups of G consecutive rows projected alone.
+    keep: the non-zero rows of x as a (b,) bool tensor, None when the caller knows there is no
+    zero row, or "auto": checked here (one host sync; the sweep engine knows it from its data).
+    x_gemm: x in a 16-bit input dtype (bf16/fp16) for the two stacked GEMMs L_allᵀ = W_allᵀXᵀ and
+    dW_allᵀ = R_allᵀX (tensor cores, fp32 accumulation; W_allᵀ and R_allᵀ rounded to it), the
+    rest in x's dtype; None: every GEMM in x's dtype (float32 ones follow torch's allow_tf32).
     Returns (dW_allᵀ (kC × d), mean loss per configuration (k,)).
     """
     b, dim = x.shape
@@ -259,7 +316,7 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     dt = x.dtype
     ws = workspace
     if logits_t is None:
-        logits_t = torch.mm(weight_t, x.T, out=_empty(ws, "logits", (kt * c, b), x))
+        logits_t = _stacked_mm(weight_t, x.T if x_gemm is None else x_gemm.T, ws, "logits", x)
     if row_scale is None:
         row_scale = torch.full((b,), 1.0 / b, dtype=dt, device=x.device)
     y_t = one_hot(labels, c, dt).T
@@ -267,12 +324,15 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
     rows_all = _empty(ws, "rows", (kt, c, b), x)
     losses = torch.empty(kt, dtype=dt, device=x.device)
     direct = []
-    keep = x.ne(0).any(dim=1)
-    keep = None if bool(keep.all()) else keep                   # zero rows, masked out of Q
+    overflow = None if ws is None else ws.overflow(x.device, kt)
+    if isinstance(keep, str):                                   # "auto": zero rows, masked out
+        keep = x.ne(0).any(dim=1)
+        keep = None if bool(keep.all()) else keep
     ranges = group_ranges(b, group_size)
     if len(ranges) > 1:
         return _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size,
-                        max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws)
+                        max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws, x_gemm,
+                        overflow)
     k_gram = x @ x.T if n_baseline < kt and dim >= b else None  # d < b: chunks use ĝ = Q X
     k_diag = k_gram.diagonal() if k_gram is not None else (x * x).sum(dim=1)
     if n_baseline:
@@ -287,20 +347,33 @@ def batched_sea_grad(x, labels, weight_t, hyper: Hyper, num_classes: int, *, n_b
         for lo in range(n_baseline, kt, chunk_size):
             hi = min(kt, lo + chunk_size)
             alpha, eta, lam, delta = hyper.rows(lo, hi)
+            budget = rare_budget((hi - lo) * b, c, dim, dt, max_chunk_bytes, x.device.type)
             rows_all[lo:hi], loss, fixes = sea_rows_chunk(lg[lo:hi], w3[lo:hi], y_t, labels,
                                                           k_gram, k_diag, row_scale, alpha, eta,
-                                                          lam, delta, x, ws, keep)
+                                                          lam, delta, x, ws, keep, budget,
+                                                          None if overflow is None
+                                                          else overflow[lo:hi])
             losses[lo:hi] = loss.mean(dim=1)
             direct += [(lo + j, term) for j, term in fixes]
-    grad_t = torch.mm(rows_all.view(kt * c, b), x, out=_empty(ws, "grad", (kt * c, dim), x))
+    grad_t = _stacked_mm(rows_all.view(kt * c, b), x if x_gemm is None else x_gemm, ws, "grad", x)
     g3 = grad_t.view(kt, c, dim)
-    for j, term in direct:                 # untrusted rows' share of dW_jᵀ, from ĝ directly
-        g3[j] += term
+    for j, term in direct:                 # untrusted rows' share of dW_jᵀ, from x̃ directly
+        g3.index_add_(0, j, term.to(g3.dtype))
     return grad_t, losses
 
 
+def _stacked_mm(a, b, ws, name, like):
+    """a @ b in b's dtype (a cast to it: the stacked GEMMs of a 16-bit input), returned in the
+    dtype of `like` in the workspace buffer `name`."""
+    out = _empty(ws, name, (a.shape[0], b.shape[1]), like)
+    if b.dtype == out.dtype:
+        return torch.mm(a, b, out=out)
+    return out.copy_(torch.mm(a.to(b.dtype), b))
+
+
 def _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size,
-             max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws):
+             max_chunk_bytes, lg, y_t, row_scale, rows_all, losses, ws, x_gemm=None,
+             overflow=None):
     """`batched_sea_grad` for a batch cut into groups (`ranges`): every group's rows (k, C, g)
     through `sea_rows_chunk` with the group's own K block, k_diag and mask, groups of one row
     (and the η = 0 configurations) through `sea_rows_baseline`; then the one stacked GEMM."""
@@ -328,14 +401,17 @@ def _grouped(x, labels, weight_t, hyper, c, ranges, keep, n_baseline, chunk_size
         for lo in range(base, kt, size):
             hi = min(kt, lo + size)
             alpha, eta, lam, delta = hyper.rows(lo, hi)
+            budget = rare_budget((hi - lo) * g, c, dim, x.dtype, max_chunk_bytes,
+                                 x.device.type)
             rows, loss, fixes = sea_rows_chunk(lg[lo:hi][sub], w3[lo:hi], ys, labels[g0:g1],
                                                k_gram, k_diag, scale, alpha, eta, lam, delta,
-                                               xs, ws, ks)
+                                               xs, ws, ks, budget,
+                                               None if overflow is None else overflow[lo:hi])
             rows_all[lo:hi][sub], row_loss[lo:hi, g0:g1] = rows, loss
             direct += [(lo + j, term) for j, term in fixes]
     losses.copy_(row_loss.mean(dim=1))
-    grad_t = torch.mm(rows_all.view(kt * c, b), x, out=_empty(ws, "grad", (kt * c, dim), x))
+    grad_t = _stacked_mm(rows_all.view(kt * c, b), x if x_gemm is None else x_gemm, ws, "grad", x)
     g3 = grad_t.view(kt, c, dim)
-    for j, term in direct:                 # untrusted rows' share of dW_jᵀ, from ĝ directly
-        g3[j] += term
+    for j, term in direct:                 # untrusted rows' share of dW_jᵀ, from x̃ directly
+        g3.index_add_(0, j, term.to(g3.dtype))
     return grad_t, losses

@@ -18,9 +18,13 @@ configuration's result is the one `SeAClassifier` gets training it alone:
   what `fused_sea(..., group_size=g)` does for one classifier.
 
 A configuration whose loss becomes non-finite at a step, or that diverges by the trainer's rule at
-the end of an epoch (`divergence.divergence_reasons`), is marked diverged and frozen (removed from
-the stacked matrices, so it costs nothing further and cannot touch the others); its evaluation
-accuracies are NaN.
+the end of an epoch (`divergence.divergence_reasons`), is marked diverged and frozen; its
+evaluation accuracies are NaN. The step loop never waits for the device: a non-finite loss is
+caught on the device and masks that configuration's update from then on (its W stays the last
+finite one, it cannot touch the others), and the host reads the epoch's losses, the steps at
+which configurations were caught and whether their weights are finite once, at the epoch's end;
+the caught configurations are then removed from the stacked matrices (no cost after that epoch).
+Zero rows of X are found once per fit, so a batch needs no check on the device.
 """
 from __future__ import annotations
 
@@ -38,7 +42,8 @@ from ..train.devices import check_device
 from ..train.divergence import divergence_reasons, zero_classifier_loss
 from .grid import normalize_config
 
-__all__ = ["ManyResult", "train_many", "evaluate_many", "prepare", "check_group_size"]
+__all__ = ["ManyResult", "train_many", "evaluate_many", "prepare", "check_group_size",
+           "memory_plan"]
 
 
 def _as_tensor(x, dtype=None) -> torch.Tensor:
@@ -145,6 +150,8 @@ class _Engine:
         k = len(configs)
         self.weight_t = torch.zeros(k * num_classes, d, dtype=dtype, device=device)  # W_allᵀ
         self.buf = None
+        self.alive = torch.ones(k, dtype=torch.bool, device=device)      # engine order
+        self.caught = torch.full((k,), -1, dtype=torch.int64, device=device)
         self._rows()
         self.chunk_size = chunk_size
         self.max_chunk_bytes = max_chunk_bytes
@@ -174,6 +181,7 @@ class _Engine:
             self.buf = self.buf.view(self.k, c, d)[keep_t].reshape(len(keep) * c, d)
         self.hyper = self.hyper.take(keep_t)
         self.lr, self.wd = self.lr[keep_t], self.wd[keep_t]
+        self.alive, self.caught = self.alive[keep_t], self.caught[keep_t]
         self.n_baseline = int((keep < self.n_baseline).sum())
         orig = self.active[gone]
         self.active = self.active[keep]
@@ -181,30 +189,37 @@ class _Engine:
         self._rows()
         return orig, frozen
 
-    def step(self, xb, yb):
-        """One SGD step of every active configuration on batch (xb, yb). Returns (losses (k,),
-        bad (k,) bool numpy: configurations whose loss was non-finite — their update is skipped
-        and they should be dropped). Non-finite weights always make the loss non-finite (NaN/Inf
-        logits reach it through the softmax) by the next step, so checking k numbers suffices."""
+    def step(self, xb, yb, step: int = 0, keep="auto", x_gemm=None):
+        """One SGD step of every active configuration on batch (xb, yb), global step index
+        `step`; returns the losses (k,). No host sync: a configuration whose loss is non-finite
+        is caught on the device (`alive` false, `caught` = step) and from then on its update is
+        masked out — its W stays the last finite one — until `drop` removes it at the epoch's
+        end. Non-finite weights always make the loss non-finite (NaN/Inf logits reach it through
+        the softmax) by the next step, so checking k numbers suffices. keep: the batch's non-zero
+        rows for the batched engine (None: all rows non-zero; "auto": it checks, one sync).
+        x_gemm: the batch in its 16-bit input dtype for the stacked GEMMs (`batched_sea_grad`)."""
         grad, losses = batched_sea_grad(xb, yb, self.weight_t, self.hyper, self.c,
                                         n_baseline=self.n_baseline, chunk_size=self.chunk_size,
                                         max_chunk_bytes=self.max_chunk_bytes,
-                                        workspace=self.workspace, **self.group_kw)
+                                        workspace=self.workspace, keep=keep, x_gemm=x_gemm,
+                                        **self.group_kw)
         bad = ~torch.isfinite(losses)
-        bad_np = bad.cpu().numpy()  # one host sync per step
-        if bad_np.any():  # rare: skip their update, keep everyone else's exact
-            grad = grad.view(self.k, -1).masked_fill(bad[:, None], 0).view_as(grad)
+        self.caught.masked_fill_(bad & self.alive, step)
+        self.alive &= ~bad
         if self.any_wd:
             grad.addcmul_(self.weight_t, self.wd_rows)
+        dead = ~self.alive.repeat_interleave(self.c)[:, None]           # (kC, 1)
+        grad.masked_fill_(dead, 0)                                      # NaN/Inf rows too
         if self.buf is None:
             self.buf = grad.clone()  # grad lives in the workspace
         else:
             self.buf.mul_(MOMENTUM).add_(grad)
-        self.weight_t.addcmul_(self.buf, self.neg_lr_rows)
-        return losses, bad_np
+        self.weight_t.addcmul_(self.buf, self.neg_lr_rows.masked_fill(dead, 0))
+        return losses
 
-    def nonfinite_weights(self) -> np.ndarray:
-        return (~torch.isfinite(self.weight_t.view(self.k, -1)).all(dim=1)).cpu().numpy()
+    def nonfinite_weights(self) -> torch.Tensor:
+        """(k,) bool on the device: whose W holds a NaN/Inf."""
+        return ~torch.isfinite(self.weight_t.view(self.k, -1)).all(dim=1)
 
     def weights_dc(self) -> torch.Tensor:
         """W_all (d × kC) — the layout for evaluation GEMMs (a transposed view, no copy)."""
@@ -219,6 +234,40 @@ class _Engine:
         for i, w in frozen.items():
             out[i] = w
         return out
+
+
+def memory_plan(k: int, d: int, c: int, b: int, dtype=torch.float32, device_type: str = "cuda",
+                max_chunk_bytes: int | None = None) -> dict:
+    """Bytes `train_many` holds for k configurations while it trains (the features excluded):
+    the tensors the engine allocates, in the compute dtype (e bytes an element).
+
+    weights W_allᵀ, momentum buffer and gradient workspace: k·C·d·e each (3 k·C·d·e);
+    logits L_allᵀ and rows R_allᵀ workspaces: k·C·b·e each; the chunk working set of the η > 0
+    configurations: at most `auto_chunk_size`'s budget (1 GiB on CUDA, 16 MiB on the CPU), at
+    least one configuration's (`op.batched.chunk_bytes_per_config`); the result's weights
+    (ManyResult.weights, k·C·d·e on the CPU, built at the end). Transient: dropping diverged
+    configurations at an epoch's end copies the kept weights and momentum once more.
+    """
+    from ..op.batched import auto_chunk_size, chunk_bytes_per_config
+    e = torch.finfo(dtype).bits // 8
+    stacked = k * c * d * e
+    chunk = (min(k, auto_chunk_size(b, d, c, dtype, max_chunk_bytes, device_type))
+             * chunk_bytes_per_config(b, d, c, dtype))
+    plan = {"weights": stacked, "momentum": stacked, "gradient": stacked,
+            "logits_rows": 2 * k * c * b * e, "chunk": chunk, "result": stacked}
+    plan["total"] = sum(plan.values())
+    return plan
+
+
+def _warn_overflow(rows: int, epoch: int) -> None:
+    """A RuntimeWarning when rare rows exceeded the batched engine's fixed per-step budget
+    (`op.batched.rare_budget`): those rows kept the Gram-space value instead of the direct one."""
+    if rows:
+        import warnings
+        warnings.warn(f"epoch {epoch + 1}: {rows} rows needed the direct (cancellation-free) "
+                      "repair beyond the batched engine's fixed per-chunk budget and kept the "
+                      "Gram-space value; raise max_chunk_bytes (the budget is an eighth of it)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def _resolve_device(device, x):
@@ -255,7 +304,9 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
                chunk_size: int | None = None, max_chunk_bytes: int | None = None, device=None,
                dtype: torch.dtype | None = None, progress: bool = False) -> ManyResult:
     """Train every configuration at once on (X, y); features are used as given (prepare them
-    first: `prepare`), float64 inputs train in float64, anything else in float32.
+    first: `prepare`), float64 inputs train in float64, anything else in float32; bfloat16 /
+    float16 features (with dtype=None) keep their dtype in the two stacked GEMMs per step, X W_all
+    and R_allᵀX (tensor cores, fp32 accumulation; docs/design.md §4), the rest in float32.
 
     configs: list of dicts (keys lr, weight_decay, alpha, lam, delta, eta; missing → DEFAULTS).
     eval_sets: {name: (X_e, y_e)} evaluated after every `eval_every` epochs and after the last
@@ -283,6 +334,7 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
     if x.dim() != 2 or x.shape[0] == 0:
         raise ValueError(f"X must be a non-empty 2-D array (samples × features), got shape "
                          f"{tuple(x.shape)}")
+    x_in = x.to(device) if x.dtype in (torch.bfloat16, torch.float16) and dtype is None else None
     dtype = _compute_dtype(x, dtype)
     x = x.to(device=device, dtype=dtype)
     n, d = x.shape
@@ -312,46 +364,67 @@ def train_many(X, y, configs: Sequence[Mapping[str, Any]], *, epochs: int = EPOC
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs * steps_per_epoch, desc=f"sweep ({k} configs)", unit="step")
 
-    def freeze(bad_positions, step):
+    def freeze(bad_positions, steps):
         orig, weights = engine.drop(bad_positions)
-        for i, w in zip(orig, weights):
+        for i, w, at in zip(orig, weights, steps):
             frozen[int(i)] = w
             diverged[i] = True
-            diverged_step[i] = step
+            diverged_step[i] = at
 
+    zero_rows = (x == 0).all(dim=1).cpu().numpy()           # host-side: no sync per batch
     zero_loss = np.array([zero_classifier_loss(cfg["lam"], cfg["delta"], c) for cfg in configs])
     step = 0
     with torch.no_grad():
         for epoch in range(epochs):
-            perm = torch.randperm(n, generator=gen).to(device)
+            perm_cpu = torch.randperm(n, generator=gen)                 # drawn on the host
+            perm = perm_cpu.to(device)
+            perm_np = perm_cpu.numpy() if zero_rows.any() else None
             loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
             batches = 0
             for lo in range(0, n, batch_size):
                 if engine.k == 0:
                     break
                 idx = perm[lo:lo + batch_size]
-                losses, bad = engine.step(x[idx], labels[idx])
+                xb = x[idx]
+                keep = None if perm_np is None or not zero_rows[perm_np[lo:lo + batch_size]].any() \
+                    else xb.ne(0).any(dim=1)
+                losses = engine.step(xb, labels[idx], step, keep,
+                                     None if x_in is None else x_in[idx])
                 loss_sum.index_add_(0, engine.active_t, losses.to(torch.float64))
-                if bad.any():
-                    freeze(bad, step)
                 step += 1
                 batches += 1
                 if bar is not None:
                     bar.update(1)
-                    if bad.any() or batches == steps_per_epoch:
-                        bar.set_postfix(active=engine.k, diverged=int(diverged.sum()))
-            train_loss[epoch] = loss_sum.cpu().numpy() / max(1, batches)
+            if engine.k:   # the epoch's one host read: losses, caught steps, finite weights
+                ka = engine.k
+                read = torch.cat([loss_sum, engine.caught.to(torch.float64),
+                                  engine.nonfinite_weights().to(torch.float64),
+                                  engine.workspace.overflow(device, ka).to(torch.float64)]
+                                 ).cpu().numpy()
+                sums, caught, w_bad = read[:k], read[k:k + ka], read[k + ka:k + 2 * ka] > 0
+                over = read[k + 2 * ka:]
+                _warn_overflow(int(over[(caught < 0) & ~w_bad].sum()), epoch)
+                engine.workspace.overflow(device, ka).zero_()
+                gone = caught >= 0
+                if gone.any():   # a non-finite loss within the epoch: frozen at that step
+                    freeze(gone, caught[gone].astype(np.int64))
+                    w_bad = w_bad[~gone]
+            else:
+                sums, w_bad = loss_sum.cpu().numpy(), np.zeros(0, dtype=bool)
+            train_loss[epoch] = sums / max(1, batches)
             train_loss[epoch, diverged] = np.nan
             if engine.k:  # the trainer's rule: W or the loss non-finite, collapsed or exploded
                 act = engine.active
                 ep_loss = train_loss[epoch, act]
                 first = train_loss[0, act]
                 reasons = divergence_reasons(ep_loss, first, zero_loss[act],
-                                             weights_finite=~engine.nonfinite_weights())
+                                             weights_finite=~w_bad)
                 bad = reasons != ""
                 if bad.any():
-                    freeze(bad, step)
+                    freeze(bad, np.full(int(bad.sum()), step))
                     train_loss[epoch, diverged] = np.nan
+            if bar is not None:
+                bar.set_postfix(active=engine.k, diverged=int(diverged.sum()))
             last = epoch == epochs - 1
             if evals and (last or (eval_every and (epoch + 1) % eval_every == 0)):
                 eval_epochs.append(epoch + 1)

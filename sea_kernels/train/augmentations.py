@@ -99,7 +99,9 @@ class FusedSeA(Augmentation):
         self.backend = self.config.backend
 
     def loss(self, epoch, xb, yb, weight):
-        return run(self.config.bind(xb, yb, weight))
+        # diagnose=False: no per-batch host sync; the trainer reads the epoch's losses once
+        # and names the cause of a NaN/Inf one then (estimator._run_epoch)
+        return run(self.config.bind(xb, yb, weight), diagnose=False)
 
 
 class Plain(Augmentation):

@@ -47,7 +47,7 @@ FORMAT_CKPT = "sea_kernels.SeAClassifier.checkpoint/3"
 FORMAT_CKPT_V2 = "sea_kernels.SeAClassifier.checkpoint/2"
 FORMAT_CKPT_V1 = "sea_kernels.SeAClassifier.checkpoint/1"
 #: Parameters that may differ between a checkpoint and the run resuming it.
-RESUME_FREE = ("epochs", "backend", "device", "verbose")
+RESUME_FREE = ("epochs", "backend", "device", "verbose", "compile")
 _PLAIN = (str, int, float, bool, bytes)
 
 

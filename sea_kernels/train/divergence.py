@@ -8,9 +8,12 @@ configuration, whether and why the run diverged:
     classifier (every method's first step): a model worse than predicting nothing has collapsed —
     SeA at the paper's lr 1.6, η 0.8 on CIFAR-10 EfficientNet-Lite0 features oscillates at 2–5× ℓ₀;
   * EXPLODED: ℓ̄ > DIVERGENCE_FACTOR × the first epoch's ℓ̄ (an exploding loss).
-The first rule that applies is the reason. Within an epoch, a batch loss that comes out NaN/Inf
-stops the run at once: the op raises `op.validation.NonFiniteLoss` (SeAClassifier turns it into
-TrainingDiverged), the sweep engine freezes the configuration at that step.
+The first rule that applies is the reason. A batch loss that comes out NaN/Inf stops the run:
+the batch losses stay on the device and are read once per epoch (no host sync per step), so
+SeAClassifier raises TrainingDiverged at the end of that epoch, naming the cause as the op's own
+check does (`op.validation.diagnose_nonfinite`, a NonFiniteLoss as its __cause__); the sweep
+engine masks the configuration's updates from that step on, on the device, and freezes it at the
+epoch's end (diverged_step = the step).
 """
 from __future__ import annotations
 

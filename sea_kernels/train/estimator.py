@@ -49,9 +49,10 @@ it, so it is spelled out exactly:
   n_train (rows trained on), and per eval set `<name>_top1`, `<name>_mean_per_class` (name "eval0",
   "eval1", ... for a list, the key for a dict).
 
-Divergence (`train.divergence`, the sweep engine's rule too): when a batch loss is NaN/Inf (the op
-raises NonFiniteLoss), W stops being finite, an epoch's mean train loss exceeds 1000× the first
-epoch's, or — the common failure — it exceeds 2× the loss of the all-zero classifier
+Divergence (`train.divergence`, the sweep engine's rule too): when a batch loss is NaN/Inf (found
+when the epoch's batch losses are read — once, at its end: no host sync per step — and explained
+as the op's NonFiniteLoss would), W stops being finite, an epoch's mean train loss exceeds 1000×
+the first epoch's, or — the common failure — it exceeds 2× the loss of the all-zero classifier
 (λ·log(1 + (C−1)e^{δ/λ}), the loss of the very first step: a model worse than predicting nothing),
 fit raises `TrainingDiverged` naming the epoch and the learning rate and suggesting a 4× smaller
 one. That last rule is what catches SeA at the authors' defaults η = 0.8, lr = 1.6 on CIFAR-10
@@ -88,7 +89,7 @@ from torch import Tensor
 
 from ..data.features import LazyRows, block_dims, prepare_features
 from ..data.labels import check_label_kind, encode_labels, label_array, sortable_labels
-from ..op.validation import NonFiniteLoss
+from ..op.validation import NonFiniteLoss, diagnose_nonfinite
 from ..params import (
     AUGMENTS,
     BACKENDS,
@@ -105,6 +106,7 @@ from ..params import (
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .augmentations import AUGMENTATIONS, Augmentation, make_augmentation
+from .compiled import make_step
 from .devices import check_device
 from .divergence import (
     TrainingDiverged,
@@ -136,6 +138,16 @@ _NUMERIC_PARAMS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "al
 _INT_PARAMS = ("epochs", "batch_size", "me_ada_steps", "me_ada_rounds")
 
 
+def _check_compile(value, augment) -> bool:
+    """compile: a bool (numpy bools accepted), True only for the fused methods."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"compile must be True or False, got {value!r}")
+    if value and augment not in ("sea", "sea_neg"):
+        raise ValueError(f"compile=True compiles the fused SeA step: augment must be 'sea' or "
+                         f"'sea_neg', got {augment!r}")
+    return bool(value)
+
+
 class SeAClassifier(EstimatorBase):
     """Linear classifier (no bias) on fixed features, trained by SGD with SeA augmentation.
 
@@ -153,6 +165,11 @@ class SeAClassifier(EstimatorBase):
     me_ada_steps, me_ada_gamma, me_ada_beta, me_ada_rounds (ME-ADA's CIFAR defaults), me_ada_lr
         (the feature-space ascent step; `params.ME_ADA_DEFAULTS` says why).
     verbose : print one line per epoch.
+    group_size : rows projected together (None: the whole batch; `fused_sea`'s group_size).
+    compile : True runs each step of "sea"/"sea_neg" (op + SGD update) as one compiled graph
+        (`train.compiled`): torch.compile(mode="reduce-overhead", CUDA graphs) on CUDA, the
+        default mode on the CPU; the same weights as the eager step up to float rounding. One
+        process only (under torchrun the step stays eager).
     Every default is `sea_kernels.params`' (DEFAULTS, EPOCHS, BATCH_SIZE, MOMENTUM,
     ISDA_STRENGTH, ME_ADA_DEFAULTS), checked by its check_real / check_int / check_seed.
 
@@ -174,7 +191,7 @@ class SeAClassifier(EstimatorBase):
                  isda_strength=ISDA_STRENGTH, me_ada_steps=ME_ADA_DEFAULTS["steps"],
                  me_ada_gamma=ME_ADA_DEFAULTS["gamma"], me_ada_beta=ME_ADA_DEFAULTS["beta"],
                  me_ada_lr=ME_ADA_DEFAULTS["lr"], me_ada_rounds=ME_ADA_DEFAULTS["rounds"],
-                 verbose=False, group_size=None):
+                 verbose=False, group_size=None, compile=False):
         self.augment = augment
         self.epochs = epochs
         self.batch_size = batch_size
@@ -196,6 +213,7 @@ class SeAClassifier(EstimatorBase):
         self.me_ada_rounds = me_ada_rounds
         self.verbose = verbose
         self.group_size = group_size
+        self.compile = compile
 
     # ------------------------------------------------------------------ parameters
     # get_params / set_params / repr: scikit-learn's BaseEstimator (or sklearn_compat's stand-in).
@@ -217,6 +235,7 @@ class SeAClassifier(EstimatorBase):
         check_device(self.device)
         if self.group_size is not None:
             checked["group_size"] = check_int("group_size", self.group_size, minimum=1)
+        checked["compile"] = _check_compile(self.compile, self.augment)
         return checked
 
     # ------------------------------------------------------------------ data helpers
@@ -339,6 +358,10 @@ class SeAClassifier(EstimatorBase):
             raise ValueError(f"checkpoint {checkpoint!r} already holds {start} epochs, more than "
                              f"epochs={epochs}; raise epochs or use another checkpoint path")
         x_train, y_train = strategy.training_set(x, labels)
+        step = None
+        if params["compile"] and world.size == 1:
+            step = make_step(strategy.config, W, opt, lr=params["lr"],
+                             momentum=params["momentum"], weight_decay=params["weight_decay"])
 
         bar = None
         if progress and world.main:
@@ -349,7 +372,8 @@ class SeAClassifier(EstimatorBase):
                 strategy.before_epoch(epoch, x, labels, W)
                 x_train, y_train = strategy.training_set(x, labels)
                 train_loss = self._run_epoch(epoch, x_train, y_train, W, opt, gen, strategy,
-                                             history, params, world=world, group=group)
+                                             history, params, world=world, group=group,
+                                             step=step)
                 record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": params["lr"],
                           "n_train": int(x_train.shape[0])}
                 with torch.no_grad():
@@ -391,41 +415,67 @@ class SeAClassifier(EstimatorBase):
 
     def _run_epoch(self, epoch, x_train, y_train, W, opt, gen, strategy: Augmentation,
                    history, params: dict | None = None, *, world=dist.SINGLE,
-                   group=None) -> float:
+                   group=None, step=None) -> float:
+        """One epoch of SGD steps (`step`: the compiled step of `train.compiled`, else the eager
+        one); returns the mean batch loss. The batch losses stay on the device: the host reads
+        them once, at the epoch's end, with whether W is finite (one sync per epoch). A NaN/Inf
+        batch loss raises TrainingDiverged then, naming its cause
+        (`validation.diagnose_nonfinite` on that batch's rows and the current W)."""
         params = params if params is not None else self.checked_params()
         n = x_train.shape[0]
         bs = params["batch_size"]
-        perm = torch.randperm(n, generator=gen).to(x_train.device)
-        total = torch.zeros((), dtype=torch.float64, device=x_train.device)
-        batches = 0
-        for s in range(0, n, bs):
+        device = x_train.device
+        perm = torch.randperm(n, generator=gen).to(device)
+        starts = range(0, n, bs)
+        total = torch.zeros((), dtype=torch.float64, device=device)   # summed in step order
+        losses = torch.empty(len(starts), dtype=torch.float64, device=device)
+        for k, s in enumerate(starts):
             idx = perm[s:s + bs]
             try:
                 if world.size > 1:   # this rank's rows of the global batch, dW all-reduced
-                    total += dist.train_step(world, idx, x_train, y_train, W, opt, lambda a, b:
-                                             self._batch_loss(epoch, a, b, W, strategy),
-                                             group).to(torch.float64)
-                    batches += 1
-                    continue
-                xb, yb = x_train[idx], y_train[idx]
-                loss = self._batch_loss(epoch, xb, yb, W, strategy)
-            except NonFiniteLoss as exc:  # fused_sea / sea_augment: a NaN/Inf loss or weight
+                    loss = dist.train_step(world, idx, x_train, y_train, W, opt, lambda a, b:
+                                           self._batch_loss(epoch, a, b, W, strategy), group)
+                elif step is not None:
+                    loss = step(x_train[idx], y_train[idx])
+                else:
+                    loss = self._batch_loss(epoch, x_train[idx], y_train[idx], W, strategy)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            except NonFiniteLoss as exc:  # sea_augment / a strategy: a NaN/Inf loss or weight
                 raise TrainingDiverged(self._diverged_msg(epoch, float("nan"), strategy,
                                                           str(exc), params)) from exc
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach().to(torch.float64)
-            batches += 1
-        train_loss = float(total / batches)
+            loss = loss.detach().to(torch.float64)
+            total += loss
+            losses[k] = loss
+        # the epoch's one host sync: [Σ losses, W finite, every batch loss]
+        read = torch.cat([total.reshape(1), torch.isfinite(W).all().reshape(1).to(total.dtype),
+                          losses]).cpu().numpy()
+        train_loss = float(read[0] / len(starts))
+        bad = np.flatnonzero(~np.isfinite(read[2:]))
+        if bad.size and world.size == 1 and getattr(strategy, "config", None) is not None:
+            self._raise_nonfinite(epoch, x_train[perm[bad[0] * bs:(bad[0] + 1) * bs]], W,
+                                  strategy, params)
         first = history[0]["train_loss"] if history else train_loss
         zero = zero_classifier_loss(params["lam"], params["delta"], int(W.shape[1]))
         reason = divergence_reasons(train_loss, first, zero,
-                                    weights_finite=bool(torch.isfinite(W).all())).item()
+                                    weights_finite=bool(read[1])).item()
         if reason:
             raise TrainingDiverged(self._diverged_msg(epoch, train_loss, strategy,
                                                       explain(reason, first, zero), params))
         return train_loss
+
+    def _raise_nonfinite(self, epoch, xb, W, strategy: Augmentation, params: dict):
+        """TrainingDiverged for a batch whose fused loss came out NaN/Inf, naming the input at
+        fault as the op's own check does (`validation.diagnose_nonfinite`, which always raises)."""
+        cfg = strategy.config
+        h = cfg.hyper
+        try:
+            diagnose_nonfinite(xb, W.detach(), h.lam, cfg.dtype, alpha=h.alpha, eta=h.eta,
+                               delta=h.delta)
+        except NonFiniteLoss as exc:
+            raise TrainingDiverged(self._diverged_msg(epoch, float("nan"), strategy, str(exc),
+                                                      params)) from exc
 
     def _diverged_msg(self, epoch, loss, strategy: Augmentation, why=None,
                       params: dict | None = None) -> str:
