@@ -215,7 +215,7 @@ def run(args) -> int:
                              "holding x_test/y_test")
         _announce(args, p, len(y), val, len(test[1]))
         kw = {} if val is None else {"X_val": val[0], "y_val": val[1]}
-        result = compare(X, y, methods=p.methods, seeds=p.seeds, grid=grid(args),
+        result = compare(X, y, methods=methods(args), seeds=p.seeds, grid=grid(args),
                          X_test=test[0], y_test=test[1], val_fraction=args.val_fraction,
                          epochs=args.epochs, batch_size=args.batch_size, metric=args.metric,
                          backend=args.backend, device=device, group_size=args.group_size,

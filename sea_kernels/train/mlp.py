@@ -215,7 +215,8 @@ class MLPProbe:
 
     def predict(self, X) -> np.ndarray:
         """The class of the largest logit, as the original labels."""
-        return self.classes_[self.decision_function(X).argmax(dim=1).numpy()]
+        best = self.decision_function(X).argmax(dim=1).numpy()
+        return self.classes_[best]
 
     def score(self, X, y) -> float:
         """Top-1 accuracy on (X, y)."""
