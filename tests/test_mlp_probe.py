@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from data_fixtures import cifar_slice
 
-from sea_kernels.compare import LINEAR_SEA, CompareResult, compare, plan
+from sea_kernels.compare import LINEAR_SEA, CompareResult, plan
 from sea_kernels.params import COMPARE_MLP_LRS, MLP_DEFAULTS, ParameterError
 from sea_kernels.train.divergence import TrainingDiverged
 from sea_kernels.train.mlp import MLPHead, MLPProbe

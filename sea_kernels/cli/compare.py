@@ -219,7 +219,8 @@ def run(args) -> int:
                          X_test=test[0], y_test=test[1], val_fraction=args.val_fraction,
                          epochs=args.epochs, batch_size=args.batch_size, metric=args.metric,
                          backend=args.backend, device=device, group_size=args.group_size,
-                         head=args.head, progress=True if arguments.show_progress(args) else _line, **kw)
+                         head=args.head,
+                         progress=True if arguments.show_progress(args) else _line, **kw)
         print()
         print(result.table())
         if not any(math.isfinite(r["test_top1"]) for r in result.runs):
