@@ -275,3 +275,8 @@ def test_slice_script_takes_the_fixture_rows():
     with pytest.raises(ValueError, match="n_train"):
         make_slice(_load_all(), 0, 10, 0)
     assert math.isfinite(float(s["x_train"].astype(np.float32).sum()))
+
+
+def test_default_methods_follow_the_head():
+    assert plan(None, 1, None, head="mlp").methods == ("mlp_ce", "mlp_sea", LINEAR_SEA)
+    assert plan(None, 1, None).methods == ("none", "sea", "mixup")

@@ -255,18 +255,21 @@ def check_candidates(method, cands, *, epochs, batch_size, backend, device, wher
     return out
 
 
-def plan(methods=DEFAULT_METHODS, seeds=3, grid=None, *, baseline: str | None = BASELINE,
+def plan(methods=None, seeds=3, grid=None, *, baseline: str | None = BASELINE,
          metric: str = "top1", epochs: int = EPOCHS, batch_size: int = BATCH_SIZE,
          backend: str = "auto", device: str = "cpu", val_fraction: float = VAL_FRACTION,
          group_size: int | None = None, head: str = "linear") -> Plan:
     """Check every argument of `compare` that is not data and resolve each method's candidates
     (module docstring); ValueError / ParameterError naming the argument. Nothing is trained.
     The one check of these arguments: `compare` runs it, and so does `sea compare` before it
-    reads any data. head="mlp": `plan_mlp`."""
+    reads any data. methods None: DEFAULT_METHODS, or ("none", "sea") with head="mlp"
+    (`plan_mlp`)."""
     from ..sweeps.engine import check_group_size
     val_fraction = check_real("val_fraction", val_fraction)
     group_size = check_group_size(group_size)
     check_choice("head", head, HEADS)
+    if methods is None:
+        methods = tuple(MLP_METHODS) if head == "mlp" else DEFAULT_METHODS
     if head == "mlp":
         return plan_mlp(methods, seeds, grid, baseline=baseline, metric=metric, epochs=epochs,
                         batch_size=batch_size, backend=backend, device=device,

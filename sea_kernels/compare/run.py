@@ -76,7 +76,6 @@ from ..params import (
 )
 from .plan import (
     BASELINE,
-    DEFAULT_METHODS,
     SWEEP_METHODS,
     check_candidates,
     plan,
@@ -131,7 +130,7 @@ def _varied(cands) -> list:
             or any(c.get(k, DEFAULTS.get(k)) != DEFAULTS.get(k) for c in cands)]
 
 
-def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_val=None,
+def compare(X, y, *, methods=None, seeds=3, grid=None, X_val=None, y_val=None,
             val_fraction: float = VAL_FRACTION, X_test=None, y_test=None, epochs: int = EPOCHS,
             batch_size: int = BATCH_SIZE, metric: str = "top1", baseline: str | None = BASELINE,
             backend: str = "auto", device=None, group_size: int | None = None,
@@ -142,7 +141,8 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
     `SeAClassifier`) and labels. Validation: (X_val, y_val), else a stratified hold-out of
     val_fraction of (X, y) drawn per seed. X_test, y_test: the test set (required).
     methods: augments of `SeAClassifier` (params.AUGMENTS), the `baseline` ("none", the η = 0
-    linear probe) among them; seeds: an int K (seeds 0…K−1) or a list of distinct seeds.
+    linear probe) among them (None: DEFAULT_METHODS; with head="mlp" none and sea); seeds: an
+    int K (seeds 0…K−1) or a list of distinct seeds.
     grid: candidates per method (module docstring; None → DEFAULT_GRID). metric: the validation
     selection metric ("top1" or "mean_per_class"). device: where everything trains (default
     CUDA when available, else CPU). group_size: SeA's projection group (None: the whole batch,
