@@ -30,7 +30,6 @@ linear SeA probe, per seed, refitted on train + validation and tested.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
@@ -77,17 +76,11 @@ class MLPHead(nn.Module):
         return self.out(self.hidden(x), target)
 
 
-def _features(X, name: str) -> Tensor:
-    """X as prepared float32 unit rows (Eq. 1, `prepare_features`; an n×d array or tensor, or a
-    list of blocks)."""
+def _features(X) -> Tensor:
+    """X as prepared float32 unit rows (Eq. 1, `prepare_features`, whose errors name X; an n×d
+    array or tensor, or a list of blocks)."""
     from ..data.features import prepare_features
-    try:
-        x = prepare_features(X)
-    except ValueError as e:
-        raise ValueError(f"{name}: {e}") from None
-    if x.dim() != 2:
-        raise ValueError(f"{name} must be 2-D (n × d), got shape {tuple(x.shape)}")
-    return x.to(torch.float32)
+    return prepare_features(X).to(torch.float32)
 
 
 class MLPProbe:
@@ -100,7 +93,7 @@ class MLPProbe:
     backend (of SeALinear), device ("cpu", "cuda", ...).
 
     After fit: model_ (MLPHead, eval mode), classes_ (the sorted labels), seed_, history_ (one
-    dict per epoch: epoch, train_loss — the mean batch loss), n_features_in_.
+    dict per epoch: epoch, train_loss — the mean loss over the epoch's rows), n_features_in_.
     """
 
     def __init__(self, *, hidden: int = MLP_DEFAULTS["hidden"], eta=MLP_DEFAULTS["eta"],
@@ -149,7 +142,7 @@ class MLPProbe:
             zero_classifier_loss,
         )
         p = self.checked_params()
-        x = _features(X, "X")
+        x = _features(X)
         classes, idx = encode_labels(y, name="y", min_classes=2)
         if len(idx) != x.shape[0]:
             raise ValueError(f"y has {len(idx)} labels but X has {x.shape[0]} rows")
@@ -204,7 +197,7 @@ class MLPProbe:
     def decision_function(self, X) -> Tensor:
         """The logits F.linear(F.normalize(h), V, b) of the hidden rows h of X (n × C, CPU)."""
         model = self._fitted()
-        x = _features(X, "X")
+        x = _features(X)
         if x.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {x.shape[1]} features but this MLPProbe was fitted on "
                              f"{self.n_features_in_}")
@@ -229,7 +222,4 @@ class MLPProbe:
                                               "random_state", "backend", "device")}
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
-                         if not isinstance(v, numbers.Number) or v != MLP_DEFAULTS.get(k, v)
-                         or k in ("eta", "lr"))
-        return f"MLPProbe({args})"
+        return f"MLPProbe({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
