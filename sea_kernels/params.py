@@ -56,6 +56,20 @@ VAL_FRACTION = 0.2
 COMPARE_METHODS = ("none", "sea", "mixup")
 COMPARE_GRID = {"lr": [0.25, 0.5, 1.0, 2.0, 4.0], "eta": [0.0, 0.2, 0.4, 0.8], "lam": [0.1, 1.0]}
 
+#: `compare(head=...)` / `sea compare --head`: the classifier every method trains on the frozen
+#: features — "linear" (SeAClassifier, the paper's probe) or "mlp" (train.mlp.MLPProbe:
+#: Linear(d, hidden) → GELU → SeALinear(hidden, C), trained end to end).
+HEADS = ("linear", "mlp")
+#: The MLP head's defaults (train.mlp): width, AdamW (lr, weight decay) with a cosine decay of
+#: the lr to 0 over the run, SeA's α; λ = 1, δ = 0 (Eq. 15 is then cross-entropy on the moved,
+#: normalised hidden rows, and η = 0 is plain cross-entropy: the baseline differs only in η).
+MLP_DEFAULTS = {"hidden": 512, "lr": 3e-3, "weight_decay": 1e-4, "optimizer": "adamw",
+                "alpha": 0.01, "eta": 0.0, "epochs": 20}
+#: Its optimizers: "adamw" (torch.optim.AdamW) or "sgd" (momentum MOMENTUM, Nesterov).
+MLP_OPTIMIZERS = ("adamw", "sgd")
+#: The MLP lrs `compare(head="mlp")` searches when the grid gives no `mlp_lr`.
+COMPARE_MLP_LRS = [3e-3, 1e-2]
+
 #: The paper's search (Sec. 4): 6 × 4 × 3 × 3 × 2 × 4 = 1,728 configurations.
 PAPER_GRID = {
     "lr": [2.0 ** i for i in range(-2, 4)],

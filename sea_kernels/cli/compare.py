@@ -14,6 +14,15 @@ DEFAULT_GRID (lr 0.25–4 × λ 0.1, 1 × η 0–0.8); an axis given replaces it
 take their one default (params.DEFAULTS), unless ``--grid compare|paper`` names the base grid;
 its size is printed before any training. --out DIR gets compare.json and compare.png. Every
 option, the candidates, the device, --out and every data set are checked before any training.
+
+--head mlp: every method trains the MLP probe (frozen features → Linear(d, 512) → GELU →
+SeALinear(512, C), end to end; `sea_kernels.train.mlp`) instead of the linear probe: --methods
+none sea (the default then) give the rows mlp_ce (η = 0, cross-entropy; the baseline), mlp_sea
+(the best η > 0 of --eta) and linear_sea (the linear SeA probe, selected as `sea` is with the
+linear head), and the paired differences mlp_sea − mlp_ce and mlp_sea − linear_sea. --mlp-lr:
+the MLP's AdamW learning rates (default: 0.003 0.01).
+
+    sea compare data/banking77/minilm-features.npz --head mlp --seeds 3 --epochs 20
 """
 from __future__ import annotations
 
@@ -23,7 +32,9 @@ from ..params import (
     BATCH_SIZE,
     COMPARE_GRID,
     COMPARE_METHODS,
+    COMPARE_MLP_LRS,
     EPOCHS,
+    HEADS,
     METRICS,
     VAL_FRACTION,
 )
@@ -52,6 +63,10 @@ def add_parser(sub):
     s.add_argument("--methods", nargs="+", choices=AUGMENTS, default=None, metavar="METHOD",
                    help=f"methods to compare, 'none' (the baseline) among them; from "
                         f"{', '.join(AUGMENTS)} (default: {_DEFAULTS_HELP['methods']})")
+    s.add_argument("--head", default=HEADS[0], choices=HEADS,
+                   help="the classifier on the features: linear (the paper's probe) or mlp "
+                        "(Linear(d, 512) → GELU → SeALinear, trained end to end; methods none "
+                        "sea, and the linear SeA probe as a third row)")
     s.add_argument("--seeds", nargs="+", type=integer, default=[3], metavar="N",
                    help="one number K: seeds 0…K−1; several numbers: those seeds (default: 3)")
     g = s.add_argument_group("candidates (axes as in `sea sweep`: with no axis given, compare's "
@@ -69,6 +84,9 @@ def add_parser(sub):
                    help="η of adv, the raw gradient step (default: 0.2 1)")
     g.add_argument("--me-ada-lr", nargs="+", type=number, default=None,
                    help="ME-ADA's feature-space ascent steps (default: 0.003 0.001 0.0003)")
+    g.add_argument("--mlp-lr", nargs="+", type=number, default=None,
+                   help="--head mlp: the MLP's AdamW learning rates (default: "
+                        f"{' '.join(format(v, 'g') for v in COMPARE_MLP_LRS)})")
     s.add_argument("--val-fraction", type=number, default=VAL_FRACTION,
                    help="stratified validation hold-out per seed when there is no --val")
     s.add_argument("--epochs", type=integer, default=EPOCHS, help="training epochs")
@@ -101,6 +119,8 @@ def base_and_grid(args) -> tuple[str, dict]:
         out["me_ada_lr"] = list(dict.fromkeys(args.me_ada_lr))
     if args.adv_eta is not None:
         out["adv"] = {"eta": list(dict.fromkeys(args.adv_eta))}
+    if args.mlp_lr is not None:
+        out["mlp_lr"] = list(dict.fromkeys(args.mlp_lr))
     return name, out
 
 
@@ -115,8 +135,9 @@ def seeds(args):
 
 
 def methods(args) -> list:
-    from ..compare import DEFAULT_METHODS
-    return list(args.methods or DEFAULT_METHODS)
+    """--methods; by default DEFAULT_METHODS, or none sea with --head mlp."""
+    from ..compare import DEFAULT_METHODS, MLP_METHODS
+    return list(args.methods or (MLP_METHODS if args.head == "mlp" else DEFAULT_METHODS))
 
 
 def check_args(args, device: str):
@@ -127,9 +148,12 @@ def check_args(args, device: str):
         raise UsageError("--adv-eta is for the method adv; add it to --methods")
     if args.me_ada_lr is not None and "me_ada" not in methods(args):
         raise UsageError("--me-ada-lr is for the method me_ada; add it to --methods")
+    if args.mlp_lr is not None and args.head != "mlp":
+        raise UsageError("--mlp-lr is for the MLP probe; add --head mlp")
     return plan(methods(args), seeds(args), grid(args), epochs=args.epochs,
                 batch_size=args.batch_size, metric=args.metric, backend=args.backend,
-                device=device, val_fraction=args.val_fraction, group_size=args.group_size)
+                device=device, val_fraction=args.val_fraction, group_size=args.group_size,
+                head=args.head)
 
 
 def _announce(args, p, n, val, n_test):
@@ -146,6 +170,13 @@ def _announce(args, p, n, val, n_test):
     from ..sweeps.grid import describe_grid
     name, g = base_and_grid(args)
     print(f"grid: {describe_grid(g)} from base grid {name}", flush=True)
+    if args.head == "mlp":
+        from ..params import MLP_DEFAULTS
+        lrs = " ".join(format(v, "g") for v in g.get("mlp_lr", COMPARE_MLP_LRS))
+        print(f"mlp head: Linear(d, {MLP_DEFAULTS['hidden']}) → GELU → SeALinear, "
+              f"{MLP_DEFAULTS['optimizer']} lr {lrs} (cosine to 0), weight decay "
+              f"{MLP_DEFAULTS['weight_decay']:g}; the linear SeA row from the grid above",
+              flush=True)
 
 
 def _line(r):
@@ -184,10 +215,11 @@ def run(args) -> int:
                              "holding x_test/y_test")
         _announce(args, p, len(y), val, len(test[1]))
         kw = {} if val is None else {"X_val": val[0], "y_val": val[1]}
-        result = compare(X, y, methods=p.methods, seeds=p.seeds, grid=grid(args),
+        result = compare(X, y, methods=methods(args), seeds=p.seeds, grid=grid(args),
                          X_test=test[0], y_test=test[1], val_fraction=args.val_fraction,
                          epochs=args.epochs, batch_size=args.batch_size, metric=args.metric,
                          backend=args.backend, device=device, group_size=args.group_size,
+                         head=args.head,
                          progress=True if arguments.show_progress(args) else _line, **kw)
         print()
         print(result.table())

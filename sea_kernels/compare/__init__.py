@@ -5,7 +5,8 @@ plan        what a comparison will run, checked before any training: methods, se
 statistics  Student-t quantiles and the per-method summary (Stats, summarize)
 result      CompareResult: the table, compare.json, the plot
 run         compare(): the seeds × methods loop (sweep engine for none/sea, one fit per
-            candidate otherwise)
+            candidate otherwise); head="mlp": the MLP probe (train.mlp) with η = 0 and η > 0,
+            and the linear SeA probe
 
     from sea_kernels.compare import compare
     res = compare(X, y, methods=("none", "sea", "mixup"), seeds=3, X_test=Xt, y_test=yt)
@@ -20,7 +21,9 @@ from .plan import (
     DEFAULT_GRID,
     DEFAULT_METHODS,
     FORMAT,
+    LINEAR_SEA,
     ME_ADA_ASCENT_STEPS,
+    MLP_METHODS,
     Plan,
     plan,
 )
@@ -30,4 +33,4 @@ from .statistics import Stats, summarize, t_quantile
 
 __all__ = ["compare", "CompareResult", "Stats", "Plan", "plan", "summarize", "t_quantile",
            "fmt_params", "DEFAULT_GRID", "DEFAULT_METHODS", "ADV_ETAS", "ME_ADA_ASCENT_STEPS",
-           "FORMAT"]
+           "FORMAT", "MLP_METHODS", "LINEAR_SEA"]

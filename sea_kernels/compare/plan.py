@@ -16,9 +16,11 @@ from ..params import (
     BATCH_SIZE,
     COMPARE_GRID,
     COMPARE_METHODS,
+    COMPARE_MLP_LRS,
     DEFAULTS,
     EPOCHS,
     GRID_PARAMS,
+    HEADS,
     ME_ADA_DEFAULTS,
     METRICS,
     VAL_FRACTION,
@@ -61,6 +63,12 @@ _BASE_AXES = {"none": ("lr", "weight_decay", "lam", "delta"),
               "isda": ("lr", "weight_decay", "lam", "delta"),
               "me_ada": ("lr", "weight_decay", "lam", "delta")}
 _POSITIVE_ETA = ("sea", "sea_neg", "mixup", "rand")
+#: head="mlp": the methods it compares and their rows in the result (`train.mlp.MLPProbe` with
+#: η = 0 — cross-entropy — and with η > 0), the linear SeA probe's row (selected by the sweep
+#: engine as `sea`), and the grid key of the MLP's lrs (its lr is Adam's, not the probe's SGD lr).
+MLP_METHODS = {"none": "mlp_ce", "sea": "mlp_sea"}
+LINEAR_SEA = "linear_sea"
+MLP_LR = "mlp_lr"
 
 # Two-sided 95% Student-t quantiles t₀.₉₇₅,df (scipy.stats.t.ppf(0.975, df), 6 decimals).
 
@@ -70,8 +78,11 @@ _POSITIVE_ETA = ("sea", "sea_neg", "mixup", "rand")
 
 @dataclass
 class Plan:
-    """The checked arguments of a comparison: seeds, and per method how it is selected —
-    ("sweep", grid) for none/sea, ("fits", [candidate dicts]) or ("fits", callable)."""
+    """The checked arguments of a comparison: seeds, and per method (per row of the result) how
+    it is selected — ("sweep", grid) for none/sea and the linear SeA row of head "mlp",
+    ("fits", [candidate dicts]) or ("fits", callable) for SeAClassifier's other augments, ("mlp",
+    [candidate dicts]) for the MLP rows. `pairs`: paired differences (method, reference) shown
+    beside those to the baseline (head "mlp": mlp_sea − linear_sea)."""
     methods: tuple
     seeds: tuple
     baseline: str | None
@@ -79,6 +90,8 @@ class Plan:
     spaces: dict
     val_fraction: float = VAL_FRACTION
     group_size: int | None = None
+    head: str = "linear"
+    pairs: tuple = ()
 
     def n_candidates(self, method: str) -> int | None:
         """Candidates of `method` per seed (None for a callable: known only per seed)."""
@@ -90,7 +103,7 @@ class Plan:
     def merged_sweep(self) -> dict | None:
         """One sweep grid for none and sea when both are compared and their grids differ only in
         η (the η = 0 rows are the baseline): the sweep engine trains them in one pass."""
-        if not all(m in self.methods for m in SWEEP_METHODS):
+        if self.head != "linear" or not all(m in self.methods for m in SWEEP_METHODS):
             return None
         g_none, g_sea = self.spaces["none"][1], self.spaces["sea"][1]
         rest = [k for k in GRID_PARAMS if k not in ("eta", "alpha")]
@@ -242,17 +255,28 @@ def check_candidates(method, cands, *, epochs, batch_size, backend, device, wher
     return out
 
 
-def plan(methods=DEFAULT_METHODS, seeds=3, grid=None, *, baseline: str | None = BASELINE,
+def plan(methods=None, seeds=3, grid=None, *, baseline: str | None = BASELINE,
          metric: str = "top1", epochs: int = EPOCHS, batch_size: int = BATCH_SIZE,
          backend: str = "auto", device: str = "cpu", val_fraction: float = VAL_FRACTION,
-         group_size: int | None = None) -> Plan:
+         group_size: int | None = None, head: str = "linear") -> Plan:
     """Check every argument of `compare` that is not data and resolve each method's candidates
     (module docstring); ValueError / ParameterError naming the argument. Nothing is trained.
     The one check of these arguments: `compare` runs it, and so does `sea compare` before it
-    reads any data."""
+    reads any data. methods None: DEFAULT_METHODS, or ("none", "sea") with head="mlp"
+    (`plan_mlp`)."""
     from ..sweeps.engine import check_group_size
     val_fraction = check_real("val_fraction", val_fraction)
     group_size = check_group_size(group_size)
+    check_choice("head", head, HEADS)
+    if methods is None:
+        methods = tuple(MLP_METHODS) if head == "mlp" else DEFAULT_METHODS
+    if head == "mlp":
+        return plan_mlp(methods, seeds, grid, baseline=baseline, metric=metric, epochs=epochs,
+                        batch_size=batch_size, backend=backend, device=device,
+                        val_fraction=val_fraction, group_size=group_size)
+    if isinstance(grid, Mapping) and MLP_LR in grid:
+        raise ValueError(f"grid[{MLP_LR!r}]: the MLP's lrs are for head='mlp' (this is "
+                         "head='linear')")
     methods = check_methods(methods, baseline)
     seeds = check_seeds(seeds)
     check_choice("metric", metric, METRICS)
@@ -296,3 +320,49 @@ def plan(methods=DEFAULT_METHODS, seeds=3, grid=None, *, baseline: str | None = 
                                                    batch_size=batch_size, backend=backend,
                                                    device=device, where=where))
     return Plan(methods, seeds, baseline, metric, spaces, val_fraction, group_size)
+
+
+def plan_mlp(methods, seeds, grid, *, baseline, metric, epochs, batch_size, backend, device,
+             val_fraction, group_size) -> Plan:
+    """The plan of head="mlp": methods ⊆ ("none", "sea") with "none" — rows mlp_ce (the MLP
+    with η = 0: cross-entropy; candidates grid["mlp_lr"], default params.COMPARE_MLP_LRS),
+    mlp_sea (the MLP with η > 0: mlp_lr × the η > 0 of grid["eta"]) and, with "sea",
+    linear_sea (the linear SeA probe, the sweep of `sea` over the other axes of the grid, as
+    head="linear" selects it). Baseline mlp_ce; pair mlp_sea − linear_sea."""
+    from ..train.mlp import MLPProbe
+    if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
+        raise ValueError(f"methods must be a list from {tuple(MLP_METHODS)} with head='mlp', "
+                         f"got {methods!r}")
+    bad = [m for m in methods if m not in MLP_METHODS]
+    if bad:
+        raise ValueError(f"methods: {bad} with head='mlp'; the MLP head compares "
+                         f"{tuple(MLP_METHODS)} (η = 0 and η > 0)")
+    methods = check_methods(methods, baseline)
+    if baseline is not None and baseline != BASELINE:
+        raise ValueError(f"baseline must be {BASELINE!r} (the MLP with η = 0) with head='mlp'")
+    grid = DEFAULT_GRID if grid is None else grid
+    if not isinstance(grid, Mapping):
+        raise ValueError(f"grid must be a dict of axes, got {type(grid).__name__}")
+    other = [k for k in grid if k in AUGMENTS]
+    if other:
+        raise ValueError(f"grid: per-method entries {other} are not taken with head='mlp'")
+    lrs = _values("lr", grid.get(MLP_LR, COMPARE_MLP_LRS), f"grid[{MLP_LR!r}]")
+    p = plan(["sea"] if "sea" in methods else ["none"], seeds,
+             {k: v for k, v in grid.items() if k != MLP_LR}, baseline=None, metric=metric,
+             epochs=epochs, batch_size=batch_size, backend=backend, device=device,
+             val_fraction=val_fraction, group_size=group_size)
+    etas = _values("eta", grid.get("eta", [DEFAULTS["eta"]]), "grid['eta']")
+    spaces = {MLP_METHODS["none"]: [{"lr": lr, "eta": 0.0} for lr in lrs]}
+    if "sea" in methods:
+        spaces[MLP_METHODS["sea"]] = [{"lr": lr, "eta": e} for lr in lrs for e in etas if e > 0]
+    for m, cands in spaces.items():
+        for c in cands:
+            MLPProbe(epochs=epochs, batch_size=batch_size, group_size=group_size,
+                     backend=backend, device=device, **c).checked_params()
+    spaces = {m: ("mlp", c) for m, c in spaces.items()}
+    pairs = ()
+    if "sea" in methods:
+        spaces[LINEAR_SEA] = p.spaces["sea"]
+        pairs = ((MLP_METHODS["sea"], LINEAR_SEA),)
+    return Plan(tuple(spaces), p.seeds, None if baseline is None else MLP_METHODS["none"],
+                metric, spaces, val_fraction, group_size, head="mlp", pairs=pairs)

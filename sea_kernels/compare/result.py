@@ -23,6 +23,7 @@ class CompareResult:
     selected hyper-parameters), val (their validation score), test_top1, test_mean_per_class
     (NaN when the run failed), candidates, diverged (candidates that diverged), select_s, fit_s,
     error (why the run failed, else None). `sweeps`: the SweepResults per seed (in memory only).
+    `pairs`: paired differences (method, reference) reported beside those to the baseline.
     """
     methods: tuple
     seeds: tuple
@@ -32,6 +33,7 @@ class CompareResult:
     settings: dict = field(default_factory=dict)
     wall_time_s: float = 0.0
     sweeps: dict = field(default_factory=dict, repr=False)
+    pairs: tuple = ()
 
     # ---------------------------------------------------------------- per-seed values
     def run(self, method: str, seed: int) -> dict:
@@ -47,28 +49,36 @@ class CompareResult:
         return np.array([self.run(method, s)[f"test_{metric}"] for s in self.seeds],
                         dtype=np.float64)
 
-    def differences(self, method: str, metric: str = "top1") -> np.ndarray:
-        """Paired per-seed differences `method` − baseline (same seed: same split, shuffles)."""
-        if self.baseline is None:
-            raise ValueError("this comparison has no baseline")
-        return self.values(method, metric) - self.values(self.baseline, metric)
+    def differences(self, method: str, metric: str = "top1", *,
+                    reference: str | None = None) -> np.ndarray:
+        """Paired per-seed differences `method` − `reference` (default: the baseline; same seed:
+        same split, shuffles)."""
+        if reference is None:
+            if self.baseline is None:
+                raise ValueError("this comparison has no baseline")
+            reference = self.baseline
+        return self.values(method, metric) - self.values(reference, metric)
 
     # ---------------------------------------------------------------- summaries
-    def stats(self, method: str, metric: str = "top1", *, paired: bool = False) -> Stats:
+    def stats(self, method: str, metric: str = "top1", *, paired: bool = False,
+              reference: str | None = None) -> Stats:
         """`Stats` of the test metric of `method` over the seeds, or (paired=True) of its paired
-        difference to the baseline."""
-        return summarize(self.differences(method, metric) if paired
+        difference to `reference` (default: the baseline)."""
+        return summarize(self.differences(method, metric, reference=reference) if paired
                          else self.values(method, metric))
 
-    def mean(self, method: str, metric: str = "top1", *, paired: bool = False) -> float:
-        return self.stats(method, metric, paired=paired).mean
+    def mean(self, method: str, metric: str = "top1", *, paired: bool = False,
+             reference: str | None = None) -> float:
+        return self.stats(method, metric, paired=paired, reference=reference).mean
 
-    def std(self, method: str, metric: str = "top1", *, paired: bool = False) -> float:
-        return self.stats(method, metric, paired=paired).std
+    def std(self, method: str, metric: str = "top1", *, paired: bool = False,
+            reference: str | None = None) -> float:
+        return self.stats(method, metric, paired=paired, reference=reference).std
 
-    def ci95(self, method: str, metric: str = "top1", *, paired: bool = False) -> tuple:
+    def ci95(self, method: str, metric: str = "top1", *, paired: bool = False,
+             reference: str | None = None) -> tuple:
         """(lo, hi): 95% Student-t interval of the mean over seeds; (NaN, NaN) for one seed."""
-        return self.stats(method, metric, paired=paired).ci95
+        return self.stats(method, metric, paired=paired, reference=reference).ci95
 
     def others(self) -> list:
         return [m for m in self.methods if m != self.baseline]
@@ -81,14 +91,18 @@ class CompareResult:
         n = len(self.seeds)
         lines = [f"test accuracy (%) over {n} seed{'s' * (n != 1)} ({seeds}): mean ± std, "
                  "95% Student-t interval of the mean"]
-        lines += _stats_table(self, [(m, m) for m in self.methods], paired=False)
-        notes = _notes(self, self.methods, paired=False)
+        lines += _stats_table(self, [(m, None) for m in self.methods])
+        notes = _notes(self, [(m, None) for m in self.methods])
         if self.baseline is not None and self.others():
             lines += ["", f"paired difference to {self.baseline} (points; per seed the same "
                           "split and shuffles)"]
-            lines += _stats_table(self, [(m, f"{m} − {self.baseline}") for m in self.others()],
-                                  paired=True)
-            notes += _notes(self, self.others(), paired=True)
+            rows = [(m, self.baseline) for m in self.others()]
+            lines += _stats_table(self, rows)
+            notes += _notes(self, rows)
+        for m, ref in self.pairs:
+            lines += ["", f"paired difference {m} − {ref} (points; per seed the same split)"]
+            lines += _stats_table(self, [(m, ref)])
+            notes += _notes(self, [(m, ref)])
         for note in dict.fromkeys(notes):
             lines.append(f"note: {note}")
         if params:
@@ -112,10 +126,14 @@ class CompareResult:
         diffs = {} if self.baseline is None else {
             m: {k: self.stats(m, k, paired=True).as_dict() for k in TEST_METRICS}
             for m in self.others()}
+        pairs = [{"method": m, "reference": ref,
+                  **{k: self.stats(m, k, paired=True, reference=ref).as_dict()
+                     for k in TEST_METRICS}} for m, ref in self.pairs]
         return {"format": FORMAT, "methods": list(self.methods), "seeds": list(self.seeds),
                 "baseline": self.baseline, "metric": self.metric,
                 "interval": "95% Student-t interval of the mean over seeds (df = n − 1)",
-                "summary": summary, "differences": diffs, "runs": [dict(r) for r in self.runs],
+                "summary": summary, "differences": diffs, "pairs": pairs,
+                "runs": [dict(r) for r in self.runs],
                 "settings": self.settings, "wall_time_s": self.wall_time_s}
 
     def to_json(self, path) -> Path:
@@ -137,7 +155,8 @@ class CompareResult:
             runs.append(r)
         return cls(methods=tuple(d["methods"]), seeds=tuple(d["seeds"]), baseline=d["baseline"],
                    metric=d["metric"], runs=runs, settings=dict(d.get("settings") or {}),
-                   wall_time_s=float(d.get("wall_time_s") or 0.0))
+                   wall_time_s=float(d.get("wall_time_s") or 0.0),
+                   pairs=tuple((p["method"], p["reference"]) for p in d.get("pairs") or ()))
 
     @classmethod
     def from_json(cls, path) -> "CompareResult":
@@ -154,16 +173,20 @@ class CompareResult:
         from ..data.writers import atomic_write
         check_choice("metric", metric, TEST_METRICS)
         name = {"top1": "top-1", "mean_per_class": "mean per-class"}[metric]
-        panels = [(self.methods, False, f"test {name} accuracy (%)")]
-        if self.baseline is not None and self.others():
-            panels.append((self.others(), True, f"{name} − {self.baseline} (points, paired)"))
+        panels = [([(m, None) for m in self.methods], False, f"test {name} accuracy (%)")]
+        diffs = [(m, ref) for m, ref in self.pairs]
+        if self.baseline is not None:
+            diffs = [(m, self.baseline) for m in self.others()] + diffs
+        if diffs:
+            where = f" − {self.baseline}" if not self.pairs else ""
+            panels.append((diffs, True, f"{name}{where} (points, paired)"))
         fig = Figure(figsize=(4.2 + 3.2 * len(panels), 3.8))
         FigureCanvasAgg(fig)
         rng = np.random.default_rng(0)
         for j, (methods, paired, label) in enumerate(panels):
             ax = fig.add_subplot(1, len(panels), j + 1)
-            for i, m in enumerate(methods):
-                st = self.stats(m, metric, paired=paired)
+            for i, (m, ref) in enumerate(methods):
+                st = self.stats(m, metric, paired=paired, reference=ref)
                 v = 100 * np.asarray(st.values)
                 ok = np.isfinite(v)
                 ax.scatter(i + rng.uniform(-0.12, 0.12, ok.sum()), v[ok], s=18, alpha=0.6,
@@ -175,7 +198,9 @@ class CompareResult:
             if paired:
                 ax.axhline(0.0, color="0.5", lw=1, ls="--", zorder=1)
             ax.set_xticks(range(len(methods)))
-            ax.set_xticklabels(methods, rotation=30 if len(methods) > 4 else 0)
+            labels = [m if not paired or (ref == self.baseline and not self.pairs)
+                      else f"{m} − {ref}" for m, ref in methods]
+            ax.set_xticklabels(labels, rotation=30 if len(methods) > 4 or self.pairs else 0)
             ax.set_xlim(-0.6, len(methods) - 0.3)
             ax.set_ylabel(label)
             ax.grid(axis="y", alpha=0.3)
@@ -206,16 +231,19 @@ def percent(v, sign=False) -> str:
     return f"{100 * v:+.2f}" if sign else f"{100 * v:.2f}"
 
 
-def _stats_table(res: CompareResult, rows, *, paired: bool) -> list:
+def _stats_table(res: CompareResult, rows) -> list:
+    """The table of `rows`: (method, None) its test accuracy, (method, reference) the paired
+    difference method − reference."""
     head = ["method", "top-1 per seed"]
     for k in TEST_METRICS:
         head += [f"{'top-1' if k == 'top1' else 'mean/class'} mean ± std", "95% CI"]
     table = []
-    for m, label in rows:
-        top1 = res.stats(m, "top1", paired=paired).values
-        row = [label, " ".join(percent(v, paired) for v in top1)]
+    for m, ref in rows:
+        paired = ref is not None
+        top1 = res.stats(m, "top1", paired=paired, reference=ref).values
+        row = [m if ref is None else f"{m} − {ref}", " ".join(percent(v, paired) for v in top1)]
         for k in TEST_METRICS:
-            st = res.stats(m, k, paired=paired)
+            st = res.stats(m, k, paired=paired, reference=ref)
             row.append(f"{percent(st.mean, paired)} ± {percent(st.std)}" if st.n > 1
                        else percent(st.mean, paired))
             row.append(f"[{percent(st.ci95[0], paired)}, {percent(st.ci95[1], paired)}]"
@@ -230,11 +258,11 @@ def _stats_table(res: CompareResult, rows, *, paired: bool) -> list:
     return [fmt(head), fmt(["-" * w for w in widths]), *map(fmt, table)]
 
 
-def _notes(res: CompareResult, methods, *, paired: bool) -> list:
+def _notes(res: CompareResult, rows) -> list:
     out = []
-    for m in methods:
-        note = res.stats(m, "top1", paired=paired).note
+    for m, ref in rows:
+        note = res.stats(m, "top1", paired=ref is not None, reference=ref).note
         if note:
             out.append(note if note.startswith("one seed") else
-                       f"{m}{f' − {res.baseline}' if paired else ''}: {note}")
+                       f"{m}{f' − {ref}' if ref is not None else ''}: {note}")
     return out

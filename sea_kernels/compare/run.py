@@ -47,6 +47,14 @@ keyed by a method name overrides for that method: a dict of axes (replacing thos
 of candidate dicts, or a callable ``f(picked) -> list of candidate dicts`` where ``picked`` maps
 the methods already selected for this seed (``none`` and ``sea`` come first) to their
 hyper-parameters — candidates anchored on the baseline's pick, as python/demo.py does.
+
+head="mlp" (`sea compare --head mlp`, `plan.plan_mlp`): the classifier is `train.mlp.MLPProbe`
+(frozen features → Linear(d, 512) → GELU → SeALinear(512, C), trained end to end) instead of the
+linear probe, and methods ⊆ ("none", "sea") give the rows mlp_ce (the MLP with η = 0:
+cross-entropy; the baseline), mlp_sea (the same MLP with the best η > 0; candidates: grid
+["mlp_lr"] × grid["eta"]) and linear_sea (the linear SeA probe, selected and refitted exactly as
+`sea` is with head="linear"); each MLP candidate is one fit. The table adds the paired difference
+mlp_sea − linear_sea.
 """
 from __future__ import annotations
 
@@ -63,11 +71,11 @@ from ..params import (
     DEFAULTS,
     EPOCHS,
     GRID_PARAMS,
+    MLP_DEFAULTS,
     VAL_FRACTION,
 )
 from .plan import (
     BASELINE,
-    DEFAULT_METHODS,
     SWEEP_METHODS,
     check_candidates,
     plan,
@@ -122,23 +130,25 @@ def _varied(cands) -> list:
             or any(c.get(k, DEFAULTS.get(k)) != DEFAULTS.get(k) for c in cands)]
 
 
-def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_val=None,
+def compare(X, y, *, methods=None, seeds=3, grid=None, X_val=None, y_val=None,
             val_fraction: float = VAL_FRACTION, X_test=None, y_test=None, epochs: int = EPOCHS,
             batch_size: int = BATCH_SIZE, metric: str = "top1", baseline: str | None = BASELINE,
             backend: str = "auto", device=None, group_size: int | None = None,
-            progress=False) -> CompareResult:
+            head: str = "linear", progress=False) -> CompareResult:
     """Select, refit and test every method once per seed; summarise over the seeds.
 
     X, y: training features (n×d array/tensor or a list of blocks, prepared by Eq. 1 like
     `SeAClassifier`) and labels. Validation: (X_val, y_val), else a stratified hold-out of
     val_fraction of (X, y) drawn per seed. X_test, y_test: the test set (required).
     methods: augments of `SeAClassifier` (params.AUGMENTS), the `baseline` ("none", the η = 0
-    linear probe) among them; seeds: an int K (seeds 0…K−1) or a list of distinct seeds.
+    linear probe) among them (None: DEFAULT_METHODS; with head="mlp" none and sea); seeds: an
+    int K (seeds 0…K−1) or a list of distinct seeds.
     grid: candidates per method (module docstring; None → DEFAULT_GRID). metric: the validation
     selection metric ("top1" or "mean_per_class"). device: where everything trains (default
     CUDA when available, else CPU). group_size: SeA's projection group (None: the whole batch,
     the paper), for the sweeps and every fit alike. progress: True → a line per run on stderr and
-    the sweep's progress bar; a callable → called with each run's dict.
+    the sweep's progress bar; a callable → called with each run's dict. head: "linear" (the
+    linear probe of SeAClassifier) or "mlp" (the MLP probe: module docstring).
 
     Every argument is checked before any training (ValueError / ParameterError naming it); a
     run whose candidates all diverge, or whose refit diverges, is recorded with NaN accuracies
@@ -152,6 +162,7 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
     from ..train.devices import check_device
     from ..train.divergence import TrainingDiverged
     from ..train.estimator import SeAClassifier
+    from ..train.mlp import MLPProbe
 
     t_start = time.perf_counter()
     if device is None:
@@ -160,7 +171,7 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
     check_device(device)
     p = plan(methods, seeds, grid, baseline=baseline, metric=metric, epochs=epochs,
              batch_size=batch_size, backend=backend, device=device, val_fraction=val_fraction,
-             group_size=group_size)
+             group_size=group_size, head=head)
     val_fraction, group_size = p.val_fraction, p.group_size
     grouped = {} if group_size is None else {"group_size": group_size}
     if X_test is None or y_test is None:
@@ -189,11 +200,16 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
     runs, sweeps = [], {}
     failed = (math.nan, math.nan)
 
+    def model(augment, params, seed):
+        """The classifier of a candidate: MLPProbe (augment None: the MLP rows) or
+        SeAClassifier(augment)."""
+        kw = dict(epochs=epochs, batch_size=batch_size, random_state=seed, backend=backend,
+                  device=device, **grouped, **params)
+        return MLPProbe(**kw) if augment is None else SeAClassifier(augment=augment, **kw)
+
     def refit_and_test(augment, params, seed, x_fit, y_fit):
         """((test top-1, mean per-class), seconds) of the winner refitted on train + val."""
-        clf = SeAClassifier(augment=augment, epochs=epochs, batch_size=batch_size,
-                            random_state=seed, backend=backend, device=device, **grouped,
-                            **params)
+        clf = model(augment, params, seed)
         t0 = time.perf_counter()
         clf.fit(x_fit, y_fit)
         pred = clf.predict(x_te)
@@ -221,9 +237,9 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
             report(r)
 
     # the sweep-engine methods first: their picks may anchor the others' candidates
-    order = ([m for m in p.methods if m in SWEEP_METHODS]
-             + [m for m in p.methods if m not in SWEEP_METHODS])
-    groups = [SWEEP_METHODS] if merged else [(m,) for m in order if m in SWEEP_METHODS]
+    swept = [m for m in p.methods if p.spaces[m][0] == "sweep"]
+    order = swept + [m for m in p.methods if m not in swept]
+    groups = [SWEEP_METHODS] if merged else [(m,) for m in swept]
     for seed in p.seeds:
         if X_val is None:
             tr, va = stratified_split(y_raw, val_fraction, random_state=seed)
@@ -260,9 +276,10 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
                        selection=("one sweep pass shared by none (η = 0 rows) and sea "
                                   "(η > 0 rows)" if merged else "sweep"), **fit_set)
         for m in order:
-            if m in SWEEP_METHODS:
+            if m in swept:
                 continue
-            space = p.spaces[m][1]
+            kind, space = p.spaces[m]
+            augment = None if kind == "mlp" else m
             if callable(space):
                 try:
                     cands = space(dict(picked))
@@ -276,9 +293,7 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
             t0 = time.perf_counter()
             vals, n_div = [], 0
             for cand in cands:
-                clf = SeAClassifier(augment=m, epochs=epochs, batch_size=batch_size,
-                                    random_state=seed, backend=backend, device=device,
-                                    **grouped, **cand)
+                clf = model(augment, cand, seed)
                 try:
                     clf.fit(x_tr, y_tr)
                 except TrainingDiverged:
@@ -289,8 +304,9 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
             best = _best(range(len(cands)), vals)
             finish(done, picked, seed, m, params=None if best is None else dict(cands[best]),
                    val=None if best is None else vals[best], n_cands=len(cands), n_div=n_div,
-                   select_s=time.perf_counter() - t0, varied=_varied(cands), augment=m,
-                   selection=f"{len(cands)} SeAClassifier fit{'s' * (len(cands) != 1)}",
+                   select_s=time.perf_counter() - t0, varied=_varied(cands), augment=augment,
+                   selection=f"{len(cands)} {'MLPProbe' if kind == 'mlp' else 'SeAClassifier'} "
+                             f"fit{'s' * (len(cands) != 1)}",
                    **fit_set)
         runs += [done[m] for m in p.methods]
     settings = {"epochs": epochs, "batch_size": batch_size, "backend": backend, "device": device,
@@ -299,7 +315,10 @@ def compare(X, y, *, methods=DEFAULT_METHODS, seeds=3, grid=None, X_val=None, y_
                 "n_train": int(x.shape[0]), "n_test": int(x_te.shape[0]),
                 "n_val_given": None if X_val is None else int(x_va_given.shape[0]),
                 "candidates": {m: p.n_candidates(m) for m in p.methods},
-                "merged_sweep": merged is not None}
+                "merged_sweep": merged is not None, "head": p.head}
+    if p.head == "mlp":
+        settings["mlp"] = {k: v for k, v in MLP_DEFAULTS.items() if k not in ("lr", "eta",
+                                                                              "epochs")}
     return CompareResult(methods=p.methods, seeds=p.seeds, baseline=p.baseline, metric=metric,
                          runs=runs, settings=settings, wall_time_s=time.perf_counter() - t_start,
-                         sweeps=sweeps)
+                         sweeps=sweeps, pairs=p.pairs)

@@ -9,6 +9,7 @@ devices         check_device: is this device usable here (estimator, sweeps, CLI
 distributed     torchrun: the process group, the rank's slice of a batch, agreement on errors
 divergence      the one divergence rule, its messages, TrainingDiverged
 metrics         top-1 and mean per-class accuracy
+mlp             MLPProbe: Linear → GELU → SeALinear on frozen features, trained end to end
 sklearn_compat  scikit-learn's contract: the base classes, input and target checks
 
 The sweep engine is `sea_kernels.sweeps`, comparisons over seeds `sea_kernels.compare`, the PNG
