@@ -14,9 +14,11 @@ What differs from the torch backend:
 
 * Dtypes (`DOT_PRECISION`, `COMPUTES_IN`): float32 inputs: the torch GEMMs in fp32 (TF32 only if
   torch's own allow_tf32 says so; the package never sets it), every tl.dot in 3×TF32
-  ("tf32x3", tensor cores at ≈ fp32 accuracy). bf16/fp16 inputs: X, W, L = XW, K and the GEMM
-  XᵀR stay in their dtype (fp32 accumulation), the kernels' value dots (QK, QL) take bf16/fp16
-  operands; the scores S = A'Lᵀ, M = WᵀW, Q, the row factors, losses and dW are fp32.
+  ("tf32x3", tensor cores at ≈ fp32 accuracy). bf16/fp16 inputs: the GEMM operands X, W (and R
+  for bf16) stay in their dtype with fp32 accumulation and fp32 outputs L = XW, K = XXᵀ, dW
+  (`mm32`); the kernels' value dots (QK, QL) take bf16 operands for bf16 inputs (3×TF32 for
+  fp16, whose range would flush small logits); the scores S = A'Lᵀ, M = WᵀW, Q, the row
+  factors, losses and D are fp32.
 * Memory O(b·G + b·C): Q and K are stored as their diagonal blocks, b×G (G = b for the whole
   batch); no b×b tensor with groups, no concatenation. The last, shorter group is one more small
   GEMM (no padding of X).
@@ -58,7 +60,8 @@ except Exception as exc:  # pragma: no cover - exercised only where triton is mi
 DOT_PRECISION = "tf32x3"
 #: What the backend computes in, per input dtype: (GEMM/value-dot operands, accumulation).
 COMPUTES_IN = {torch.float32: ("float32 (dots: 3xTF32)", "float32"),
-               torch.bfloat16: ("bfloat16", "float32"), torch.float16: ("float16", "float32")}
+               torch.bfloat16: ("bfloat16 (GEMMs, value dots)", "float32"),
+               torch.float16: ("float16 (GEMMs)", "float32")}
 
 
 @dataclass(frozen=True)
@@ -123,9 +126,22 @@ def gemm_dtype(*dtypes) -> torch.dtype:
 
 def _value_dtype(dt):
     """The kernels' value-dot operand dtype (a tl dtype) and whether to emulate it (interpreter:
-    it cannot dot bf16/fp16, so the operands are rounded to it and dotted in fp32)."""
-    tdt = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}[dt]
-    return tdt, (dt != torch.float32 and INTERPRETED)
+    it cannot dot bf16, so the operands are rounded to it and dotted in fp32). fp16 inputs take
+    fp32 (3×TF32) value dots: fp16's range would flush small logits."""
+    if dt != torch.bfloat16:
+        return tl.float32, False
+    return tl.bfloat16, INTERPRETED
+
+
+def mm32(a, b, batched=False):
+    """a @ b (bmm with batched) with fp32 output: fp32 operands as they are; bf16/fp16 operands
+    stay in their dtype with fp32 accumulation and output (out_dtype, CUDA), which on the CPU
+    (the interpreter's tests) is the same product of the upcast operands."""
+    if a.dtype == torch.float32:
+        return torch.bmm(a, b) if batched else a @ b
+    if a.device.type == "cuda" or a.device.type == "meta":
+        return (torch.bmm if batched else torch.mm)(a, b, out_dtype=torch.float32)
+    return (torch.bmm if batched else torch.mm)(a.float(), b.float())
 
 
 def block_diag_matmul(q, v, group, out=None, add=None, transpose=False):
@@ -154,14 +170,15 @@ def gram_blocks(x, group):
     """K = XXᵀ on the diagonal blocks of G rows, stored b×G (row i, column j − G⌊i/G⌋; columns
     past a shorter last group unused): one bmm over the full groups, one mm for the last."""
     b, d = x.shape
-    k = torch.empty(b, group, dtype=x.dtype, device=x.device)
     nf, rest = divmod(b, group)
     cut = nf * group
+    if not rest:    # the usual case: one bmm, its output is the b×G storage
+        return mm32(x.view(nf, group, d), x.view(nf, group, d).mT, batched=True).view(b, group)
+    k = torch.empty(b, group, dtype=torch.float32, device=x.device)
     if nf:
         xb = x[:cut].view(nf, group, d)
-        torch.bmm(xb, xb.mT, out=k[:cut].view(nf, group, group))
-    if rest:
-        k[cut:, :rest] = x[cut:] @ x[cut:].T
+        k[:cut] = mm32(xb, xb.mT, batched=True).view(cut, group)
+    k[cut:, :rest] = mm32(x[cut:], x[cut:].T)
     return k
 
 
@@ -177,7 +194,7 @@ def _forward(x, labels, weight, row_scale, hyper, compute_grad, group, bias, cfg
     has_bias = bias is not None
     bias32 = bias.detach().to(device=dev, dtype=f32).contiguous() if has_bias else x
     labels = labels.to(torch.int64).contiguous()
-    logits = x @ w
+    logits = mm32(x, w)
     k = gram_blocks(x, group)
     use_m = c <= 2 * b
     a, g2, s2, nz = prep(logits, bias32, labels, w, k, x, lam, delta, negative_only, use_m,
@@ -191,13 +208,13 @@ def _forward(x, labels, weight, row_scale, hyper, compute_grad, group, bias, cfg
     dw = db = empty
     if compute_grad:
         r = block_diag_matmul(q, d2, group, add=d1, transpose=True)
-        dw = (x.T @ r.to(gdt)).to(f32)
+        dw = x.T.float() @ r if gdt == torch.float16 else mm32(x.T, r.to(gdt))
         db = d.sum(dim=0) if has_bias else empty
     if not input_grad:
         return losses, dw, db
     x32 = x.to(f32)
     x_aug = c1[:, None] * x32 + c2[:, None] * block_diag_matmul(q, x32, group)
-    aug = c1[:, None] * logits.to(f32) + c2[:, None] * ql
+    aug = c1[:, None] * logits + c2[:, None] * ql
     return losses, dw, db, input_grad_of(d, w.to(f32), aug, x_aug, c1)
 
 

@@ -291,6 +291,17 @@ def _probs(a_ptr, l_ptr, x_ptr, w_ptr, g2_ptr, s2_ptr, nz_ptr, q_ptr, b, C, D, G
 
 
 @triton.jit
+def _nrm2_step(mx, ssq, v):
+    """One tile of a row-wise ‖v‖ without under/overflow (as LAPACK's nrm2): the running
+    (max |v_k|, Σ (v_k/max)²); ‖v‖ = max·√Σ."""
+    new = tl.maximum(mx, tl.max(tl.abs(v), 1))
+    safe = tl.where(new > 0, new, 1.0)
+    ratio = mx / safe
+    u = v / safe[:, None]
+    return new, ssq * ratio * ratio + tl.sum(u * u, 1)
+
+
+@triton.jit
 def _aug_logits(l_ptr, ql_ptr, bias_ptr, r64, rmask, y, c1, c2, c0, C, stride_l, stride_ql,
                 HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr):
     """Columns c0..c0+BLOCK_C of L̃ = c1 L + c2 QL + 1bᵀ for a row block: (L̃, in-range mask,
@@ -380,25 +391,29 @@ def _stats(q_ptr, k_ptr, l_ptr, x_ptr, y_ptr, bias_ptr, rs_ptr, ql_ptr, loss_ptr
     r = tl.where(p1 > 0, tl.rsqrt(tl.maximum(p1, tiny)), 0.0)
     n2 = kd + 2 * eta * r * p2 + eta * eta * moved
     bad = rmask & ((p1 < tau * kmax) | (n2 < tau * (kd + eta * eta * moved)) | (n2 < tiny))
+    c1 = tl.rsqrt(tl.maximum(n2, tiny))
     if tl.max(bad.to(tl.int32)) > 0:   # ‖ĝ_i‖ and n_i from ĝ_i = q_i X (two passes over d)
-        gd2 = tl.zeros([BLOCK_M], dtype=tl.float32)
+        gmax = tl.zeros([BLOCK_M], dtype=tl.float32)
+        gssq = tl.zeros([BLOCK_M], dtype=tl.float32)
         for d0 in range(0, D, BLOCK_D):
             gh = _qv_tile(q_ptr, x_ptr, rows, rmask, lo, hi, d0, D, G, stride_q, stride_x,
                           VDT, VEMU, BLOCK_M, BLOCK_N, BLOCK_D, PREC)
-            gd2 += tl.sum(gh * gh, 1)
-        rd = tl.where(gd2 > 0, tl.rsqrt(tl.maximum(gd2, tiny)), 0.0)
-        nd2 = tl.zeros([BLOCK_M], dtype=tl.float32)
+            gmax, gssq = _nrm2_step(gmax, gssq, gh)
+        gn = gmax * tl.sqrt(gssq)
+        rd = tl.where(gn > 0, 1.0 / tl.where(gn > 0, gn, 1.0), 0.0)
+        vmax = tl.zeros([BLOCK_M], dtype=tl.float32)
+        vssq = tl.zeros([BLOCK_M], dtype=tl.float32)
         for d0 in range(0, D, BLOCK_D):
             gh = _qv_tile(q_ptr, x_ptr, rows, rmask, lo, hi, d0, D, G, stride_q, stride_x,
                           VDT, VEMU, BLOCK_M, BLOCK_N, BLOCK_D, PREC)
             dd = d0 + tl.arange(0, BLOCK_D)
             xv = tl.load(x_ptr + r64[:, None] * stride_x + dd[None, :],
                          mask=rmask[:, None] & (dd[None, :] < D), other=0.0).to(tl.float32)
-            v = xv + (eta * rd)[:, None] * gh
-            nd2 += tl.sum(v * v, 1)
+            vmax, vssq = _nrm2_step(vmax, vssq, xv + (eta * rd)[:, None] * gh)
+        nd = vmax * tl.sqrt(vssq)
         r = tl.where(bad, rd, r)
-        n2 = tl.where(bad, nd2, n2)
-    c1 = tl.where(rmask, tl.rsqrt(tl.maximum(n2, tiny)), 0.0)
+        c1 = tl.where(bad, tl.where(nd > 0, 1.0 / tl.where(nd > 0, nd, 1.0), 0.0), c1)
+    c1 = tl.where(rmask, c1, 0.0)
     c2 = eta * r * c1
     tl.store(c1_ptr + rows, c1, mask=rmask)
     tl.store(c2_ptr + rows, c2, mask=rmask)
