@@ -70,7 +70,7 @@ class Config:
     row_m: int = 16     # rows per program in _prep
     row_c: int = 128    # class tile of the row passes (_prep, the epilogue of _stats)
     block_m: int = 64   # rows per program in _probs / _stats
-    block_n: int = 64   # key tile (j, k) in _probs / _stats
+    block_n: int = 32   # key tile (j, k) in _probs / _stats
     block_c: int = 16   # class (reduction) tile of S = A'Lᵀ, a'ᵀMa' and g_i = W a'_i
     block_v: int = 32   # class tile of QL in _stats
     block_d: int = 32   # feature tile of the direct rows (g_i, ĝ_i = q_i X)
@@ -203,7 +203,7 @@ def _forward(x, labels, weight, row_scale, hyper, compute_grad, group, bias, cfg
     grad = compute_grad or input_grad
     ql, losses, d, d1, d2, c1, c2 = stats(q, k, logits, x, labels, bias32, row_scale, eta, lam,
                                           delta, grad, input_grad or has_bias, has_bias,
-                                          group, cfg)
+                                          group, cfg, gdt)
     empty = x.new_empty(0, dtype=f32)
     dw = db = empty
     if compute_grad:
@@ -254,9 +254,9 @@ def probs(a, logits, x, w, g2, s2, nz, alpha, group, cfg: Config):
 
 
 def stats(q, k, logits, x, labels, bias, row_scale, eta, lam, delta, grad, write_d, has_bias,
-          group, cfg: Config):
+          group, cfg: Config, gdt=torch.float32):
     """_stats: (QL, losses, D or None, D1 = c1 D, D2 = c2 D, c1, c2); without `grad` the
-    losses only (the D's are None)."""
+    losses only (the D's are None). gdt: the inputs' GEMM dtype (bf16: bf16 value dots)."""
     b, c = logits.shape
     f32, dev = torch.float32, logits.device
     ql = torch.empty(b, c, dtype=f32, device=dev)
@@ -265,13 +265,13 @@ def stats(q, k, logits, x, labels, bias, row_scale, eta, lam, delta, grad, write
     d2 = torch.empty_like(d1) if grad else losses
     d = torch.empty_like(d1) if grad and write_d else d1
     rs = row_scale.detach().to(device=dev, dtype=f32).contiguous() if grad else losses
-    vdt, emu = _value_dtype(logits.dtype)
+    vdt, emu = _value_dtype(gdt)
     kernels._stats[(triton.cdiv(b, cfg.block_m),)](
         q, k, logits, x, labels, bias, rs, ql, losses, d, d1, d2, c1, c2, b, c, x.shape[1],
         group, float(eta), TAU[f32], float(delta), float(lam), 1.0 / lam,
         q.stride(0), k.stride(0), logits.stride(0), x.stride(0), ql.stride(0), d1.stride(0),
         GRAD=bool(grad), WRITE_D=bool(grad and write_d), HAS_BIAS=has_bias, VDT=vdt, VEMU=emu,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_V=cfg.block_v, BLOCK_C=cfg.row_c,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_V=cfg.block_v, BLOCK_C=cfg.block_v,
         BLOCK_D=cfg.block_d, PREC=DOT_PRECISION, num_warps=cfg.num_warps)
     if not grad:
         return ql, losses, None, None, None, c1, c2
