@@ -197,38 +197,47 @@ def _forward(x, labels, weight, row_scale, hyper, compute_grad, group, bias, cfg
     logits = mm32(x, w)
     k = gram_blocks(x, group)
     use_m = c <= 2 * b
+    dwc = torch.empty(w.shape, dtype=f32, device=dev) if compute_grad else x.new_empty(0, dtype=f32)
     a, g2, s2, nz = prep(logits, bias32, labels, w, k, x, lam, delta, negative_only, use_m,
-                         has_bias, group, cfg)
+                         has_bias, group, cfg, dwc)
     q = probs(a, logits, x, w, g2, s2, nz, alpha, group, cfg)
     grad = compute_grad or input_grad
-    ql, losses, d, d1, d2, c1, c2 = stats(q, k, logits, x, labels, bias32, row_scale, eta, lam,
-                                          delta, grad, input_grad or has_bias, has_bias,
-                                          group, cfg, gdt)
+    ql, losses, d, d1, d2, cf = stats(q, k, logits, x, w, labels, bias32, row_scale, eta, lam,
+                                      delta, grad, input_grad or has_bias, has_bias, group,
+                                      cfg, gdt, dwc)
     empty = x.new_empty(0, dtype=f32)
     dw = db = empty
     if compute_grad:
         r = block_diag_matmul(q, d2, group, add=d1, transpose=True)
-        dw = x.T.float() @ r if gdt == torch.float16 else mm32(x.T, r.to(gdt))
+        if gdt == torch.float32:
+            dw = torch.addmm(dwc, x.T, r)
+        elif gdt == torch.float16:
+            dw = torch.addmm(dwc, x.T.float(), r)
+        else:
+            dw = mm32(x.T, r.to(gdt)).add_(dwc)
         db = d.sum(dim=0) if has_bias else empty
     if not input_grad:
         return losses, dw, db
+    c1, c2, cl1, cl2 = cf
     x32 = x.to(f32)
     x_aug = c1[:, None] * x32 + c2[:, None] * block_diag_matmul(q, x32, group)
-    aug = c1[:, None] * logits + c2[:, None] * ql
+    aug = cl1[:, None] * logits + cl2[:, None] * ql
     return losses, dw, db, input_grad_of(d, w.to(f32), aug, x_aug, c1)
 
 
 def prep(logits, bias, labels, w, k, x, lam, delta, negative_only, use_m, has_bias, group,
-         cfg: Config):
+         cfg: Config, zero):
     """_prep: (A' (b×C, fp32), ‖g_i‖², its rounding scale (Σ_c |a'_ic|‖w_c‖)², nz (b,)); C > 2b
-    (not use_m): the two norms from G' = A'Wᵀ in torch."""
+    (not use_m): the two norms from G' = A'Wᵀ in torch. `zero` (fp32) is zeroed on the way."""
     b, c = logits.shape
     f32, dev = torch.float32, logits.device
     a = torch.empty(b, c, dtype=f32, device=dev)
     g2, s2, nz = (torch.empty(b, dtype=f32, device=dev) for _ in range(3))
     m = w.T.to(f32) @ w.to(f32) if use_m else a
-    kernels._prep[(triton.cdiv(b, cfg.row_m),)](
-        logits, bias, labels, m, k, x, a, g2, s2, nz, b, c, x.shape[1], group,
+    grid = triton.cdiv(b, cfg.row_m)
+    kernels._prep[(grid,)](
+        logits, bias, labels, m, k, x, a, g2, s2, nz, zero, zero.numel(),
+        triton.cdiv(zero.numel(), grid), b, c, x.shape[1], group,
         logits.stride(0), m.stride(0), k.stride(0), x.stride(0), a.stride(0), float(delta),
         1.0 / lam, NEG_ONLY=bool(negative_only), HAS_BIAS=has_bias, USE_M=use_m,
         SMALL_C=c < cfg.block_c, BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c, BLOCK_CD=cfg.block_c,
@@ -253,26 +262,31 @@ def probs(a, logits, x, w, g2, s2, nz, alpha, group, cfg: Config):
     return q
 
 
-def stats(q, k, logits, x, labels, bias, row_scale, eta, lam, delta, grad, write_d, has_bias,
-          group, cfg: Config, gdt=torch.float32):
-    """_stats: (QL, losses, D or None, D1 = c1 D, D2 = c2 D, c1, c2); without `grad` the
-    losses only (the D's are None). gdt: the inputs' GEMM dtype (bf16: bf16 value dots)."""
+def stats(q, k, logits, x, w, labels, bias, row_scale, eta, lam, delta, grad, write_d, has_bias,
+          group, cfg: Config, gdt, dwc):
+    """_stats: (QL, losses, D or None, D1, D2, (c1, c2, cl1, cl2)) with R = D1 + Qᵀ D2, X̃ = c1 X
+    + c2 QX, L̃ − 1bᵀ = cl1 L + cl2 QL; without `grad` the D's are None. gdt: the inputs' GEMM
+    dtype (bf16: bf16 value dots); dwc (d×C, zeroed by _prep): the untrusted rows' dW share is
+    added to it."""
     b, c = logits.shape
     f32, dev = torch.float32, logits.device
     ql = torch.empty(b, c, dtype=f32, device=dev)
-    losses, c1, c2 = (torch.empty(b, dtype=f32, device=dev) for _ in range(3))
+    losses = torch.empty(b, dtype=f32, device=dev)
+    cf = torch.empty(4, b, dtype=f32, device=dev)
+    xa = torch.empty(b, x.shape[1], dtype=f32, device=dev)
     d1 = torch.empty(b, c, dtype=f32, device=dev) if grad else losses
     d2 = torch.empty_like(d1) if grad else losses
     d = torch.empty_like(d1) if grad and write_d else d1
     rs = row_scale.detach().to(device=dev, dtype=f32).contiguous() if grad else losses
     vdt, emu = _value_dtype(gdt)
     kernels._stats[(triton.cdiv(b, cfg.block_m),)](
-        q, k, logits, x, labels, bias, rs, ql, losses, d, d1, d2, c1, c2, b, c, x.shape[1],
-        group, float(eta), TAU[f32], float(delta), float(lam), 1.0 / lam,
-        q.stride(0), k.stride(0), logits.stride(0), x.stride(0), ql.stride(0), d1.stride(0),
+        q, k, logits, x, w, labels, bias, rs, ql, losses, d, d1, d2, cf, xa, dwc, b, c,
+        x.shape[1], group, float(eta), TAU[f32], float(delta), float(lam), 1.0 / lam,
+        q.stride(0), k.stride(0), logits.stride(0), x.stride(0), w.stride(0), ql.stride(0),
+        d1.stride(0), xa.stride(0),
         GRAD=bool(grad), WRITE_D=bool(grad and write_d), HAS_BIAS=has_bias, VDT=vdt, VEMU=emu,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_V=cfg.block_v, BLOCK_C=cfg.block_v,
         BLOCK_D=cfg.block_d, PREC=DOT_PRECISION, num_warps=cfg.num_warps)
     if not grad:
-        return ql, losses, None, None, None, c1, c2
-    return ql, losses, (d if write_d else None), d1, d2, c1, c2
+        return ql, losses, None, None, None, cf
+    return ql, losses, (d if write_d else None), d1, d2, cf

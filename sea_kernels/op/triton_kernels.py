@@ -112,8 +112,9 @@ def _a_tile(l_ptr, bias_ptr, r64, rmask, y, c0, C, stride_l, delta, inv_lam, m_s
 
 
 @triton.jit
-def _prep(l_ptr, bias_ptr, y_ptr, m_ptr, k_ptr, x_ptr, a_ptr, g2_ptr, s2_ptr, nz_ptr,
-          b, C, D, G, stride_l, stride_m, stride_k, stride_x, stride_a, delta, inv_lam,
+def _prep(l_ptr, bias_ptr, y_ptr, m_ptr, k_ptr, x_ptr, a_ptr, g2_ptr, s2_ptr, nz_ptr, zero_ptr,
+          n_zero, zero_chunk, b, C, D, G, stride_l, stride_m, stride_k, stride_x, stride_a,
+          delta, inv_lam,
           NEG_ONLY: tl.constexpr, HAS_BIAS: tl.constexpr, USE_M: tl.constexpr,
           SMALL_C: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
           BLOCK_CD: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr):
@@ -121,7 +122,13 @@ def _prep(l_ptr, bias_ptr, y_ptr, m_ptr, k_ptr, x_ptr, a_ptr, g2_ptr, s2_ptr, nz
     s = Σ_{c≠y} e^{z_c−m'} ≥ 1, i.e. (P − Y)/(1 − p_y) exactly at every margin (NEG_ONLY:
     e^{z_c − max_c z_c}). USE_M: ‖g_i‖² = a'_iᵀ M a'_i (class tiles of BLOCK_CD, a dot per
     pair of tiles; SMALL_C: exact FMA loops over the C² entries) and s2_i = (Σ_c |a'_ic|
-    √M_cc)². nz_i = 1.0 iff x_i ≠ 0 (K_ii > 0, else a scan of x_i)."""
+    √M_cc)². nz_i = 1.0 iff x_i ≠ 0 (K_ii > 0, else a scan of x_i). Each program also zeroes
+    its chunk of the n_zero floats at zero_ptr (the dW buffer `_stats` adds to)."""
+    z0 = tl.program_id(0) * zero_chunk
+    z1 = tl.minimum(z0 + zero_chunk, n_zero)
+    for o in range(z0, z1, BLOCK_M * BLOCK_C):
+        offs = o + tl.arange(0, BLOCK_M * BLOCK_C)
+        tl.store(zero_ptr + offs, tl.zeros([BLOCK_M * BLOCK_C], dtype=tl.float32), mask=offs < z1)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < b
     r64 = rows.to(tl.int64)
@@ -336,20 +343,23 @@ def _qv_tile(q_ptr, v_ptr, rows, rmask, lo, hi, v0, V, G, stride_q, stride_v,
 
 
 @triton.jit
-def _stats(q_ptr, k_ptr, l_ptr, x_ptr, y_ptr, bias_ptr, rs_ptr, ql_ptr, loss_ptr, d_ptr, d1_ptr,
-           d2_ptr, c1_ptr, c2_ptr, b, C, D, G, eta, tau, delta, lam, inv_lam,
-           stride_q, stride_k, stride_l, stride_x, stride_ql, stride_d,
+def _stats(q_ptr, k_ptr, l_ptr, x_ptr, w_ptr, y_ptr, bias_ptr, rs_ptr, ql_ptr, loss_ptr, d_ptr,
+           d1_ptr, d2_ptr, c_ptr, xa_ptr, dwc_ptr, b, C, D, G, eta, tau, delta, lam, inv_lam,
+           stride_q, stride_k, stride_l, stride_x, stride_w, stride_ql, stride_d, stride_xa,
            GRAD: tl.constexpr, WRITE_D: tl.constexpr, HAS_BIAS: tl.constexpr,
            VDT: tl.constexpr, VEMU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
            BLOCK_V: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
            PREC: tl.constexpr):
     """For a row block: ‖ĝ_i‖² = Σ_k (QK)_ik Q_ik, x_iᵀĝ_i = Σ_k Q_ik K_ik, QL (stored fp32),
-    r = 1/‖ĝ_i‖, n² = K_ii + 2ηr xᵀĝ + η²[ĝ_i ≠ 0], c1 = 1/n, c2 = ηr/n (stored); untrusted
-    rows (‖ĝ_i‖² < τ·max_{j∈group} K_jj, n² < τ(K_ii + η²[ĝ_i ≠ 0]) or < tiny) take ‖ĝ_i‖² and
-    n_i² = ‖x_i + ηrĝ_i‖² from ĝ_i = q_i X directly. Then, from L̃ = c1 L + c2 QL + 1bᵀ,
+    r = 1/‖ĝ_i‖, n² = K_ii + 2ηr xᵀĝ + η²[ĝ_i ≠ 0], c1 = 1/n, c2 = ηr/n. The untrusted rows
+    (‖ĝ_i‖² < τ·max_{j∈group} K_jj, n² < τ(K_ii + η²[ĝ_i ≠ 0]) or < tiny) are formed directly,
+    as the torch backend does: ĝ_i = q_i X, v_i = x_i + ηĝ_i/‖ĝ_i‖ (stored at xa), x̃_i = v_i/‖v_i‖
+    (norms without under/overflow), QL_i ← x̃_iW with L̃ factors (0, 1), their dW share x̃_i D_iᵀ
+    added to dwc (atomics) and R factors (0, 0). c_ptr (4, b): c1, c2 (X̃ = c1 X + c2 QX), and
+    the L̃ factors cl1, cl2. Then, from L̃ = cl1 L + cl2 QL + 1bᵀ,
     Z̃ = (L̃ + δ(1−Y))/λ, m' = max_{c≠y} z̃_c, s = Σ_{c≠y} e^{z̃_c − m'}, t = m' − z̃_y + log s:
     loss_i = λ·softplus(t); GRAD: D = s_i·sigmoid(t)·(e^{z̃_c − m'}/s off the label, −1 at it),
-    stored as D1 = c1 D and D2 = c2 D (WRITE_D: D too)."""
+    stored as D1 = cl1 D and D2 = c2 D (0 for the untrusted rows; WRITE_D: D too)."""
     r0 = tl.program_id(0) * BLOCK_M
     rows = r0 + tl.arange(0, BLOCK_M)
     rmask = rows < b
@@ -392,7 +402,9 @@ def _stats(q_ptr, k_ptr, l_ptr, x_ptr, y_ptr, bias_ptr, rs_ptr, ql_ptr, loss_ptr
     n2 = kd + 2 * eta * r * p2 + eta * eta * moved
     bad = rmask & ((p1 < tau * kmax) | (n2 < tau * (kd + eta * eta * moved)) | (n2 < tiny))
     c1 = tl.rsqrt(tl.maximum(n2, tiny))
-    if tl.max(bad.to(tl.int32)) > 0:   # ‖ĝ_i‖ and n_i from ĝ_i = q_i X (two passes over d)
+    inv_nd = tl.zeros([BLOCK_M], dtype=tl.float32)   # 1/‖v_i‖ of the untrusted rows, else 0
+    any_bad = tl.max(bad.to(tl.int32)) > 0
+    if any_bad:   # ĝ_i = q_i X: ‖ĝ_i‖, v_i = x_i + ηrĝ_i (stored), n_i = ‖v_i‖, L̃_i = v_iW/n_i
         gmax = tl.zeros([BLOCK_M], dtype=tl.float32)
         gssq = tl.zeros([BLOCK_M], dtype=tl.float32)
         for d0 in range(0, D, BLOCK_D):
@@ -407,23 +419,45 @@ def _stats(q_ptr, k_ptr, l_ptr, x_ptr, y_ptr, bias_ptr, rs_ptr, ql_ptr, loss_ptr
             gh = _qv_tile(q_ptr, x_ptr, rows, rmask, lo, hi, d0, D, G, stride_q, stride_x,
                           VDT, VEMU, BLOCK_M, BLOCK_N, BLOCK_D, PREC)
             dd = d0 + tl.arange(0, BLOCK_D)
-            xv = tl.load(x_ptr + r64[:, None] * stride_x + dd[None, :],
-                         mask=rmask[:, None] & (dd[None, :] < D), other=0.0).to(tl.float32)
-            vmax, vssq = _nrm2_step(vmax, vssq, xv + (eta * rd)[:, None] * gh)
+            dm = rmask[:, None] & (dd[None, :] < D)
+            xv = tl.load(x_ptr + r64[:, None] * stride_x + dd[None, :], mask=dm,
+                         other=0.0).to(tl.float32)
+            v = xv + (eta * rd)[:, None] * gh
+            tl.store(xa_ptr + r64[:, None] * stride_xa + dd[None, :], v, mask=dm & bad[:, None])
+            vmax, vssq = _nrm2_step(vmax, vssq, v)
         nd = vmax * tl.sqrt(vssq)
+        inv_nd = tl.where(bad & (nd > 0), 1.0 / tl.where(nd > 0, nd, 1.0), 0.0)
         r = tl.where(bad, rd, r)
-        c1 = tl.where(bad, tl.where(nd > 0, 1.0 / tl.where(nd > 0, nd, 1.0), 0.0), c1)
+        c1 = tl.where(bad, inv_nd, c1)
+        tl.debug_barrier()   # v and this block's QL, stored above, are read/overwritten below
+        for c0 in range(0, C, BLOCK_V):
+            cc = c0 + tl.arange(0, BLOCK_V)
+            acc = tl.zeros([BLOCK_M, BLOCK_V], dtype=tl.float32)
+            for d0 in range(0, D, BLOCK_D):
+                dd = d0 + tl.arange(0, BLOCK_D)
+                va = tl.load(xa_ptr + r64[:, None] * stride_xa + dd[None, :],
+                             mask=(rmask & bad)[:, None] & (dd[None, :] < D), other=0.0)
+                wt = tl.load(w_ptr + dd[:, None].to(tl.int64) * stride_w + cc[None, :],
+                             mask=(dd[:, None] < D) & (cc[None, :] < C), other=0.0)
+                acc += tl.dot(_operand(va * inv_nd[:, None], VDT, VEMU), _operand(wt, VDT, VEMU),
+                              input_precision=PREC)
+            tl.store(ql_ptr + r64[:, None] * stride_ql + cc[None, :], acc,
+                     mask=(rmask & bad)[:, None] & (cc[None, :] < C))
     c1 = tl.where(rmask, c1, 0.0)
     c2 = eta * r * c1
-    tl.store(c1_ptr + rows, c1, mask=rmask)
-    tl.store(c2_ptr + rows, c2, mask=rmask)
+    cl1 = tl.where(bad, 0.0, c1)    # L̃ = cl1 L + cl2 QL (QL_i = x̃_iW for the untrusted rows)
+    cl2 = tl.where(bad, 1.0, c2)
+    tl.store(c_ptr + rows, c1, mask=rmask)
+    tl.store(c_ptr + b + rows, c2, mask=rmask)
+    tl.store(c_ptr + 2 * b + rows, cl1, mask=rmask)
+    tl.store(c_ptr + 3 * b + rows, cl2, mask=rmask)
     tl.debug_barrier()   # QL, stored above, is read back below
     y = tl.load(y_ptr + rows, mask=rmask, other=-1)
     m = tl.full([BLOCK_M], float("-inf"), tl.float32)  # m' = max_{c≠y} z̃_c
     s = tl.zeros([BLOCK_M], dtype=tl.float32)          # Σ_{c≠y} e^{z̃_c − m'}
     zy = tl.zeros([BLOCK_M], dtype=tl.float32)         # z̃_y
     for c0 in range(0, C, BLOCK_C):
-        lt, mask, is_y = _aug_logits(l_ptr, ql_ptr, bias_ptr, r64, rmask, y, c1, c2, c0, C,
+        lt, mask, is_y = _aug_logits(l_ptr, ql_ptr, bias_ptr, r64, rmask, y, cl1, cl2, c0, C,
                                      stride_l, stride_ql, HAS_BIAS, BLOCK_C)
         zy += tl.sum(tl.where(is_y & mask, lt * inv_lam, 0.0), 1)
         zt = tl.where(mask & ~is_y, (lt + delta) * inv_lam, float("-inf"))
@@ -442,13 +476,22 @@ def _stats(q_ptr, k_ptr, l_ptr, x_ptr, y_ptr, bias_ptr, rs_ptr, ql_ptr, loss_ptr
         scale = tl.load(rs_ptr + rows, mask=rmask, other=0.0) * sig
         inv_s = scale / s_safe
         for c0 in range(0, C, BLOCK_C):
-            lt, mask, is_y = _aug_logits(l_ptr, ql_ptr, bias_ptr, r64, rmask, y, c1, c2, c0, C,
-                                         stride_l, stride_ql, HAS_BIAS, BLOCK_C)
+            lt, mask, is_y = _aug_logits(l_ptr, ql_ptr, bias_ptr, r64, rmask, y, cl1, cl2, c0,
+                                         C, stride_l, stride_ql, HAS_BIAS, BLOCK_C)
             cols = c0 + tl.arange(0, BLOCK_C)
             zt = tl.where(mask & ~is_y, (lt + delta) * inv_lam, float("-inf"))
-            d = tl.where(is_y, -scale[:, None], tl.exp(zt - m_safe[:, None]) * inv_s[:, None])
+            d = tl.where(mask, tl.where(is_y, -scale[:, None],
+                                        tl.exp(zt - m_safe[:, None]) * inv_s[:, None]), 0.0)
             offs = r64[:, None] * stride_d + cols[None, :]
-            tl.store(d1_ptr + offs, c1[:, None] * d, mask=mask)
-            tl.store(d2_ptr + offs, c2[:, None] * d, mask=mask)
+            tl.store(d1_ptr + offs, cl1[:, None] * d, mask=mask)
+            tl.store(d2_ptr + offs, tl.where(bad, 0.0, c2)[:, None] * d, mask=mask)
             if WRITE_D:
                 tl.store(d_ptr + offs, d, mask=mask)
+            if any_bad:   # the untrusted rows' share of dW, x̃_i D_iᵀ, from their x̃ directly
+                for d0 in range(0, D, BLOCK_D):
+                    dd = d0 + tl.arange(0, BLOCK_D)
+                    va = tl.load(xa_ptr + r64[:, None] * stride_xa + dd[None, :],
+                                 mask=(rmask & bad)[:, None] & (dd[None, :] < D), other=0.0)
+                    part = tl.dot(tl.trans(va * inv_nd[:, None]), d, input_precision=PREC)
+                    tl.atomic_add(dwc_ptr + dd[:, None].to(tl.int64) * C + cols[None, :], part,
+                                  mask=(dd[:, None] < D) & (cols[None, :] < C))
