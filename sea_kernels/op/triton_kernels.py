@@ -343,6 +343,24 @@ def _qv_tile(q_ptr, v_ptr, rows, rmask, lo, hi, v0, V, G, stride_q, stride_v,
 
 
 @triton.jit
+def _gh_tile(q_ptr, x_ptr, rows, rmask, lo, hi, d0, D, G, stride_q, stride_x,
+             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Columns d0.. of ĝ = Q X for a row block, in float64 (products exact, sums in fp64: the
+    untrusted rows' ĝ_i cancels, and the fp32 sums' rounding would be amplified by
+    Σ_j q_ij‖x_j‖/‖ĝ_i‖); rounded to fp32."""
+    dd = d0 + tl.arange(0, BLOCK_D)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float64)
+    for j0 in range(lo, hi, BLOCK_N):
+        cols = j0 + tl.arange(0, BLOCK_N)
+        cmask = cols < hi
+        q = _bd_load(q_ptr, stride_q, rows, cols, rmask, cmask, G)
+        xv = tl.load(x_ptr + cols[:, None].to(tl.int64) * stride_x + dd[None, :],
+                     mask=cmask[:, None] & (dd[None, :] < D), other=0.0)
+        acc += tl.dot(q.to(tl.float64), xv.to(tl.float64))
+    return acc.to(tl.float32)
+
+
+@triton.jit
 def _stats(q_ptr, k_ptr, l_ptr, x_ptr, w_ptr, y_ptr, bias_ptr, rs_ptr, ql_ptr, loss_ptr, d_ptr,
            d1_ptr, d2_ptr, c_ptr, xa_ptr, dwc_ptr, b, C, D, G, eta, tau, delta, lam, inv_lam,
            stride_q, stride_k, stride_l, stride_x, stride_w, stride_ql, stride_d, stride_xa,
@@ -408,16 +426,16 @@ def _stats(q_ptr, k_ptr, l_ptr, x_ptr, w_ptr, y_ptr, bias_ptr, rs_ptr, ql_ptr, l
         gmax = tl.zeros([BLOCK_M], dtype=tl.float32)
         gssq = tl.zeros([BLOCK_M], dtype=tl.float32)
         for d0 in range(0, D, BLOCK_D):
-            gh = _qv_tile(q_ptr, x_ptr, rows, rmask, lo, hi, d0, D, G, stride_q, stride_x,
-                          VDT, VEMU, BLOCK_M, BLOCK_N, BLOCK_D, PREC)
+            gh = _gh_tile(q_ptr, x_ptr, rows, rmask, lo, hi, d0, D, G, stride_q, stride_x,
+                          BLOCK_M, BLOCK_N, BLOCK_D)
             gmax, gssq = _nrm2_step(gmax, gssq, gh)
         gn = gmax * tl.sqrt(gssq)
         rd = tl.where(gn > 0, 1.0 / tl.where(gn > 0, gn, 1.0), 0.0)
         vmax = tl.zeros([BLOCK_M], dtype=tl.float32)
         vssq = tl.zeros([BLOCK_M], dtype=tl.float32)
         for d0 in range(0, D, BLOCK_D):
-            gh = _qv_tile(q_ptr, x_ptr, rows, rmask, lo, hi, d0, D, G, stride_q, stride_x,
-                          VDT, VEMU, BLOCK_M, BLOCK_N, BLOCK_D, PREC)
+            gh = _gh_tile(q_ptr, x_ptr, rows, rmask, lo, hi, d0, D, G, stride_q, stride_x,
+                          BLOCK_M, BLOCK_N, BLOCK_D)
             dd = d0 + tl.arange(0, BLOCK_D)
             dm = rmask[:, None] & (dd[None, :] < D)
             xv = tl.load(x_ptr + r64[:, None] * stride_x + dd[None, :], mask=dm,
