@@ -34,7 +34,9 @@ Per (kernel, shape, dtype) one record (FIELDS):
 blocks); tests/test_gpu_audit.py runs the audit at two shapes. Both run this script in a process
 of its own: TRITON_INTERPRET is removed from the environment before triton is imported (the
 interpreter defines no compilable kernels). Exit status 1 when `check` finds a kernel that did
-not compile, spills, or needs more shared memory than SMEM_LIMIT.
+not compile, spills, needs more shared memory than SMEM_LIMIT, has a dot but no tensor-core
+instruction, or (not with --edge, whose tiny shapes are all padding) executes more than
+MAX_RATIO × its needed FLOPs.
 """
 from __future__ import annotations
 
@@ -69,6 +71,8 @@ FIELDS = ("kernel", "shape", "dtype", "compiled", "num_warps", "regs", "spills",
           "mma", "flops_executed", "flops_needed")
 #: H100: 227 KiB of shared memory per block (opt-in maximum).
 SMEM_LIMIT = 227 * 1024
+#: The most executed/needed FLOPs a kernel may have.
+MAX_RATIO = 1.5
 TARGET = ("cuda", 90, 32)
 
 
@@ -368,9 +372,10 @@ def _v(v):
     return "?" if v is None else str(v)
 
 
-def check(recs) -> list[str]:
+def check(recs, ratio=True) -> list[str]:
     """What is wrong with the records: a kernel that did not compile, spills, shared memory
-    over SMEM_LIMIT. Empty when all is well."""
+    over SMEM_LIMIT, a dot without tensor-core instructions, executed FLOPs over MAX_RATIO ×
+    the needed ones. Empty when all is well."""
     bad = []
     for r in recs:
         where = f"{r['kernel']} {r['shape']} {r['dtype']}"
@@ -381,6 +386,11 @@ def check(recs) -> list[str]:
             bad.append(f"{where}: {r['spills']} bytes of spills")
         if r["smem"] is None or r["smem"] > SMEM_LIMIT:
             bad.append(f"{where}: shared memory {r['smem']} > {SMEM_LIMIT}")
+        if r["dots"] and not r["mma"]:
+            bad.append(f"{where}: {r['dots']} dots but no tensor-core instruction")
+        if ratio and r["flops_executed"] > MAX_RATIO * r["flops_needed"]:
+            bad.append(f"{where}: executed {r['flops_executed']} > {MAX_RATIO} × needed "
+                       f"{r['flops_needed']}")
     return bad
 
 
@@ -422,7 +432,7 @@ def main(argv=None) -> int:
         from sea_kernels.data import writers
         writers.write_json(args.json, [{k: r[k] for k in FIELDS} for r in recs], indent=1)
         print(f"wrote {args.json} ({len(recs)} records)")
-    bad = check(recs)
+    bad = check(recs, ratio=not args.edge)
     for line in bad:
         print("FAIL", line, file=sys.stderr)
     return 1 if bad else 0
