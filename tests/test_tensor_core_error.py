@@ -51,8 +51,7 @@ def emulated(x, y, w, scale, hyper, dtype, kdot):
     operand rounding of `dtype` inputs; kdot: the kernels' fp32 dot mode."""
     gemm = "bf16" if dtype == torch.bfloat16 else "fp32"
     vdot = "bf16" if dtype == torch.bfloat16 else kdot
-    b, c = x.shape[0], w.shape[1]
-    yh = one_hot(y, c, torch.float64)
+    yh = one_hot(y, w.shape[1], torch.float64)
     logits = f32(dot(x, w, gemm))                                   # mm32: fp32 output
     k = f32(dot(x, x.T, gemm))
     a = f32(torch_backend.row_prep(logits, yh, hyper.lam, hyper.delta, False))
