@@ -137,11 +137,15 @@ def mm32(a, b, batched=False):
     """a @ b (bmm with batched) with fp32 output: fp32 operands as they are; bf16/fp16 operands
     stay in their dtype with fp32 accumulation and output (out_dtype, CUDA), which on the CPU
     (the interpreter's tests) is the same product of the upcast operands."""
+    op = torch.bmm if batched else torch.mm
     if a.dtype == torch.float32:
-        return torch.bmm(a, b) if batched else a @ b
-    if a.device.type == "cuda" or a.device.type == "meta":
-        return (torch.bmm if batched else torch.mm)(a, b, out_dtype=torch.float32)
-    return (torch.bmm if batched else torch.mm)(a.float(), b.float())
+        return op(a, b)
+    if a.device.type in ("cuda", "meta"):
+        try:
+            return op(a, b, out_dtype=torch.float32)
+        except (TypeError, RuntimeError):  # pragma: no cover - a torch without out_dtype
+            pass
+    return op(a.float(), b.float())
 
 
 def block_diag_matmul(q, v, group, out=None, add=None, transpose=False):
