@@ -62,7 +62,8 @@ GROUP = 256
 EPOCHS = dict(n=50_000, d=8192, c=100, batch=256, epochs=100)
 SWEEP = dict(d=8192, c=100, batch=256, steps=6, n_full=50_000, epochs_full=100)
 TEST_FILES = [("tests/test_triton_kernel.py",), ("tests/test_backends_agree.py", "-k", "triton"),
-              ("tests/test_op_contract.py",), ("tests/test_torch_integration.py",)]
+              ("tests/test_triton_launches.py",), ("tests/test_op_contract.py",),
+              ("tests/test_torch_integration.py",)]
 DTYPES = ("float32", "bfloat16")
 BENCH_ORDER = ("triton", "torch-gram", "gemm-floor", "linear-ce", "fused_sea", "reference",
                "compiled-ref")
