@@ -28,7 +28,8 @@ Per (kernel, shape, dtype) one record (FIELDS):
                   only in a row block that has one, is not counted
   flops_needed    the stage's necessary FLOPs over the groups g_k (Σ_k g_k = b):
                   _prep a'ᵀMa' (2bC², 0 for C > 2b: a torch GEMM then), _probs S = A'Lᵀ
-                  (Σ 2g_k²C), _stats QK and QL (Σ 2g_k²(g_k + C))
+                  (Σ 2g_k²C), _stats QK and QL (Σ 2g_k²(g_k + C)), or for d < G ĝ = QX
+                  and QL (Σ 2g_k²(d + C))
 
 `--edge` is the compile check of tests/test_triton_kernel.py (EDGE_SHAPES, also with 16-wide
 blocks); tests/test_gpu_audit.py runs the audit at two shapes. Both run this script in a process
@@ -309,12 +310,14 @@ def flops(launch: Launch) -> tuple[int, int]:
             cp = c if a["SMALL_C"] else _cdiv(c, a["BLOCK_CD"]) * a["BLOCK_CD"]
             executed += n * bm * bn * 2 * cp
         elif name == "_stats":
-            bv = a["BLOCK_V"]
-            executed += n * n * 2 * bm * bn * bn + n * _cdiv(c, bv) * 2 * bm * bn * bv
+            bv, bd, d = a["BLOCK_V"], a["BLOCK_D"], a["D"]
+            gram = (n * _cdiv(d, bd) * 2 * bm * bn * bd if a["QX"] else n * n * 2 * bm * bn * bn)
+            executed += gram + n * _cdiv(c, bv) * 2 * bm * bn * bv
     if name == "_probs":
         return executed, sum(2 * gk * gk * c for gk in groups)
     if name == "_stats":
-        return executed, sum(2 * gk * gk * (gk + c) for gk in groups)
+        inner = a["D"] if a["QX"] else None
+        return executed, sum(2 * gk * gk * ((inner or gk) + c) for gk in groups)
     return 0, 0
 
 

@@ -81,11 +81,12 @@ def count(monkeypatch, fn):
     return out, launches, aten, [op for op in mode.ops if op in SYNCS]
 
 
-@pytest.mark.parametrize("group", [None, 64])
-def test_step_launches_and_syncs(monkeypatch, group):
+@pytest.mark.parametrize("d,group", [(32, None), (32, 64), (300, None), (80, 64)])
+def test_step_launches_and_syncs(monkeypatch, d, group):
     """A forward + backward (compute_grad=True) at b = 256, float32: ≤ 8 launches (GEMMs and
-    kernels) and no host sync; the same numbers as the torch backend."""
-    x, y, w = make_problem(256, 32, 10, seed=3)
+    kernels) and no host sync, by ĝ = QX (d < G) and by QK (d ≥ G, K = XXᵀ one more GEMM);
+    the same numbers as the torch backend."""
+    x, y, w = make_problem(256, d, 10, seed=3)
     hyper = Hyper(0.1, 0.8, 0.5, 0.1, False, group)
     scale = torch.full((256,), 1 / 256, dtype=torch.float32)
     args = (x.float().to(DEVICE), y.to(DEVICE), w.float().to(DEVICE), scale.to(DEVICE), hyper)
@@ -94,6 +95,7 @@ def test_step_launches_and_syncs(monkeypatch, group):
     assert not syncs, syncs
     assert len(launches) + len(aten) <= MAX_LAUNCHES, (launches, aten)
     assert len(launches) == 3, launches
+    assert aten.count("bmm") == (d >= (group or 256)), aten      # K only on the QK path
     want = torch_backend.sea_forward(x, y, w, scale.double(), hyper, True)
     for got, ref in zip(out, want):
         assert torch.allclose(got.double().cpu(), ref, rtol=1e-4, atol=1e-6)

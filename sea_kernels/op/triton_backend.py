@@ -3,11 +3,13 @@
 The common formulation, the contract and the stage names are docs/design.md §2, §3 and §5; this
 host module runs one step as (b = 256, the whole batch, with dW: 8 launches, no host sync):
 
-    L = XW, K = blockdiag(XXᵀ) (b×G: one bmm over the groups), M = WᵀW (C ≤ 2b)   3 GEMMs
-    _prep   A', ‖g_i‖² = a'_iᵀMa'_i and its rounding scale, the zero-row flags nz   kernel
+    L = XW, K = blockdiag(XXᵀ) (b×G: one bmm over the groups; only for d ≥ G),
+    M = WᵀW (C ≤ 2b)                                                                  3 GEMMs
+    _prep   A', ‖g_i‖² = a'_iᵀMa'_i and its rounding scale, ‖x_i‖², the zero-row flags kernel
     _probs  S = sc·A'Lᵀ once per tile → Q (b×G, fp32), the row softmax in place      kernel
-    _stats  QK, QL, ‖ĝ‖², xᵀĝ, c1 = 1/n, c2 = ηr/n (untrusted rows repaired in-kernel),
-            the losses and D1 = c1 D, D2 = c2 D                                       kernel
+    _stats  QK (d ≥ G) or ĝ = QX (d < G: 2bGd < 2bGd + 2bG², no K), QL, ‖ĝ‖², xᵀĝ,
+            c1 = 1/n, c2 = ηr/n (untrusted rows formed directly in-kernel), the losses
+            and D1 = c1 D, D2 = c2 D                                                  kernel
     R = D1 + Qᵀ D2 (one baddbmm over the groups), dW = XᵀR                           2 GEMMs
 
 What differs from the torch backend:
@@ -199,16 +201,17 @@ def _forward(x, labels, weight, row_scale, hyper, compute_grad, group, bias, cfg
     bias32 = bias.detach().to(device=dev, dtype=f32).contiguous() if has_bias else x
     labels = labels.to(torch.int64).contiguous()
     logits = mm32(x, w)
-    k = gram_blocks(x, group)
+    use_qx = x.shape[1] < group        # ĝ = QX (2bGd) is cheaper than K = XXᵀ and QK
+    k = x if use_qx else gram_blocks(x, group)
     use_m = c <= 2 * b
     dwc = torch.empty(w.shape, dtype=f32, device=dev) if compute_grad else x.new_empty(0, dtype=f32)
-    a, g2, s2, nz = prep(logits, bias32, labels, w, k, x, lam, delta, negative_only, use_m,
-                         has_bias, group, cfg, dwc)
+    a, g2, s2, nz, kd = prep(logits, bias32, labels, w, k, x, lam, delta, negative_only, use_m,
+                             has_bias, group, cfg, dwc, use_qx)
     q = probs(a, logits, x, w, g2, s2, nz, alpha, group, cfg)
     grad = compute_grad or input_grad
-    ql, losses, d, d1, d2, cf = stats(q, k, logits, x, w, labels, bias32, row_scale, eta, lam,
-                                      delta, grad, input_grad or has_bias, has_bias, group,
-                                      cfg, gdt, dwc)
+    ql, losses, d, d1, d2, cf = stats(q, k, kd, logits, x, w, labels, bias32, row_scale, eta,
+                                      lam, delta, grad, input_grad or has_bias, has_bias, group,
+                                      cfg, gdt, dwc, use_qx)
     empty = x.new_empty(0, dtype=f32)
     dw = db = empty
     if compute_grad:
@@ -230,27 +233,28 @@ def _forward(x, labels, weight, row_scale, hyper, compute_grad, group, bias, cfg
 
 
 def prep(logits, bias, labels, w, k, x, lam, delta, negative_only, use_m, has_bias, group,
-         cfg: Config, zero):
-    """_prep: (A' (b×C, fp32), ‖g_i‖², its rounding scale (Σ_c |a'_ic|‖w_c‖)², nz (b,)); C > 2b
-    (not use_m): the two norms from G' = A'Wᵀ in torch. `zero` (fp32) is zeroed on the way."""
+         cfg: Config, zero, qx=False):
+    """_prep: (A' (b×C, fp32), ‖g_i‖², its rounding scale (Σ_c |a'_ic|‖w_c‖)², nz, ‖x_i‖² (b,));
+    C > 2b (not use_m): the two norms from G' = A'Wᵀ in torch; qx: no K (‖x_i‖² from X). `zero`
+    (fp32) is zeroed on the way."""
     b, c = logits.shape
     f32, dev = torch.float32, logits.device
     a = torch.empty(b, c, dtype=f32, device=dev)
-    g2, s2, nz = (torch.empty(b, dtype=f32, device=dev) for _ in range(3))
+    g2, s2, nz, kd = (torch.empty(b, dtype=f32, device=dev) for _ in range(4))
     m = w.T.to(f32) @ w.to(f32) if use_m else a
     grid = triton.cdiv(b, cfg.row_m)
     kernels._prep[(grid,)](
-        logits, bias, labels, m, k, x, a, g2, s2, nz, zero, zero.numel(),
+        logits, bias, labels, m, k, x, a, g2, s2, nz, kd, zero, zero.numel(),
         triton.cdiv(zero.numel(), grid), b, c, x.shape[1], group,
         logits.stride(0), m.stride(0), k.stride(0), x.stride(0), a.stride(0), float(delta),
         1.0 / lam, NEG_ONLY=bool(negative_only), HAS_BIAS=has_bias, USE_M=use_m,
-        SMALL_C=c < cfg.block_c, BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c, BLOCK_CD=cfg.block_c,
-        BLOCK_D=cfg.block_d, PREC=DOT_PRECISION, num_warps=cfg.row_warps)
+        SMALL_C=c < cfg.block_c, QX=bool(qx), BLOCK_M=cfg.row_m, BLOCK_C=cfg.row_c,
+        BLOCK_CD=cfg.block_c, BLOCK_D=cfg.block_d, PREC=DOT_PRECISION, num_warps=cfg.row_warps)
     if not use_m:
         w32 = w.to(f32)
         g2 = (a @ w32.T).square().sum(dim=1)
         s2 = (a.abs() @ w32.square().sum(dim=0).sqrt()).square()
-    return a, g2, s2, nz
+    return a, g2, s2, nz, kd
 
 
 def probs(a, logits, x, w, g2, s2, nz, alpha, group, cfg: Config):
@@ -266,12 +270,12 @@ def probs(a, logits, x, w, g2, s2, nz, alpha, group, cfg: Config):
     return q
 
 
-def stats(q, k, logits, x, w, labels, bias, row_scale, eta, lam, delta, grad, write_d, has_bias,
-          group, cfg: Config, gdt, dwc):
+def stats(q, k, kd, logits, x, w, labels, bias, row_scale, eta, lam, delta, grad, write_d,
+          has_bias, group, cfg: Config, gdt, dwc, qx=False):
     """_stats: (QL, losses, D or None, D1, D2, (c1, c2, cl1, cl2)) with R = D1 + Qᵀ D2, X̃ = c1 X
     + c2 QX, L̃ − 1bᵀ = cl1 L + cl2 QL; without `grad` the D's are None. gdt: the inputs' GEMM
     dtype (bf16: bf16 value dots); dwc (d×C, zeroed by _prep): the untrusted rows' dW share is
-    added to it."""
+    added to it; qx: ‖ĝ‖², xᵀĝ from ĝ = QX (k unused), kd = ‖x_i‖²."""
     b, c = logits.shape
     f32, dev = torch.float32, logits.device
     ql = torch.empty(b, c, dtype=f32, device=dev)
@@ -284,11 +288,12 @@ def stats(q, k, logits, x, w, labels, bias, row_scale, eta, lam, delta, grad, wr
     rs = row_scale.detach().to(device=dev, dtype=f32).contiguous() if grad else losses
     vdt, emu = _value_dtype(gdt)
     kernels._stats[(triton.cdiv(b, cfg.block_m),)](
-        q, k, logits, x, w, labels, bias, rs, ql, losses, d, d1, d2, cf, xa, dwc, b, c,
+        q, k, kd, logits, x, w, labels, bias, rs, ql, losses, d, d1, d2, cf, xa, dwc, b, c,
         x.shape[1], group, float(eta), TAU[f32], float(delta), float(lam), 1.0 / lam,
         q.stride(0), k.stride(0), logits.stride(0), x.stride(0), w.stride(0), ql.stride(0),
         d1.stride(0), xa.stride(0),
-        GRAD=bool(grad), WRITE_D=bool(grad and write_d), HAS_BIAS=has_bias, VDT=vdt, VEMU=emu,
+        GRAD=bool(grad), WRITE_D=bool(grad and write_d), HAS_BIAS=has_bias, QX=bool(qx),
+        VDT=vdt, VEMU=emu,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_V=cfg.block_v, BLOCK_C=cfg.block_v,
         BLOCK_D=cfg.block_d, PREC=DOT_PRECISION, num_warps=cfg.num_warps)
     if not grad:

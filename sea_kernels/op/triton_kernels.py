@@ -112,17 +112,19 @@ def _a_tile(l_ptr, bias_ptr, r64, rmask, y, c0, C, stride_l, delta, inv_lam, m_s
 
 
 @triton.jit
-def _prep(l_ptr, bias_ptr, y_ptr, m_ptr, k_ptr, x_ptr, a_ptr, g2_ptr, s2_ptr, nz_ptr, zero_ptr,
+def _prep(l_ptr, bias_ptr, y_ptr, m_ptr, k_ptr, x_ptr, a_ptr, g2_ptr, s2_ptr, nz_ptr, kd_ptr,
+          zero_ptr,
           n_zero, zero_chunk, b, C, D, G, stride_l, stride_m, stride_k, stride_x, stride_a,
           delta, inv_lam,
           NEG_ONLY: tl.constexpr, HAS_BIAS: tl.constexpr, USE_M: tl.constexpr,
-          SMALL_C: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+          SMALL_C: tl.constexpr, QX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
           BLOCK_CD: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr):
     """A' (stored fp32): a'_c = e^{z_c−m'}/s (c ≠ y), a'_y = −1 with m' = max_{c≠y} z_c and
     s = Σ_{c≠y} e^{z_c−m'} ≥ 1, i.e. (P − Y)/(1 − p_y) exactly at every margin (NEG_ONLY:
     e^{z_c − max_c z_c}). USE_M: ‖g_i‖² = a'_iᵀ M a'_i (class tiles of BLOCK_CD, a dot per
     pair of tiles; SMALL_C: exact FMA loops over the C² entries) and s2_i = (Σ_c |a'_ic|
-    √M_cc)². nz_i = 1.0 iff x_i ≠ 0 (K_ii > 0, else a scan of x_i). Each program also zeroes
+    √M_cc)². kd_i = ‖x_i‖² (K_ii; QX, no K: from x_i) and nz_i = 1.0 iff x_i ≠ 0 (K_ii > 0, else
+    a scan of x_i). Each program also zeroes
     its chunk of the n_zero floats at zero_ptr (the dW buffer `_stats` adds to)."""
     z0 = tl.program_id(0) * zero_chunk
     z1 = tl.minimum(z0 + zero_chunk, n_zero)
@@ -185,14 +187,25 @@ def _prep(l_ptr, bias_ptr, y_ptr, m_ptr, k_ptr, x_ptr, a_ptr, g2_ptr, s2_ptr, nz
                 g2 += tl.sum(acc * a1, 1)
         tl.store(g2_ptr + rows, g2, mask=rmask)
         tl.store(s2_ptr + rows, s_abs * s_abs, mask=rmask)
-    kd = tl.load(k_ptr + r64 * stride_k + rows % G, mask=rmask, other=1.0).to(tl.float32)
-    nz = kd > 0
-    if tl.min(tl.where(rmask, kd, 1.0)) <= 0:   # a K_ii = 0 in the block: x_i may be tiny
+    if QX:
+        kd = tl.zeros([BLOCK_M], dtype=tl.float32)
+        nz = rmask & False
         for d0 in range(0, D, BLOCK_D):
             dd = d0 + tl.arange(0, BLOCK_D)
             xv = tl.load(x_ptr + r64[:, None] * stride_x + dd[None, :],
-                         mask=rmask[:, None] & (dd[None, :] < D), other=0.0)
-            nz = nz | (tl.max(tl.abs(xv.to(tl.float32)), 1) > 0)
+                         mask=rmask[:, None] & (dd[None, :] < D), other=0.0).to(tl.float32)
+            kd += tl.sum(xv * xv, 1)
+            nz = nz | (tl.max(tl.abs(xv), 1) > 0)
+    else:
+        kd = tl.load(k_ptr + r64 * stride_k + rows % G, mask=rmask, other=1.0).to(tl.float32)
+        nz = kd > 0
+        if tl.min(tl.where(rmask, kd, 1.0)) <= 0:   # a K_ii = 0 in the block: x_i may be tiny
+            for d0 in range(0, D, BLOCK_D):
+                dd = d0 + tl.arange(0, BLOCK_D)
+                xv = tl.load(x_ptr + r64[:, None] * stride_x + dd[None, :],
+                             mask=rmask[:, None] & (dd[None, :] < D), other=0.0)
+                nz = nz | (tl.max(tl.abs(xv.to(tl.float32)), 1) > 0)
+    tl.store(kd_ptr + rows, kd, mask=rmask)
     tl.store(nz_ptr + rows, nz.to(tl.float32), mask=rmask)
 
 
@@ -361,14 +374,16 @@ def _gh_tile(q_ptr, x_ptr, rows, rmask, lo, hi, d0, D, G, stride_q, stride_x,
 
 
 @triton.jit
-def _stats(q_ptr, k_ptr, l_ptr, x_ptr, w_ptr, y_ptr, bias_ptr, rs_ptr, ql_ptr, loss_ptr, d_ptr,
+def _stats(q_ptr, k_ptr, kd_ptr, l_ptr, x_ptr, w_ptr, y_ptr, bias_ptr, rs_ptr, ql_ptr, loss_ptr,
+           d_ptr,
            d1_ptr, d2_ptr, c_ptr, xa_ptr, dwc_ptr, b, C, D, G, eta, tau, delta, lam, inv_lam,
            stride_q, stride_k, stride_l, stride_x, stride_w, stride_ql, stride_d, stride_xa,
-           GRAD: tl.constexpr, WRITE_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+           GRAD: tl.constexpr, WRITE_D: tl.constexpr, HAS_BIAS: tl.constexpr, QX: tl.constexpr,
            VDT: tl.constexpr, VEMU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
            BLOCK_V: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
            PREC: tl.constexpr):
-    """For a row block: ‖ĝ_i‖² = Σ_k (QK)_ik Q_ik, x_iᵀĝ_i = Σ_k Q_ik K_ik, QL (stored fp32),
+    """For a row block: ‖ĝ_i‖² = Σ_k (QK)_ik Q_ik, x_iᵀĝ_i = Σ_k Q_ik K_ik (QX, for d < G: both
+    from ĝ = QX formed tile by tile, no K), K_ii = kd_i, QL (stored fp32),
     r = 1/‖ĝ_i‖, n² = K_ii + 2ηr xᵀĝ + η²[ĝ_i ≠ 0], c1 = 1/n, c2 = ηr/n. The untrusted rows
     (‖ĝ_i‖² < τ·max_{j∈group} K_jj, n² < τ(K_ii + η²[ĝ_i ≠ 0]) or < tiny) are formed directly,
     as the torch backend does: ĝ_i = q_i X, v_i = x_i + ηĝ_i/‖ĝ_i‖ (stored at xa), x̃_i = v_i/‖v_i‖
@@ -385,29 +400,37 @@ def _stats(q_ptr, k_ptr, l_ptr, x_ptr, w_ptr, y_ptr, bias_ptr, rs_ptr, ql_ptr, l
     lo, hi = _span(r0, tl.minimum(r0 + BLOCK_M, b) - 1, G, b, BLOCK_N)
     p1 = tl.zeros([BLOCK_M], dtype=tl.float32)
     p2 = tl.zeros([BLOCK_M], dtype=tl.float32)
-    kd = tl.zeros([BLOCK_M], dtype=tl.float32)
+    kd = tl.load(kd_ptr + rows, mask=rmask, other=0.0)
     kmax = tl.zeros([BLOCK_M], dtype=tl.float32)
     gs = (rows // G) * G
     for k0 in range(lo, hi, BLOCK_N):
         kc = k0 + tl.arange(0, BLOCK_N)
         kmask = kc < hi
-        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-        for j0 in range(lo, hi, BLOCK_N):
-            jc = j0 + tl.arange(0, BLOCK_N)
-            jmask = jc < hi
-            q = _bd_load(q_ptr, stride_q, rows, jc, rmask, jmask, G)
-            kt = _bd_load(k_ptr, stride_k, jc, kc, jmask, kmask, G)
-            acc += tl.dot(_operand(q, VDT, VEMU), _operand(kt, VDT, VEMU),
-                          input_precision=PREC)
-        qk = _bd_load(q_ptr, stride_q, rows, kc, rmask, kmask, G)
-        kk = _bd_load(k_ptr, stride_k, rows, kc, rmask, kmask, G)
-        p1 += tl.sum(acc * qk, 1)
-        p2 += tl.sum(qk * kk, 1)
-        kd += tl.sum(tl.where(kc[None, :] == rows[:, None], kk, 0.0), 1)
-        kdiag = tl.load(k_ptr + kc.to(tl.int64) * stride_k + kc % G, mask=kmask,
-                        other=0.0).to(tl.float32)
+        kdiag = tl.load(kd_ptr + kc, mask=kmask, other=0.0)
         same = gs[:, None] == ((kc // G) * G)[None, :]
         kmax = tl.maximum(kmax, tl.max(tl.where(same & kmask[None, :], kdiag[None, :], 0.0), 1))
+        if not QX:
+            acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+            for j0 in range(lo, hi, BLOCK_N):
+                jc = j0 + tl.arange(0, BLOCK_N)
+                jmask = jc < hi
+                q = _bd_load(q_ptr, stride_q, rows, jc, rmask, jmask, G)
+                kt = _bd_load(k_ptr, stride_k, jc, kc, jmask, kmask, G)
+                acc += tl.dot(_operand(q, VDT, VEMU), _operand(kt, VDT, VEMU),
+                              input_precision=PREC)
+            qk = _bd_load(q_ptr, stride_q, rows, kc, rmask, kmask, G)
+            kk = _bd_load(k_ptr, stride_k, rows, kc, rmask, kmask, G)
+            p1 += tl.sum(acc * qk, 1)
+            p2 += tl.sum(qk * kk, 1)
+    if QX:
+        for d0 in range(0, D, BLOCK_D):
+            gh = _qv_tile(q_ptr, x_ptr, rows, rmask, lo, hi, d0, D, G, stride_q, stride_x,
+                          VDT, VEMU, BLOCK_M, BLOCK_N, BLOCK_D, PREC)
+            dd = d0 + tl.arange(0, BLOCK_D)
+            xv = tl.load(x_ptr + r64[:, None] * stride_x + dd[None, :],
+                         mask=rmask[:, None] & (dd[None, :] < D), other=0.0).to(tl.float32)
+            p1 += tl.sum(gh * gh, 1)
+            p2 += tl.sum(xv * gh, 1)
     for c0 in range(0, C, BLOCK_V):
         qv = _qv_tile(q_ptr, l_ptr, rows, rmask, lo, hi, c0, C, G, stride_q, stride_l,
                       VDT, VEMU, BLOCK_M, BLOCK_N, BLOCK_V, PREC)
