@@ -74,7 +74,7 @@ class Config:
     block_m: int = 64   # rows per program in _probs / _stats
     block_n: int = 32   # key tile (j, k) in _probs / _stats
     block_c: int = 16   # class (reduction) tile of S = A'Lᵀ, a'ᵀMa' and g_i = W a'_i
-    block_v: int = 32   # class tile of QL in _stats
+    block_v: int = 16   # class tile of QL and of the loss epilogue in _stats
     block_d: int = 32   # feature tile of the direct rows (g_i, ĝ_i = q_i X)
     row_warps: int = 4  # _prep
     num_warps: int = 8  # _probs / _stats
