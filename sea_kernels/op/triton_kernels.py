@@ -8,19 +8,22 @@ Three launched kernels, one per row block, named after what they produce (docs/d
 
     _prep    A' = (softmax(Z) − Y)/(1 − p_y) of Z = (L + 1bᵀ + δ(1−Y))/λ (exact at any margin:
              softmax over c ≠ y, −1 at y; NEG_ONLY: softmax(Z)/max); with USE_M also
-             ‖g_i‖² = a'_iᵀ M a'_i (M = WᵀW) and its rounding scale (Σ_c |a'_ic|‖w_c‖)²; the flags
-             nz_j = [x_j ≠ 0] (from K_jj, X itself read only for a block with some K_jj = 0)
+             ‖g_i‖² = a'_iᵀ M a'_i (M = WᵀW) and its rounding scale (Σ_c |a'_ic|‖w_c‖)²;
+             kd_j = ‖x_j‖² and the flags nz_j = [x_j ≠ 0] (from K_jj, X itself read only for a
+             block with some K_jj = 0; QX: no K, both from X); zeroes the dW buffer of `_stats`
     _probs   S_ij = sc_i a'_i·l_j once per (row block, key block) of the row block's groups,
              sc_i = 1/(α‖g_i‖), masked to `_allowed` (j ≠ i, same group, x_j ≠ 0); the raw S is
              written into the b×G buffer Q, then Q_ij = e^{S_ij − m_i}/z_i in place (two passes
              over the stored row, no recomputation). The cancelling rows (‖g_i‖² < τ·scale) take
              ‖g_i‖ and S_i from g_i = W a'_i directly (in-kernel, only in a block that has one)
-    _stats   QK (for ‖ĝ_i‖² = Σ_k (QK)_ik Q_ik), xᵀĝ = Σ_k Q_ik K_ik and QL (b×C) from the stored
-             Q and the block-diagonal K; the row factors c1 = 1/n, c2 = ηr/n, with the untrusted
-             rows of docs/design.md §3 (‖ĝ_i‖² < τ·max_group K_jj, n² cancelling or underflowing)
-             given ‖ĝ_i‖ and n_i from ĝ_i = q_i X formed in-kernel (masked work, only in a block
-             that has one: no host sync); then the loss epilogue of L̃ = c1 L + c2 QL + 1bᵀ:
-             the losses λ·softplus(t) and D1 = c1 D, D2 = c2 D (and D) for R = D1 + Qᵀ D2
+    _stats   QK (for ‖ĝ_i‖² = Σ_k (QK)_ik Q_ik), xᵀĝ = Σ_k Q_ik K_ik (QX, d < G: both from
+             ĝ = QX tile by tile, no K) and QL (b×C) from the stored Q; the row factors
+             c1 = 1/n, c2 = ηr/n; the untrusted rows of docs/design.md §3 (‖ĝ_i‖² <
+             τ·max_group K_jj, n² cancelling or underflowing) formed directly in-kernel (ĝ_i =
+             q_i X in fp64 dots, x̃_i, QL_i = x̃_iW, their dW share by atomics; masked work, only
+             in a block that has one: no host sync); then the loss epilogue of
+             L̃ = cl1 L + cl2 QL + 1bᵀ: the losses λ·softplus(t) and D1, D2 (and D) for
+             R = D1 + Qᵀ D2
 
 Layout: Q and K are b×G (row i, local column j − G⌊i/G⌋): the block-diagonal part only, O(b·G)
 memory (G = b for the whole batch). A tile over global key columns reads them through
