@@ -5,35 +5,39 @@ the b×b Gram of b = 65,536 included) with its kernel launches recorded instead 
 recorded launch — the host's own grid, arguments, block sizes and warps — then goes through
 `JITFunction.warmup` under a stand-in driver whose target is GPUTarget("cuda", 90, 32), so Triton
 specialises the arguments (ints equal to 1, divisibility by 16) exactly as a launch on an H100
-would and lowers the kernel to an sm_90 cubin with its own ptxas. The two data-dependent host
-steps (the cancelling rows of `grad_norms_and_rows`, the untrusted rows of `factors`) are
-replaced by their no-row outcome: they launch no kernel.
+would and lowers the kernel to an sm_90 cubin with its own ptxas. The host has no data-dependent
+step (the rare rows of docs/design.md §3 are repaired inside the kernels), so the launches are
+exactly those of a run on a GPU.
 
 Per (kernel, shape, dtype) one record (FIELDS):
 
   kernel          the launched kernel; a variant's constexpr flag in brackets
-                  (_row_prep[NEG_ONLY]: direction="sea_neg"; _row_epilogue[GRAD]: with dW)
+                  (_prep[NEG_ONLY]: direction="sea_neg"; _stats[GRAD]: with dW)
   shape           [b, d, C, G or null (the whole batch)]
-  dtype           the inputs' dtype; the host upcasts bf16 to fp32, so its kernels are fp32's
+  dtype           the inputs' dtype: bf16 stays bf16 in the GEMMs and the value dots
   compiled        lowered to a cubin without error
   num_warps       the host's num_warps
   regs, spills    registers per thread; spill stores + loads in bytes (ptxas -v of the build)
   smem            shared memory in bytes (Triton's allocation: the kernel's dynamic smem)
   dots            tt.dot ops in the TTIR (static count, loops not unrolled)
-  mma             tensor-core instructions in the PTX (mma.sync + wgmma, static count); the
-                  kernels' dots use input_precision=DOT_PRECISION
-  flops_executed  2·m·n·k of every dot the launched grid executes, padding of partial tiles and
-                  the recomputation of the scores included (from the grid, the loop bounds the
-                  kernel computes, and the block sizes)
-  flops_needed    the stage's necessary dot FLOPs: _attention S = A'Lᵀ within the groups, QK and
-                  QL (2bG(2C + G)); _grad_rows QᵀD (2bGC, S is not needed again); the row
-                  kernels have no dots (0)
+  mma             tensor-core instructions in the PTX (mma.sync + wgmma, static count)
+  flops_executed  2·m·n·k of every dot (2 per multiply-add of the exact FMA loops that replace
+                  the dots for C < 16) the launched grid executes on its regular path, the
+                  padding of partial tiles included (from the grid, the loop bounds the kernel
+                  computes and the block sizes); the masked repair of the rare rows, which runs
+                  only in a row block that has one, is not counted
+  flops_needed    the stage's necessary FLOPs over the groups g_k (Σ_k g_k = b):
+                  _prep a'ᵀMa' (2bC², 0 for C > 2b: a torch GEMM then), _probs S = A'Lᵀ
+                  (Σ 2g_k²C), _stats QK and QL (Σ 2g_k²(g_k + C)), or for d < G ĝ = QX
+                  and QL (Σ 2g_k²(d + C))
 
 `--edge` is the compile check of tests/test_triton_kernel.py (EDGE_SHAPES, also with 16-wide
 blocks); tests/test_gpu_audit.py runs the audit at two shapes. Both run this script in a process
 of its own: TRITON_INTERPRET is removed from the environment before triton is imported (the
 interpreter defines no compilable kernels). Exit status 1 when `check` finds a kernel that did
-not compile, spills, or needs more shared memory than SMEM_LIMIT.
+not compile, spills, needs more shared memory than SMEM_LIMIT, has a dot but no tensor-core
+instruction, or (not with --edge, whose tiny shapes are all padding) executes more than
+MAX_RATIO × its needed FLOPs.
 """
 from __future__ import annotations
 
@@ -56,15 +60,20 @@ import torch  # noqa: E402
 #: (b, d, C, G): G None is the whole batch.
 SHAPES = [(256, 1280, 10, None), (256, 8192, 100, None), (1024, 8192, 1000, None),
           (4096, 1280, 10, 256), (65536, 1280, 10, 256)]
-#: The compile check's edge cases: b = 1, G = 1 and NKT = 1 (Triton turns ints equal to 1 into
-#: constants), G = 1 with NKT > 1, groups that start and end inside tiles, C over several tiles.
+#: The compile check's edge cases: b = 1 and G = 1 (Triton turns ints equal to 1 into constants),
+#: G = 1 over many rows, groups that start and end inside tiles, C over several tiles (the dot
+#: paths, C ≥ 16), C > 2b (no M = WᵀW).
 EDGE_SHAPES = [(1, 8, 3, None), (64, 8, 3, 1), (130, 8, 3, 1), (130, 20, 150, 50),
-               (100, 20, 70, None)]
+               (100, 20, 70, None), (16, 20, 40, None)]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+#: The kernels the host launches (op/triton_kernels.py).
+KERNELS = ("_prep", "_probs", "_stats")
 FIELDS = ("kernel", "shape", "dtype", "compiled", "num_warps", "regs", "spills", "smem", "dots",
           "mma", "flops_executed", "flops_needed")
 #: H100: 227 KiB of shared memory per block (opt-in maximum).
 SMEM_LIMIT = 227 * 1024
+#: The most executed/needed FLOPs a kernel may have.
+MAX_RATIO = 1.5
 TARGET = ("cuda", 90, 32)
 
 
@@ -107,20 +116,10 @@ def capture(b, d, c, group, dtype, *, negative_only=False, compute_grad=True, cf
     from sea_kernels.op.call import Hyper
     kernels = tb.kernels
     sink: list[Launch] = []
-    names = ("_row_prep", "_attention", "_row_epilogue", "_grad_rows")
-    fake = SimpleNamespace(**{n: _Recorder(getattr(kernels, n), sink) for n in names})
+    fake = SimpleNamespace(**{n: _Recorder(getattr(kernels, n), sink) for n in KERNELS})
     meta = torch.device("meta")
-
-    def no_cancelling_rows(a, w):      # grad_norms_and_rows without its data-dependent rows
-        return (a.new_empty(a.shape[0]), a.new_empty(a.shape[0], dtype=torch.bool),
-                a.new_empty(a.shape[0], w.shape[0]))
-
-    def no_untrusted_rows(x, w, q_rows, ql, gh2, xg, k_diag, eta, **kw):
-        return (gh2.new_empty(gh2.shape), gh2.new_empty(gh2.shape),
-                gh2.new_empty(gh2.shape, dtype=torch.bool), x.new_empty(x.shape))
-
-    saved = {n: getattr(tb, n) for n in ("kernels", "grad_norms_and_rows", "factors")}
-    tb.kernels, tb.grad_norms_and_rows, tb.factors = fake, no_cancelling_rows, no_untrusted_rows
+    saved = tb.kernels
+    tb.kernels = fake
     try:
         x = torch.empty(b, d, dtype=dtype, device=meta)
         w = torch.empty(d, c, dtype=dtype, device=meta)
@@ -130,8 +129,7 @@ def capture(b, d, c, group, dtype, *, negative_only=False, compute_grad=True, cf
         g = b if group is None else min(group, b)
         tb._forward(x, y, w, scale, hyper, compute_grad, g, None, cfg or tb.CONFIG)
     finally:
-        for n, v in saved.items():
-            setattr(tb, n, v)
+        tb.kernels = saved
     return sink
 
 
@@ -288,38 +286,38 @@ def _span(first, last, g, b, align):
     return lo // align * align, min((last // g + 1) * g, b)
 
 
+def _group_sizes(b, g):
+    return [g] * (b // g) + ([b % g] if b % g else [])
+
+
 def flops(launch: Launch) -> tuple[int, int]:
-    """(executed, needed) dot FLOPs of one launch (see the module docstring)."""
+    """(executed, needed) FLOPs of one launch (see the module docstring)."""
     a = launch.args
     name = launch.fn.__name__
-    if name == "_attention":
-        b, c, g, nkt = a["b"], a["C"], a["G"], a["NKT"]
-        bm, bn, bc, bv = a["BLOCK_M"], a["BLOCK_N"], a["BLOCK_C"], a["BLOCK_V"]
-        score = 2 * bc * _cdiv(c, bc)            # per (row, key) pair of a scores tile
-        executed = 0
-        for r0 in range(0, b, bm):
-            last = min(r0 + bm, b) - 1
-            lo, hi = _span(r0, last, g, b, bn)
-            klo, _ = _span(r0, last, g, b, bv)
-            for t in range(launch.grid[1]):
-                if t < nkt:
-                    j_end = hi if klo + t * bv < hi else lo
-                    executed += bm * bv * score   # the K tile's own scores after the loop
-                else:
-                    j_end = hi
-                steps = _cdiv(max(j_end - lo, 0), bn)
-                executed += steps * (bm * bn * score + 2 * bm * bn * bv)
-        return executed, 2 * b * g * (2 * c + g)
-    if name == "_grad_rows":
-        b, c, g = a["b"], a["C"], a["G"]
-        bm, bn, bc, bd = a["BLOCK_M"], a["BLOCK_N"], a["BLOCK_C"], a["BLOCK_D"]
-        score = 2 * bc * _cdiv(c, bc)
-        executed = 0
-        for c0 in range(0, b, bn):
-            lo, hi = _span(c0, min(c0 + bn, b) - 1, g, b, bm)
-            steps = _cdiv(max(hi - lo, 0), bm)
-            executed += launch.grid[1] * steps * (bm * bn * score + 2 * bn * bm * bd)
-        return executed, 2 * b * g * c
+    b, c, g = a["b"], a["C"], a["G"]
+    groups = _group_sizes(b, g)
+    if name == "_prep":
+        if not a["USE_M"]:
+            return 0, 0
+        cp = c if a["SMALL_C"] else _cdiv(c, a["BLOCK_CD"]) * a["BLOCK_CD"]
+        return launch.grid[0] * a["BLOCK_M"] * 2 * cp * cp, 2 * b * c * c
+    bm, bn = a["BLOCK_M"], a["BLOCK_N"]
+    executed = 0
+    for r0 in range(0, b, bm):
+        lo, hi = _span(r0, min(r0 + bm, b) - 1, g, b, bn)
+        n = _cdiv(hi - lo, bn)
+        if name == "_probs":
+            cp = c if a["SMALL_C"] else _cdiv(c, a["BLOCK_CD"]) * a["BLOCK_CD"]
+            executed += n * bm * bn * 2 * cp
+        elif name == "_stats":
+            bv, bd, d = a["BLOCK_V"], a["BLOCK_D"], a["D"]
+            gram = (n * _cdiv(d, bd) * 2 * bm * bn * bd if a["QX"] else n * n * 2 * bm * bn * bn)
+            executed += gram + n * _cdiv(c, bv) * 2 * bm * bn * bv
+    if name == "_probs":
+        return executed, sum(2 * gk * gk * c for gk in groups)
+    if name == "_stats":
+        inner = a["D"] if a["QX"] else None
+        return executed, sum(2 * gk * gk * ((inner or gk) + c) for gk in groups)
     return 0, 0
 
 
@@ -377,9 +375,10 @@ def _v(v):
     return "?" if v is None else str(v)
 
 
-def check(recs) -> list[str]:
+def check(recs, ratio=True) -> list[str]:
     """What is wrong with the records: a kernel that did not compile, spills, shared memory
-    over SMEM_LIMIT. Empty when all is well."""
+    over SMEM_LIMIT, a dot without tensor-core instructions, executed FLOPs over MAX_RATIO ×
+    the needed ones. Empty when all is well."""
     bad = []
     for r in recs:
         where = f"{r['kernel']} {r['shape']} {r['dtype']}"
@@ -390,6 +389,11 @@ def check(recs) -> list[str]:
             bad.append(f"{where}: {r['spills']} bytes of spills")
         if r["smem"] is None or r["smem"] > SMEM_LIMIT:
             bad.append(f"{where}: shared memory {r['smem']} > {SMEM_LIMIT}")
+        if r["dots"] and not r["mma"]:
+            bad.append(f"{where}: {r['dots']} dots but no tensor-core instruction")
+        if ratio and r["flops_executed"] > MAX_RATIO * r["flops_needed"]:
+            bad.append(f"{where}: executed {r['flops_executed']} > {MAX_RATIO} × needed "
+                       f"{r['flops_needed']}")
     return bad
 
 
@@ -431,7 +435,7 @@ def main(argv=None) -> int:
         from sea_kernels.data import writers
         writers.write_json(args.json, [{k: r[k] for k in FIELDS} for r in recs], indent=1)
         print(f"wrote {args.json} ({len(recs)} records)")
-    bad = check(recs)
+    bad = check(recs, ratio=not args.edge)
     for line in bad:
         print("FAIL", line, file=sys.stderr)
     return 1 if bad else 0

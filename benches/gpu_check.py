@@ -62,7 +62,8 @@ GROUP = 256
 EPOCHS = dict(n=50_000, d=8192, c=100, batch=256, epochs=100)
 SWEEP = dict(d=8192, c=100, batch=256, steps=6, n_full=50_000, epochs_full=100)
 TEST_FILES = [("tests/test_triton_kernel.py",), ("tests/test_backends_agree.py", "-k", "triton"),
-              ("tests/test_op_contract.py",), ("tests/test_torch_integration.py",)]
+              ("tests/test_triton_launches.py",), ("tests/test_op_contract.py",),
+              ("tests/test_torch_integration.py",)]
 DTYPES = ("float32", "bfloat16")
 BENCH_ORDER = ("triton", "torch-gram", "gemm-floor", "linear-ce", "fused_sea", "reference",
                "compiled-ref")
@@ -264,33 +265,39 @@ def tests(ctx):
 
 def _triton_run(x, y, w, group, hyper):
     """(loss, dW, x̃ of the sampled rows, the sampled rows) of fused_sea(backend="triton"); x̃
-    from the host's row factors c1, c2 and its Q rows (recomputed from the kernel's m, 1/z):
-    x̃_i = c1_i x_i + c2_i q_i X, or the host's directly formed x̃_i for its untrusted rows."""
+    from the kernels' Q (b×G, `triton_backend.probs`) and row factors c1, c2 (`stats`):
+    x̃_i = c1_i x_i + c2_i q_i X (for the untrusted rows c1, c2 are the kernel's directly formed
+    1/‖v_i‖ and ηr_i/‖v_i‖)."""
     import sea_kernels
     from sea_kernels.op import triton_backend as tb
     seen = {}
-    orig = tb.factors
+    orig_p, orig_s = tb.probs, tb.stats
 
-    def spy(*args, **kw):
-        out = orig(*args, **kw)
-        seen.update(x=args[0], q=args[2], out=out)
+    def spy_p(*args, **kw):
+        seen["q"] = orig_p(*args, **kw)
+        return seen["q"]
+
+    def spy_s(*args, **kw):
+        out = orig_s(*args, **kw)
+        seen["cf"] = out[-1]
         return out
 
-    tb.factors = spy
+    tb.probs, tb.stats = spy_p, spy_s
     try:
         wg = w.detach().requires_grad_(True)
         loss = sea_kernels.fused_sea(x, y, wg, group_size=group, backend="triton", **hyper)
         loss.backward()
     finally:
-        tb.factors = orig
+        tb.probs, tb.stats = orig_p, orig_s
     b = x.shape[0]
     rows = torch.arange(0, b, max(1, b // 256), device=x.device)[:256]
-    xf = seen["x"]
-    c1, c2, urows, x_aug = seen["out"]
-    xt = c1[rows, None] * xf[rows] + c2[rows, None] * (seen["q"](rows) @ xf)
-    if x_aug is not None and urows.numel():
-        hit = torch.nonzero(rows[:, None] == urows[None, :])
-        xt[hit[:, 0]] = x_aug[hit[:, 1]].to(xt.dtype)
+    xf, q = x.float(), seen["q"]
+    g = q.shape[1]
+    cols = (rows // g * g)[:, None] + torch.arange(g, device=x.device)
+    qd = torch.zeros(rows.numel(), b, device=x.device).scatter_add_(
+        1, cols.clamp(max=b - 1), q[rows] * (cols < b))
+    c1, c2 = seen["cf"][0], seen["cf"][1]
+    xt = c1[rows, None] * xf[rows] + c2[rows, None] * (qd @ xf)
     return loss.detach(), wg.grad, xt, rows
 
 

@@ -50,17 +50,28 @@ def test_default_blocks():
     fo.assert_close(fo.replace(case, group_size=50, bias=0.5, b=100, c=70), "triton")
 
 
-def test_key_tiles_cover_every_group_range():
-    """key_tiles ≥ the K tiles any row block's group range needs (aligned to block_v)."""
-    for cfg in (MIXED, triton_backend.Config(block_m=16, block_v=16),
-                triton_backend.Config(block_m=64, block_v=16), triton_backend.Config()):
-        for b in range(1, 140):
-            for g in range(1, b + 1):
-                n = triton_backend.key_tiles(b, g, cfg)
-                for r0 in range(0, b, cfg.block_m):
-                    lo = (r0 // g) * g // cfg.block_v * cfg.block_v
-                    hi = min((min(r0 + cfg.block_m, b) - 1) // g * g + g, b)
-                    assert lo + n * cfg.block_v >= hi, (cfg, b, g, r0)
+def test_block_diagonal_storage():
+    """K and Q kept as b×G diagonal blocks (the last group shorter): gram_blocks and
+    block_diag_matmul (Q v, Qᵀ v, + add) equal the dense block-diagonal products."""
+    gen = torch.Generator().manual_seed(0)
+    for b, g in ((1, 1), (5, 5), (7, 3), (9, 4), (8, 8), (13, 13), (12, 1)):
+        x = torch.randn(b, 6, generator=gen)
+        mask = torch.zeros(b, b, dtype=torch.bool)
+        for lo in range(0, b, g):
+            mask[lo:lo + g, lo:lo + g] = True
+        k = triton_backend.gram_blocks(x, g)
+        dense = torch.where(mask, x @ x.T, 0)
+        q = torch.randn(b, g, generator=gen)
+        qd = torch.zeros(b, b)
+        for i in range(b):
+            lo = i // g * g
+            n = min(g, b - lo)
+            assert torch.allclose(k[i, :n], dense[i, lo:lo + n], atol=1e-5)
+            qd[i, lo:lo + n] = q[i, :n]
+        v, add = (torch.randn(b, 3, generator=gen) for _ in range(2))
+        assert torch.allclose(triton_backend.block_diag_matmul(q, v, g), qd @ v, atol=1e-5)
+        got = triton_backend.block_diag_matmul(q, v, g, add=add, transpose=True)
+        assert torch.allclose(got, add + qd.T @ v, atol=1e-5)
 
 
 def _args(b=4, d=3, c=2, dtype=torch.float32, dev=DEVICE):
