@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from backends import NAMES, declares, device, one_thread, param  # noqa: F401
+from helpers import make_problem, margin_problem, rel_err
 
 from sea_kernels.op import reference, torch_backend
 from sea_kernels.op.call import Hyper
 from sea_kernels.op.dispatch import BACKENDS_BY_NAME
 from sea_kernels.op.groups import group_ranges
-
-from backends import NAMES, declares, device, one_thread, param  # noqa: F401
-from helpers import make_problem, margin_problem, rel_err
 
 TOL = {torch.float32: 2e-4, torch.float64: 1e-10}
 
