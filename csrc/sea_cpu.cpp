@@ -28,6 +28,11 @@
 //   grad_rows [g]    R = U + QᵀV                         X̃ = diag(1/n) X + diag(ηr/n) QX, so
 //   weight_grad      dW = XᵀR (+ X̃_uᵀD_u over the        X̃ᵀD = XᵀR; the untrusted rows of V
 //                    untrusted rows), db = Σ_i D_i       are zeroed in R and added from x̃
+// With input_grad (dX = ∂/∂X with the direction fixed, docs/design.md §8) X̃ is formed in row
+// space instead of the last Gram-space products: per group QX = Q_g X_g (one GEMM on q), ‖ĝ_i‖²
+// from its rows (no QK), QL = (QX)W when d < G (else Q L), X̃ = diag(c1) X + diag(c2) QX (the
+// untrusted rows' x̃ as formed), β_i = D_i·(L̃_i − b) in the epilogue's row pass; then
+// γ = D Wᵀ, dX_i = (γ_i − β_i x̃_i)/n_i (one row pass) and dW = X̃ᵀD (no R = U + QᵀV).
 // GEMMs through ATen (MKL), every row step one at::parallel_for pass (inline on its group's thread
 // when groups run in parallel); sea_rows.h the row primitives, sea_trust.h the rules of §3.
 #include "sea_cpu.h"
@@ -219,15 +224,29 @@ struct GroupResult {
 template <typename T>
 GroupResult row_epilogue(const Group& grp, const Tensor& w, const T* xg, const int64_t* y,
                          const T* row_scale, const Hyper<T>& h, const GradFactors& f,
-                         T* lossp, const InputGradRows<T>& ig) {
+                         T* lossp, const InputGradRows<T>& ig, const Tensor& qx) {
   const int64_t n = grp.n, ld = grp.kl.size(1), ldq = grp.width, C = w.size(1);
   const int64_t lo = grp.width;  // the column of L in kl (and of QL in qkl)
   constexpr T tiny = std::numeric_limits<T>::min();
   constexpr T inf = std::numeric_limits<T>::infinity();
   const T eta = h.eta, lam = h.lam, inv_lam = h.inv_lam, delta = h.delta;
   const T* bias = h.bias;
-  Tensor qkl = at::mm(grp.q, grp.kl);
+  // With the input gradient QX (n×d) is formed anyway: ‖ĝ_i‖² = ‖(QX)_i‖² from its rows, and
+  // only QL is multiplied (no n×n by n×n QK): as (QX)W (n·d·C) when d < n, else Q L (n·n·C).
+  Tensor qkl;
+  if (qx.defined()) {
+    qkl = at::empty({n, ld}, grp.kl.options());
+    Tensor ql = qkl.narrow(1, lo, C);
+    if (grp.x.size(1) < n)
+      at::mm_out(ql, qx, w);
+    else
+      at::mm_out(ql, grp.q, grp.kl.narrow(1, lo, C));
+  } else {
+    qkl = at::mm(grp.q, grp.kl);
+  }
   const T* qklp = qkl.const_data_ptr<T>();
+  const T* qxp = qx.defined() ? qx.const_data_ptr<T>() : nullptr;
+  const int64_t dim = grp.x.size(1);
   const T* klp = grp.kl.const_data_ptr<T>();
   const T* qp = grp.q.const_data_ptr<T>();
   std::vector<T> kd(n), gh2(n), n2(n), r(n), inv_n(n);
@@ -235,7 +254,8 @@ GroupResult row_epilogue(const Group& grp, const Tensor& w, const T* xg, const i
   const T* kdp = kd.data();
   at::parallel_for(0, n, grain(2 * n), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      const T acc = dot(qklp + i * ld, qp + i * ldq, n);
+      const T acc = qxp ? dot(qxp + i * dim, qxp + i * dim, dim)
+                        : dot(qklp + i * ld, qp + i * ldq, n);
       gh2[i] = acc;
       const bool moved = acc > 0;
       r[i] = moved ? T(1) / std::sqrt(std::max(acc, tiny)) : T(0);
@@ -344,7 +364,7 @@ Tensor weight_grad(const Tensor& x, const Tensor& r, const std::vector<GroupResu
 }
 
 // augmented_rows (one group, for the input gradient): X̃_g = diag(c1) X_g + diag(c2) Q_g X_g
-// into xa (n×d, a view of the batch's b×d buffer; one GEMM on the group's q), the untrusted rows
+// in place over xa = Q_g X_g (n×d, a view of the batch's b×d buffer), the untrusted rows
 // from their x̃ formed directly; inv_n (n) gets 1/n_i: c1 for the others, 1/‖x_i + ηΠ(ĝ_i)‖ for
 // the untrusted rows (0 where that is 0: Π's derivative at 0 is taken as 0, as autograd of
 // reference.unit gives).
@@ -352,8 +372,6 @@ template <typename T>
 void augmented_rows(const Group& grp, const Tensor& xa, const T* c1, const T* c2,
                     const Untrusted& un, T* inv_n) {
   const int64_t n = grp.n, d = grp.x.size(1);
-  Tensor out = xa;  // (a view of the batch's buffer)
-  at::mm_out(out, grp.q, grp.x);
   const T* xp = grp.x.const_data_ptr<T>();
   const int64_t ldx = grp.x.stride(0), ldx1 = grp.x.stride(1);
   T* ap = xa.data_ptr<T>();
@@ -466,13 +484,18 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
       if (f.d.defined()) fg.d = f.d.narrow(0, s, n);
     }
     InputGradRows<T> ig;
-    if (want_dx) ig = {c1.data() + s, c2.data() + s, beta.data() + s};
+    Tensor qx;  // Q_g X_g (one GEMM on the group's q), with the input gradient only
+    if (want_dx) {
+      ig = {c1.data() + s, c2.data() + s, beta.data() + s};
+      qx = xa.narrow(0, s, n);
+      at::mm_out(qx, grp.q, grp.x);
+    }
     results[k] = row_epilogue<T>(grp, w, xg.data() + s, y + s, row_scale + s, h, fg, lossp + s,
-                                 ig);
+                                 ig, qx);
     if (want_dx)
       augmented_rows<T>(grp, xa.narrow(0, s, n), c1.data() + s, c2.data() + s,
                         results[k].untrusted, inv_n.data() + s);
-    if (compute_grad) grad_rows(grp.q, fg);
+    if (compute_grad && !want_dx) grad_rows(grp.q, fg);
   };
   if (groups == 1) {
     run_group(0);
@@ -485,7 +508,9 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
   }
   if (want_dx) dx = input_grad<T>(f.d, w, beta.data(), xa, inv_n.data());
   if (!compute_grad) return;
-  dw = weight_grad(x, f.u, results);
+  // with the input gradient X̃ is formed (untrusted rows included): dW = X̃ᵀD, one GEMM, and no
+  // R = U + QᵀV
+  dw = want_dx ? at::mm(xa.t(), f.d) : weight_grad(x, f.u, results);
   if (h.bias) db = f.d.sum(0);
 }
 
