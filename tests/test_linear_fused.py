@@ -149,3 +149,15 @@ def test_backend_without_input_grad_is_refused_when_the_input_requires_grad():
     with pytest.raises(ValueError, match="input_grad"):
         sea_linear_cross_entropy(h.float().requires_grad_(True), v.float(), y, backend="triton",
                                  **HYPER)
+
+
+def test_eta_zero_without_torch_linear_cross_entropy(monkeypatch):
+    """torch < 2.13 (the GPU image's 2.11) has no F.linear_cross_entropy: the η = 0, λ = 1,
+    δ = 0 call falls back to F.cross_entropy(F.linear(...)), the same numbers."""
+    h, v, y, bias = problem(seed=7)
+    y = y.clone()
+    y[3] = -100
+    kw = dict(eta=0.0, lam=1.0, delta=0.0, reduction="none")
+    want = run(True, h, v, y, bias, **kw)
+    monkeypatch.delattr(F, "linear_cross_entropy")
+    same(run(True, h, v, y, bias, **kw), want, 1e-12)

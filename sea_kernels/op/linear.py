@@ -202,8 +202,7 @@ def sea_linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tenso
     x = F.normalize(input.to(ct), dim=1)
     moves = isinstance(eta, Tensor) or eta != 0
     if not moves and _is_number(lam, 1) and _is_number(delta, 0):
-        return F.linear_cross_entropy(x, v, target, linear_bias=bias, reduction=reduction,
-                                      ignore_index=ignore_index)
+        return _linear_cross_entropy(x, v, target, bias, reduction, ignore_index)
     if _use_fused(input, process_group):
         return _fused(x, labels, valid, v, bias, hypers, group_size, reduction, backend)
     u = None
@@ -218,6 +217,15 @@ def sea_linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tenso
     if reduction == "sum":
         return rows.sum()
     return rows.sum() / valid.sum()
+
+
+def _linear_cross_entropy(x, v, target, bias, reduction, ignore_index):
+    """torch's F.linear_cross_entropy (torch ≥ 2.13); before it, F.cross_entropy of F.linear."""
+    if hasattr(F, "linear_cross_entropy"):
+        return F.linear_cross_entropy(x, v, target, linear_bias=bias, reduction=reduction,
+                                      ignore_index=ignore_index)
+    return F.cross_entropy(F.linear(x, v, bias), target, reduction=reduction,
+                           ignore_index=ignore_index)
 
 
 def _row_losses(x, labels, v, bias, eta, lam, delta, u=None):
