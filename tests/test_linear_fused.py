@@ -161,3 +161,16 @@ def test_eta_zero_without_torch_linear_cross_entropy(monkeypatch):
     want = run(True, h, v, y, bias, **kw)
     monkeypatch.delattr(F, "linear_cross_entropy")
     same(run(True, h, v, y, bias, **kw), want, 1e-12)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_zero_rows_agree_on_both_paths(eta):
+    """A zero row: η ≠ 0 moves it to x̃ = u (gradient (γ − βu)/η, then F.normalize's); η = 0
+    (λ ≠ 1, not torch's own kernel) keeps x̃ = Π(0) = 0, no gradient — on both paths."""
+    h, v, y, bias = problem(seed=8)
+    h[[1, 6]] = 0
+    kw = dict(HYPER, eta=eta, reduction="none")
+    fused, autograd = run(True, h, v, y, bias, **kw), run(False, h, v, y, bias, **kw)
+    same(fused, autograd, 1e-9)
+    if eta == 0:
+        assert fused[1][[1, 6]].abs().max() == 0

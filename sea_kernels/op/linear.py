@@ -229,9 +229,9 @@ def _linear_cross_entropy(x, v, target, bias, reduction, ignore_index):
 
 
 def _row_losses(x, labels, v, bias, eta, lam, delta, u=None):
-    """ℓ(x̃_i) (b,) by autograd: x̃ = Π(x + ηu) (x itself without u), logits X̃Vᵀ + 1bᵀ, Eq. 15."""
-    if u is not None:
-        x = unit(x + eta * u)
+    """ℓ(x̃_i) (b,) by autograd: x̃ = Π(x + ηu) (Π(x) without u, η = 0: as the backends' η = 0
+    forward, a zero row has no gradient), logits X̃Vᵀ + 1bᵀ, Eq. 15."""
+    x = unit(x) if u is None else unit(x + eta * u)
     logits = x @ v.T if bias is None else torch.addmm(bias, x, v.T)
     y = labels[:, None] == torch.arange(v.shape[0], device=labels.device)
     z = logits if isinstance(delta, float) and delta == 0 else logits + delta * (~y).to(x.dtype)
