@@ -169,7 +169,8 @@ def sea_linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tenso
 
     SeA lives on the unit sphere: x_i = h_i/‖h_i‖ (F.normalize; a zero row stays zero and takes
     no part in any span; as in `fused_sea` it is itself moved to x̃_i = u_i, and, as through
-    F.normalize, its input gradient is ∂ℓ/∂x_i divided by F.normalize's eps = 1e-12). The
+    F.normalize, its input gradient is ∂ℓ/∂x_i divided by F.normalize's eps = 1e-12; at η = 0
+    with λ ≠ 1, δ ≠ 0 or a tensor η it stays x̃_i = 0, without gradient). The
     direction u_i = Π(ĝ_i) is computed from the detached x, W = Vᵀ and the bias exactly as
     `fused_sea` computes it (groups of `group_size` rows; Π(ĝ_i) over the other rows of the
     span, q ∝ exp(x_jᵀg_i/α)) and is a constant of the step; x̃_i = Π(x_i + η u_i), logits
