@@ -41,8 +41,8 @@ from torch import Tensor, nn
 from ..params import DEFAULTS, REDUCTIONS, ParameterError, check_choice, check_int, check_real
 from .call import Hyper, check_group_size, compute_dtype, features_of, group_size_of
 from .dispatch import forward_of, resolve_backend
-from .reference import unit
-from .torch_backend import loss_terms, sea_direction, softplus, unmoved_forward
+from .reference import one_hot, unit
+from .torch_backend import loss_terms, losses_and_d, sea_direction, softplus
 from .validation import check_dtype_range, check_linear_args
 
 __all__ = ["sea_linear_cross_entropy", "SeALinear", "direction_op", "linear_loss_op"]
@@ -264,17 +264,36 @@ def _scalars(hypers, ct, device) -> Tensor:
     return torch.stack([torch.as_tensor(h, dtype=ct, device=device) for h in hypers])
 
 
+def _unmoved(x, labels, v, row_scale, lam, delta, bias, need_x, need_w):
+    """η = 0 on the rows x = F.normalize(h) (unit, or zero): x̃ = x (Π(x) = x), no b×b work and
+    no b×d pass but the GEMMs: L = XVᵀ + 1bᵀ, the losses and D (`losses_and_d`), dV = DᵀX (C×d,
+    V's layout), db = Σ_i D_i, and dX = DV — ∂/∂x_i up to a multiple of x_i, which F.normalize's
+    backward removes (it passes only the part orthogonal to x_i), so the input gradient equals
+    the backends' (γ − βx̃)/‖x‖; a zero row (x̃ = Π(0) = 0) gets none."""
+    y = one_hot(labels, v.shape[0], x.dtype)
+    logits = x @ v.T if bias is None else torch.addmm(bias, x, v.T)
+    losses, d = losses_and_d(logits, y, row_scale, lam, delta, need_x or need_w)
+    dx = dv = db = x.new_empty(0)
+    if need_x:
+        nonzero = torch.linalg.vector_norm(x, dim=1) > 0
+        dx = (d * nonzero[:, None].to(d.dtype)) @ v
+    if need_w:
+        dv = d.T @ x
+        db = d.sum(dim=0) if bias is not None else db
+    return losses, (dx if need_x else None), dv, db
+
+
 def _run_backend(x, labels, v, row_scale, scalars, backend, need_x, need_w, group_size, bias):
-    """The backend contract (op/dispatch.py) on x (b×d), V (C×d) and (α, η, λ, δ): η = 0 takes
-    `unmoved_forward` (no b×b work). Returns (losses, dX or None, dV (C×d view of dW) or empty,
-    db)."""
+    """The backend contract (op/dispatch.py) on x (b×d), V (C×d) and (α, η, λ, δ); η = 0:
+    `_unmoved`. Returns (losses, dX or None, dV (C×d) or empty, db)."""
     alpha, eta, lam, delta = scalars.tolist()
+    if eta == 0:
+        return _unmoved(x, labels, v, row_scale, lam, delta, bias, need_x, need_w)
     hyper = Hyper(alpha, eta, lam, delta, False, group_size)
-    forward = unmoved_forward if eta == 0 else forward_of(backend)
+    forward = forward_of(backend)
     extra = {"input_grad": True} if need_x else {}
     out = forward(x, labels, v.T, row_scale, hyper, need_w, bias, **extra)
-    dw = out[1].contiguous().T if need_w else out[1]
-    return out[0], (out[3] if need_x else None), dw, out[2]
+    return out[0], (out[3] if need_x else None), (out[1].T if need_w else out[1]), out[2]
 
 
 @torch.library.custom_op("sea_kernels::sea_linear_loss", mutates_args=())
@@ -291,9 +310,11 @@ def linear_loss_op(x: Tensor, labels: Tensor, linear_weight: Tensor, row_scale: 
     losses, dx, dv, db = _run_backend(x, labels, linear_weight, row_scale, scalars, backend,
                                       need_x, need_w, group_size, bias)
     loss = (losses * row_scale).sum() if reduce else losses
+
     def empty():
         return x.new_empty(0)
-    return (loss, empty() if dx is None else dx.contiguous(), dv if need_w else empty(),
+    return (loss, empty() if dx is None else dx.contiguous(),
+            dv.contiguous() if need_w else empty(),
             db if need_w and bias is not None else empty())
 
 
@@ -304,7 +325,7 @@ def _(x, labels, linear_weight, row_scale, scalars, backend, reduce, need_x, nee
     need_x, need_w = need_x and reduce, need_w and reduce
     loss = x.new_empty(() if reduce else (x.shape[0],))
     dx = x.new_empty(x.shape if need_x else (0,))
-    dv = x.new_empty_strided((c, d), (1, c)) if need_w else x.new_empty(0)
+    dv = x.new_empty((c, d) if need_w else (0,))
     db = x.new_empty((c,) if need_w and bias is not None else (0,))
     return loss, dx, dv, db
 
