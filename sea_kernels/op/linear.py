@@ -306,6 +306,13 @@ def linear_loss_op(x: Tensor, labels: Tensor, linear_weight: Tensor, row_scale: 
     labels int64, scalars (α, η, λ, δ); dX only with need_x, dV (C×d) and db only with need_w
     (db also not without a bias): else empty tensors. The direction is computed from x inside
     the backend and held fixed."""
+    return _linear_loss(x, labels, linear_weight, row_scale, scalars, backend, reduce, need_x,
+                        need_w, group_size, bias)
+
+
+def _linear_loss(x, labels, linear_weight, row_scale, scalars, backend, reduce, need_x, need_w,
+                 group_size=None, bias=None):
+    """The body of `linear_loss_op` (also `_LinearLoss`'s forward)."""
     need_x, need_w = need_x and reduce, need_w and reduce
     losses, dx, dv, db = _run_backend(x, labels, linear_weight, row_scale, scalars, backend,
                                       need_x, need_w, group_size, bias)
@@ -335,6 +342,7 @@ def _setup_context(ctx, inputs, output):
      bias) = tuple(inputs) + (None, None)[len(inputs) - 9:]     # defaults left out
     ctx.args = (backend, reduce, need_x, need_w, group_size)
     ctx.has_bias = bias is not None
+    ctx.set_materialize_grads(False)     # the gradient outputs get no (zero) gradient of theirs
     saved = (x, labels, v, row_scale, scalars) + ((bias,) if bias is not None else ())
     ctx.save_for_backward(*saved, *(output[1:] if reduce else ()))
 
@@ -382,6 +390,18 @@ def _graph_grads(x, labels, v, bias, row_scale, scalars, group_size, need_x, nee
 linear_loss_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _LinearLoss(torch.autograd.Function):
+    """`linear_loss_op` in eager mode without torch.library's per-call dispatch (the same body,
+    `_setup_context` and `_backward`); torch.compile traces the custom op."""
+
+    @staticmethod
+    def forward(*args):
+        return _linear_loss(*args)
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
+
+
 def _fused(x, labels, valid, v, bias, hypers, group_size, reduction, backend):
     """The loss through `linear_loss_op`. Ignored rows (valid false) enter as zero rows (out of
     every span) with row scale 0; "mean" divides by the other rows' count."""
@@ -395,13 +415,13 @@ def _fused(x, labels, valid, v, bias, hypers, group_size, reduction, backend):
         x = x.masked_fill(~valid[:, None], 0)
     scalars = _scalars(hypers, ct, x.device)
     group = group_size_of(group_size, b)
+    op = linear_loss_op if torch.compiler.is_compiling() else _LinearLoss.apply
     if reduction == "none":
-        losses = linear_loss_op(x, labels, v, weights, scalars, backend, False, need_x, need_w,
-                                group, bias)[0]
+        losses = op(x, labels, v, weights, scalars, backend, False, need_x, need_w, group,
+                    bias)[0]
         return losses * weights
     scale = weights / weights.sum() if reduction == "mean" else weights
-    return linear_loss_op(x, labels, v, scale, scalars, backend, True, need_x, need_w, group,
-                          bias)[0]
+    return op(x, labels, v, scale, scalars, backend, True, need_x, need_w, group, bias)[0]
 
 
 class SeALinear(nn.Module):
