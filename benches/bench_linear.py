@@ -15,6 +15,11 @@ Rows of the table (ratio = SeA time / baseline time; 1.00 is parity):
   lce η=0 +dx   sea_linear_cross_entropy(h, V, y, eta=0), h.requires_grad: ∂/∂h and ∂/∂V,
                 against the baseline with h.requires_grad
   lce η=0       the same without the input gradient (h.requires_grad False): ∂/∂V only
+  op η=0 +dx    sea_linear_cross_entropy(eta=torch.tensor(0.)): the same function through the
+                fused op (a tensor η always takes it: the backend's η = 0 forward with
+                input_grad=True, gradients from the forward pass), against the baseline with
+                h.requires_grad
+  op η=0        the same without the input gradient
   fused η=0     fused_sea(h, y, V.T, eta=0) (backend "auto"): ∂/∂V only, against the baseline
                 without the input gradient
   lce η=0.8 +dx sea_linear_cross_entropy(..., eta=0.8) with the input gradient, against the
@@ -68,22 +73,28 @@ def candidates(h, v, y):
         return lambda hg, vg: sea_kernels.sea_linear_cross_entropy(hg, vg, y, eta=eta, lam=1.0,
                                                                    delta=0.0)
 
+    zero = torch.tensor(0.0)
+
     def fused(hg, vg):
         return sea_kernels.fused_sea(hg, y, vg.T, eta=0.0, lam=1.0, delta=0.0)
 
     xn = F.normalize(h, dim=1)
     return {"lce_dx": step(lce, True), "sea0_dx": step(sea(0.0), True),
             "lce": step(lce, False), "sea0": step(sea(0.0), False),
+            "op0_dx": step(sea(zero), True), "op0": step(sea(zero), False),
             "fused0": step(fused, False), "sea_eta_dx": step(sea(ETA), True),
             "xxt": lambda: torch.mm(xn, xn.T)}
 
 
 ROWS = [("lce η=0 +dx", "sea0_dx", "lce_dx"), ("lce η=0", "sea0", "lce"),
+        ("op η=0 +dx", "op0_dx", "lce_dx"), ("op η=0", "op0", "lce"),
         ("fused η=0", "fused0", "lce"), (f"lce η={ETA} +dx", "sea_eta_dx", "lce_dx")]
 LEGEND = """\
 ratio = SeA ms / F.linear_cross_entropy(F.normalize(h), V, y) ms (F.normalize in both), fwd+bwd
   lce η=0 +dx    sea_linear_cross_entropy(eta=0), input gradient on (h.requires_grad)
   lce η=0        sea_linear_cross_entropy(eta=0), no input gradient (∂/∂V only)
+  op η=0 +dx     sea_linear_cross_entropy(eta=tensor(0.)): the fused op, input gradient on
+  op η=0         the fused op, no input gradient
   fused η=0      fused_sea(eta=0, backend auto), no input gradient (∂/∂V only)
   lce η=0.8 +dx  the full op with the input gradient; floor = (baseline + X Xᵀ GEMM alone) /
                  baseline, the ratio no implementation of the b×b direction can go under"""

@@ -28,6 +28,11 @@
 //   grad_rows [g]    R = U + QᵀV                         X̃ = diag(1/n) X + diag(ηr/n) QX, so
 //   weight_grad      dW = XᵀR (+ X̃_uᵀD_u over the        X̃ᵀD = XᵀR; the untrusted rows of V
 //                    untrusted rows), db = Σ_i D_i       are zeroed in R and added from x̃
+// With input_grad (dX = ∂/∂X with the direction fixed, docs/design.md §8) X̃ is formed in row
+// space instead of the last Gram-space products: per group QX = Q_g X_g (one GEMM on q), ‖ĝ_i‖²
+// from its rows (no QK), QL = (QX)W when d < G (else Q L), X̃ = diag(c1) X + diag(c2) QX (the
+// untrusted rows' x̃ as formed), β_i = D_i·(L̃_i − b) in the epilogue's row pass; then
+// γ = D Wᵀ, dX_i = (γ_i − β_i x̃_i)/n_i (one row pass) and dW = X̃ᵀD (no R = U + QᵀV).
 // GEMMs through ATen (MKL), every row step one at::parallel_for pass (inline on its group's thread
 // when groups run in parallel); sea_rows.h the row primitives, sea_trust.h the rules of §3.
 #include "sea_cpu.h"
@@ -194,6 +199,13 @@ struct GradFactors {
   Tensor u, v, d;
 };
 
+// What the input gradient needs of one group's row_epilogue (null pointers: not requested): the
+// row factors c1, c2 of X̃ = diag(c1) X + diag(c2) QX and β_i = D_i·(L̃_i − b) (n each).
+template <typename T>
+struct InputGradRows {
+  T *c1 = nullptr, *c2 = nullptr, *beta = nullptr;
+};
+
 // The group's share of dW that Gram space leaves out: its untrusted rows' ĝ and V rows.
 struct GroupResult {
   Untrusted untrusted;
@@ -212,15 +224,29 @@ struct GroupResult {
 template <typename T>
 GroupResult row_epilogue(const Group& grp, const Tensor& w, const T* xg, const int64_t* y,
                          const T* row_scale, const Hyper<T>& h, const GradFactors& f,
-                         T* lossp) {
+                         T* lossp, const InputGradRows<T>& ig, const Tensor& qx) {
   const int64_t n = grp.n, ld = grp.kl.size(1), ldq = grp.width, C = w.size(1);
   const int64_t lo = grp.width;  // the column of L in kl (and of QL in qkl)
   constexpr T tiny = std::numeric_limits<T>::min();
   constexpr T inf = std::numeric_limits<T>::infinity();
   const T eta = h.eta, lam = h.lam, inv_lam = h.inv_lam, delta = h.delta;
   const T* bias = h.bias;
-  Tensor qkl = at::mm(grp.q, grp.kl);
+  // With the input gradient QX (n×d) is formed anyway: ‖ĝ_i‖² = ‖(QX)_i‖² from its rows, and
+  // only QL is multiplied (no n×n by n×n QK): as (QX)W (n·d·C) when d < n, else Q L (n·n·C).
+  Tensor qkl;
+  if (qx.defined()) {
+    qkl = at::empty({n, ld}, grp.kl.options());
+    Tensor ql = qkl.narrow(1, lo, C);
+    if (grp.x.size(1) < n)
+      at::mm_out(ql, qx, w);
+    else
+      at::mm_out(ql, grp.q, grp.kl.narrow(1, lo, C));
+  } else {
+    qkl = at::mm(grp.q, grp.kl);
+  }
   const T* qklp = qkl.const_data_ptr<T>();
+  const T* qxp = qx.defined() ? qx.const_data_ptr<T>() : nullptr;
+  const int64_t dim = grp.x.size(1);
   const T* klp = grp.kl.const_data_ptr<T>();
   const T* qp = grp.q.const_data_ptr<T>();
   std::vector<T> kd(n), gh2(n), n2(n), r(n), inv_n(n);
@@ -228,7 +254,8 @@ GroupResult row_epilogue(const Group& grp, const Tensor& w, const T* xg, const i
   const T* kdp = kd.data();
   at::parallel_for(0, n, grain(2 * n), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      const T acc = dot(qklp + i * ld, qp + i * ldq, n);
+      const T acc = qxp ? dot(qxp + i * dim, qxp + i * dim, dim)
+                        : dot(qklp + i * ld, qp + i * ldq, n);
       gh2[i] = acc;
       const bool moved = acc > 0;
       r[i] = moved ? T(1) / std::sqrt(std::max(acc, tiny)) : T(0);
@@ -243,6 +270,11 @@ GroupResult row_epilogue(const Group& grp, const Tensor& w, const T* xg, const i
   }
   GroupResult out;
   out.untrusted = untrusted_rows<T>(grp, w, kd, gh2, n2, eta, c1, c2, qkl);
+  if (ig.c1) {
+    std::copy(c1.begin(), c1.end(), ig.c1);
+    std::copy(c2.begin(), c2.end(), ig.c2);
+  }
+  T* betap = ig.beta;
   const bool grad = f.u.defined();
   T* up = grad ? f.u.data_ptr<T>() : nullptr;
   T* vp = grad ? f.v.data_ptr<T>() : nullptr;
@@ -294,6 +326,12 @@ GroupResult row_epilogue(const Group& grp, const Tensor& w, const T* xg, const i
         for (int64_t c = 0; c < C; ++c) di[c] = dscale * z[c];
         di[yi] = dy;
       }
+      if (betap) {  // β_i = D_i·(L̃_i − b), L̃_i − b = c1 l_i + c2 (QL)_i (z[yi] = 0 here)
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t c = 0; c < C; ++c) acc += z[c] * (in * li[c] + cq * qli[c]);
+        betap[i] = dscale * acc + dy * (in * li[yi] + cq * qli[yi]);
+      }
     }
   });
   if (grad && out.untrusted.any()) {
@@ -325,6 +363,56 @@ Tensor weight_grad(const Tensor& x, const Tensor& r, const std::vector<GroupResu
   return dw;
 }
 
+// augmented_rows (one group, for the input gradient): X̃_g = diag(c1) X_g + diag(c2) Q_g X_g
+// in place over xa = Q_g X_g (n×d, a view of the batch's b×d buffer), the untrusted rows
+// from their x̃ formed directly; inv_n (n) gets 1/n_i: c1 for the others, 1/‖x_i + ηΠ(ĝ_i)‖ for
+// the untrusted rows (0 where that is 0: Π's derivative at 0 is taken as 0, as autograd of
+// reference.unit gives).
+template <typename T>
+void augmented_rows(const Group& grp, const Tensor& xa, const T* c1, const T* c2,
+                    const Untrusted& un, T* inv_n) {
+  const int64_t n = grp.n, d = grp.x.size(1);
+  const T* xp = grp.x.const_data_ptr<T>();
+  const int64_t ldx = grp.x.stride(0), ldx1 = grp.x.stride(1);
+  T* ap = xa.data_ptr<T>();
+  at::parallel_for(0, n, grain(2 * d), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      T* ai = ap + i * d;
+      const T* xi = xp + i * ldx;
+      const T a = c1[i], b = c2[i];
+      for (int64_t k = 0; k < d; ++k) ai[k] = a * xi[k * ldx1] + b * ai[k];
+      inv_n[i] = a;
+    }
+  });
+  if (!un.any()) return;
+  xa.index_copy_(0, un.rows, un.xt);
+  const Tensor nn = un.n.contiguous();
+  const T* np = nn.const_data_ptr<T>();
+  const int64_t* rp = un.rows.const_data_ptr<int64_t>();
+  for (int64_t k = 0; k < un.rows.size(0); ++k) inv_n[rp[k]] = np[k] > 0 ? T(1) / np[k] : T(0);
+}
+
+// input_grad (op/input_grad.py, docs/design.md §8): ∂(Σ_i s_i ℓ(x̃_i))/∂X with the direction
+// fixed, (γ_i − β_i x̃_i)/n_i with γ = D Wᵀ (one b×C by C×d GEMM), in place over γ.
+template <typename T>
+Tensor input_grad(const Tensor& d, const Tensor& w, const T* beta, const Tensor& xa,
+                  const T* inv_n) {
+  Tensor gamma = at::mm(d, w.t()).contiguous();
+  const int64_t b = gamma.size(0), dim = gamma.size(1);
+  T* gp = gamma.data_ptr<T>();
+  const T* ap = xa.const_data_ptr<T>();
+  at::parallel_for(0, b, grain(2 * dim), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      T* gi = gp + i * dim;
+      const T* ai = ap + i * dim;
+      const T bi = beta[i], s = inv_n[i];
+#pragma omp simd
+      for (int64_t k = 0; k < dim; ++k) gi[k] = (gi[k] - bi * ai[k]) * s;
+    }
+  });
+  return gamma;
+}
+
 // Whether the groups run in parallel (each on one thread, its GEMMs single-threaded) rather than
 // in turn (each stage threaded inside): when there are enough of them to keep every thread busy,
 // at most 25% idle (at::parallel_for gives each thread ⌈k/threads⌉ groups).
@@ -341,8 +429,8 @@ bool groups_in_parallel(int64_t groups) {
 // and grad_norms too when every group has one row).
 template <typename T>
 void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_scale,
-              const Hyper<T>& h, int64_t group, bool compute_grad, const Tensor& losses,
-              Tensor& dw, Tensor& db) {
+              const Hyper<T>& h, int64_t group, bool compute_grad, bool want_dx,
+              const Tensor& losses, Tensor& dw, Tensor& db, Tensor& dx) {
   const int64_t b = x.size(0), C = w.size(1);
   const int64_t width = group >= b ? b : group;
   const int64_t groups = (b + width - 1) / width;
@@ -357,11 +445,16 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
     gn = grad_norms<T>(a, w);
   }
   GradFactors f;
-  if (compute_grad) {
+  const bool grad = compute_grad || want_dx;  // D is needed for either
+  if (grad) {
     f.u = at::empty({b, C}, x.options());
     f.v = at::empty({b, C}, x.options());
-    if (h.bias) f.d = at::empty({b, C}, x.options());
+    if (h.bias || want_dx) f.d = at::empty({b, C}, x.options());
   }
+  // the input gradient's rows: c1, c2, β, 1/n (b each) and X̃ (b×d)
+  std::vector<T> c1(want_dx ? b : 0), c2(want_dx ? b : 0), beta(want_dx ? b : 0),
+      inv_n(want_dx ? b : 0);
+  const Tensor xa = want_dx ? at::empty({b, x.size(1)}, x.options()) : Tensor();
   std::vector<GroupResult> results(groups);
   T* lossp = losses.data_ptr<T>();
   auto run_group = [&](int64_t k) {
@@ -385,13 +478,24 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
       attention<T>(a.narrow(0, s, n), grp, gn.g2.data() + s, flagged, g, h.alpha, xg.data() + s);
     }
     GradFactors fg;
-    if (compute_grad) {
+    if (grad) {
       fg.u = f.u.narrow(0, s, n);
       fg.v = f.v.narrow(0, s, n);
       if (f.d.defined()) fg.d = f.d.narrow(0, s, n);
     }
-    results[k] = row_epilogue<T>(grp, w, xg.data() + s, y + s, row_scale + s, h, fg, lossp + s);
-    if (compute_grad) grad_rows(grp.q, fg);
+    InputGradRows<T> ig;
+    Tensor qx;  // Q_g X_g (one GEMM on the group's q), with the input gradient only
+    if (want_dx) {
+      ig = {c1.data() + s, c2.data() + s, beta.data() + s};
+      qx = xa.narrow(0, s, n);
+      at::mm_out(qx, grp.q, grp.x);
+    }
+    results[k] = row_epilogue<T>(grp, w, xg.data() + s, y + s, row_scale + s, h, fg, lossp + s,
+                                 ig, qx);
+    if (want_dx)
+      augmented_rows<T>(grp, xa.narrow(0, s, n), c1.data() + s, c2.data() + s,
+                        results[k].untrusted, inv_n.data() + s);
+    if (compute_grad && !want_dx) grad_rows(grp.q, fg);
   };
   if (groups == 1) {
     run_group(0);
@@ -402,9 +506,12 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
   } else {
     for (int64_t k = 0; k < groups; ++k) run_group(k);
   }
+  if (want_dx) dx = input_grad<T>(f.d, w, beta.data(), xa, inv_n.data());
   if (!compute_grad) return;
-  dw = weight_grad(x, f.u, results);
-  if (f.d.defined()) db = f.d.sum(0);
+  // with the input gradient X̃ is formed (untrusted rows included): dW = X̃ᵀD, one GEMM, and no
+  // R = U + QᵀV
+  dw = want_dx ? at::mm(xa.t(), f.d) : weight_grad(x, f.u, results);
+  if (h.bias) db = f.d.sum(0);
 }
 
 }  // namespace
@@ -412,12 +519,10 @@ void sea_impl(const Tensor& x, const Tensor& w, const int64_t* y, const T* row_s
 // The arguments come validated from Python (sea_kernels.op.call.validate: hyper-parameter ranges,
 // the bias finite, the compute dtype): the checks here only guard memory — shapes that agree,
 // dtypes it can read, CPU tensors, a group size ≥ 1 and labels that index a column of W.
-std::tuple<Tensor, Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& labels,
-                                               const Tensor& weight, const Tensor& row_scale,
-                                               double alpha, double eta, double lam, double delta,
-                                               bool negative_only, bool compute_grad,
-                                               std::optional<int64_t> group_size,
-                                               const std::optional<Tensor>& bias) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> sea_fwd_cpu(
+    const Tensor& x, const Tensor& labels, const Tensor& weight, const Tensor& row_scale,
+    double alpha, double eta, double lam, double delta, bool negative_only, bool compute_grad,
+    std::optional<int64_t> group_size, const std::optional<Tensor>& bias, bool input_grad) {
   TORCH_CHECK(x.dim() == 2, "sea_fwd_cpu: x must be 2-D (batch × features), got shape ",
               x.sizes());
   TORCH_CHECK(weight.dim() == 2,
@@ -478,14 +583,15 @@ std::tuple<Tensor, Tensor, Tensor> sea_fwd_cpu(const Tensor& x, const Tensor& la
 
   Tensor losses = at::empty({b}, xc.options());
   Tensor dw = at::empty({0}, xc.options()), db = at::empty({0}, xc.options());
+  Tensor dx = at::empty({0}, xc.options());
   AT_DISPATCH_FLOATING_TYPES(ct, "sea_fwd_cpu", [&] {
     using T = scalar_t;
     const Hyper<T> h{T(alpha), T(eta), T(lam), T(1) / T(lam), T(delta), negative_only,
                      has_bias ? bc.const_data_ptr<T>() : nullptr};
     sea_impl<T>(xc, wc, yp, s.const_data_ptr<T>(), h, group_size.value_or(b), compute_grad,
-                losses, dw, db);
+                input_grad, losses, dw, db, dx);
   });
-  return {losses, dw, db};
+  return {losses, dw, db, dx};
 }
 
 }  // namespace sea_kernels
@@ -494,7 +600,8 @@ TORCH_LIBRARY(sea_kernels, m) {
   m.def(
       "sea_fwd_cpu(Tensor x, Tensor labels, Tensor weight, Tensor row_scale, float alpha, "
       "float eta, float lam, float delta, bool negative_only, bool compute_grad, "
-      "int? group_size=None, Tensor? bias=None) -> (Tensor, Tensor, Tensor)");
+      "int? group_size=None, Tensor? bias=None, bool input_grad=False) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(sea_kernels, CPU, m) { m.impl("sea_fwd_cpu", &sea_kernels::sea_fwd_cpu); }

@@ -17,11 +17,13 @@ namespace sea_kernels {
 // other rows of its group of group_size consecutive rows (the last one shorter); none (or ≥ b):
 // the whole batch. Same function, corner cases included, as
 // sea_kernels.op.torch_backend.sea_forward. The arguments are validated by the host; the kernel
-// checks only what guards memory.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> sea_fwd_cpu(
+// checks only what guards memory. input_grad: also dX = ∂(Σ_i row_scale_i ℓ(x̃_i))/∂X (b×d) with
+// the direction u held fixed (x̃_i = Π(x_i + ηu_i); op/input_grad.py), the fourth output (empty
+// without it; it needs D, computed then even without compute_grad).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sea_fwd_cpu(
     const at::Tensor& x, const at::Tensor& labels, const at::Tensor& weight,
     const at::Tensor& row_scale, double alpha, double eta, double lam, double delta,
     bool negative_only, bool compute_grad, std::optional<int64_t> group_size = std::nullopt,
-    const std::optional<at::Tensor>& bias = std::nullopt);
+    const std::optional<at::Tensor>& bias = std::nullopt, bool input_grad = false);
 
 }  // namespace sea_kernels

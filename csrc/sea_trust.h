@@ -90,6 +90,7 @@ GradNorms<T> grad_norms(const Tensor& a, const Tensor& w) {
 // ĝ = Q[rows] X (m×d, each row scaled, see untrusted_rows); undefined tensors when there is none.
 struct Untrusted {
   Tensor rows, xt;  // the rows (local indices) and their x̃ formed directly (m×d)
+  Tensor n;         // n_i = ‖x_i + ηΠ(ĝ_i)‖ (m,) = x̃_i·(x_i + ηΠ(ĝ_i)): the input gradient's 1/n_i
   bool any() const { return rows.defined(); }
 };
 
@@ -172,7 +173,9 @@ Untrusted untrusted_rows(const Group& grp, const Tensor& w, const std::vector<T>
   const Tensor gh = at::mm(grp.q.index_select(0, u.rows), grp.x);  // ĝ of the flagged rows (m×d)
   unit_rows_<T>(gh);                                                   // Π(ĝ_i) (0 for ĝ_i = 0)
   u.xt = grp.x.index_select(0, u.rows).add_(gh, eta);                  // u_i = x_i + ηΠ(ĝ_i)
+  const Tensor moved = u.xt.clone();
   unit_rows_<T>(u.xt);                                                 // x̃_i = Π(u_i)
+  u.n = (u.xt * moved).sum(1);  // ‖u_i‖ without squaring it (no underflow for a tiny η)
   for (int64_t k = 0; k < m; ++k) {
     c1[rows[k]] = T(0);
     c2[rows[k]] = T(1);

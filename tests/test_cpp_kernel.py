@@ -92,7 +92,9 @@ def test_outputs_without_grad_and_the_compute_dtype():
     out = run(x, y, w, s.double(), group_size=3, bias=bias.double())
     assert [t.dtype for t in out] == [torch.float64] * 3 and out[2].shape == (4,)
     raw = OP(x, y, w, s, 0.01, 0.8, 0.1, 0.0, False, True, 3, None)
-    assert len(raw) == 3 and raw[2].shape == (0,)
+    assert len(raw) == 4 and raw[2].shape == (0,) and raw[3].shape == (0,)   # no input_grad
+    raw = OP(x, y, w, s, 0.01, 0.8, 0.1, 0.0, False, False, 3, None, True)
+    assert raw[1].shape == (0,) and raw[3].shape == x.shape and raw[3].dtype == torch.float32
 
 
 def test_classes_below_two_are_refused():
@@ -155,13 +157,17 @@ def test_computes_in_the_dtype_of_row_scale():
     assert rel_err(grad.double(), run(x, y, w, s)[1]) < 1e-5
 
 
+@pytest.mark.parametrize("input_grad", [False, True], ids=["", "input_grad"])
 @pytest.mark.parametrize("with_bias", [None, False, True], ids=["old_schema", "nobias", "bias"])
 @pytest.mark.parametrize("compute_grad", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_opcheck(dtype, compute_grad, with_bias):
-    """The op's fake kernel and registration, with the call without group_size/bias too."""
+def test_opcheck(dtype, compute_grad, with_bias, input_grad):
+    """The op's fake kernel and registration, with the call without group_size/bias too, and
+    with the input gradient (the fourth output)."""
     x, y, w, s, bias = problem(7, 13, 5, dtype, seed=14, with_bias=bool(with_bias))
     tail = () if with_bias is None else (3, bias)
+    if input_grad:
+        tail = (tail or (None, None)) + (True,)
     torch.library.opcheck(OP, (x, y, w, s, 0.01, 0.8, 0.1, 0.0, False, compute_grad) + tail)
 
 
@@ -169,13 +175,15 @@ def test_fake_kernel_shapes_and_dtypes():
     from torch._subclasses.fake_tensor import FakeTensorMode
     with FakeTensorMode():
         x, w = torch.empty(6, 11, dtype=torch.bfloat16), torch.empty(11, 4, dtype=torch.float64)
-        loss, grad, _ = OP(x, torch.zeros(6, dtype=torch.long), w,
-                           torch.ones(6, dtype=torch.float64), 0.01, 0.8, 0.1, 0.0, False, True)
+        loss, grad, _, _ = OP(x, torch.zeros(6, dtype=torch.long), w,
+                              torch.ones(6, dtype=torch.float64), 0.01, 0.8, 0.1, 0.0, False,
+                              True)
         assert loss.shape == (6,) and grad.shape == (11, 4)
         assert loss.dtype == grad.dtype == torch.float64
-        _, grad, _ = OP(x, torch.zeros(6, dtype=torch.long), w.float(), torch.ones(6), 0.01, 0.8,
-                        0.1, 0.0, False, False)
+        _, grad, _, dx = OP(x, torch.zeros(6, dtype=torch.long), w.float(), torch.ones(6), 0.01,
+                            0.8, 0.1, 0.0, False, False, None, None, True)
         assert grad.shape == (0,) and grad.dtype == torch.float32
+        assert dx.shape == (6, 11) and dx.dtype == torch.float32
 
 
 def test_fake_kernel_groups_and_bias():
@@ -183,13 +191,13 @@ def test_fake_kernel_groups_and_bias():
     with FakeTensorMode():
         x, w = torch.empty(6, 11), torch.empty(11, 4)
         y, s = torch.zeros(6, dtype=torch.long), torch.ones(6)
-        losses, dw, db = OP(x, y, w, s.double(), 0.01, 0.8, 0.1, 0.0, False, True, 2,
-                            torch.empty(4, dtype=torch.float64))
+        losses, dw, db, _ = OP(x, y, w, s.double(), 0.01, 0.8, 0.1, 0.0, False, True, 2,
+                               torch.empty(4, dtype=torch.float64))
         assert losses.shape == (6,) and dw.shape == (11, 4) and db.shape == (4,)
         assert losses.dtype == dw.dtype == db.dtype == torch.float64
-        _, dw, db = OP(x, y, w, s, 0.01, 0.8, 0.1, 0.0, False, False, 2, torch.empty(4))
+        _, dw, db, _ = OP(x, y, w, s, 0.01, 0.8, 0.1, 0.0, False, False, 2, torch.empty(4))
         assert dw.shape == db.shape == (0,) and db.dtype == torch.float32
-        _, _, db = OP(x, y, w, s, 0.01, 0.8, 0.1, 0.0, False, True)
+        _, _, db, _ = OP(x, y, w, s, 0.01, 0.8, 0.1, 0.0, False, True)
         assert db.shape == (0,)
 
 

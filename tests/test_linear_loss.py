@@ -205,14 +205,14 @@ def test_gradcheck_on_the_input_with_the_direction_fixed():
     def fixed(*a, **k):
         return u
 
-    def f(hh, vv, bb):
-        old = linear._direction
-        linear._direction = fixed
+    def f(hh, vv, bb):     # the autograd path with u fixed (the fused path equals it: below)
+        old, old_fused = linear._direction, linear._use_fused
+        linear._direction, linear._use_fused = fixed, lambda *a: False
         try:
             return sea_linear_cross_entropy(hh, vv, y, linear_bias=bb, alpha=0.05, eta=0.5,
                                             lam=0.3, delta=0.2)
         finally:
-            linear._direction = old
+            linear._direction, linear._use_fused = old, old_fused
 
     args = (h.clone().requires_grad_(True), v.clone().requires_grad_(True),
             b.clone().requires_grad_(True))

@@ -79,7 +79,7 @@ std::optional<int64_t> grp(int64_t G) {
 std::tuple<Tensor, Tensor> sea2(const Tensor& x, const Tensor& labels, const Tensor& w,
                                 const Tensor& s, double alpha, double eta, double lam,
                                 double delta, bool negative_only, bool compute_grad) {
-  auto [loss, dw, db] = sea_kernels::sea_fwd_cpu(x, labels, w, s, alpha, eta, lam, delta,
+  auto [loss, dw, db, loss_dx] = sea_kernels::sea_fwd_cpu(x, labels, w, s, alpha, eta, lam, delta,
                                                  negative_only, compute_grad);
   if (db.numel() != 0) check(false, "db is not empty without a bias");
   return {loss, dw};
@@ -361,7 +361,7 @@ void grouped(const std::string& name, int64_t b, int64_t d, int64_t C, int64_t G
   Tensor bias = with_bias ? 0.5 * at::randn({C}, at::kDouble) : Tensor();
   std::optional<Tensor> ob = with_bias ? std::optional<Tensor>(bias) : std::nullopt;
   auto [ref_loss, ref_dw, ref_db] = literal(x, labels, w, s, h, G, bias);
-  auto [loss, dw, db] = sea_kernels::sea_fwd_cpu(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta,
+  auto [loss, dw, db, loss_dx] = sea_kernels::sea_fwd_cpu(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta,
                                                  h.negative_only, true, grp(G), ob);
   const double el = rel_err(loss, ref_loss), eg = rel_err(dw, ref_dw);
   const double eb = with_bias ? rel_err(db, ref_db) : 0.0;
@@ -376,7 +376,7 @@ void grouped(const std::string& name, int64_t b, int64_t d, int64_t C, int64_t G
   const int64_t step = G > 0 ? G : b;
   for (int64_t lo = 0; lo < b; lo += step) {
     const int64_t n = std::min(step, b - lo);
-    auto [l, g, gb] = sea_kernels::sea_fwd_cpu(x.narrow(0, lo, n), labels.narrow(0, lo, n), w,
+    auto [l, g, gb, l_dx] = sea_kernels::sea_fwd_cpu(x.narrow(0, lo, n), labels.narrow(0, lo, n), w,
                                                s.narrow(0, lo, n), h.alpha, h.eta, h.lam,
                                                h.delta, h.negative_only, true, std::nullopt, ob);
     losses.push_back(l);
@@ -391,13 +391,13 @@ void grouped(const std::string& name, int64_t b, int64_t d, int64_t C, int64_t G
   // float32; compute_grad = false: same losses, empty dW and db.
   std::optional<Tensor> ob32 = with_bias ? std::optional<Tensor>(bias.to(at::kFloat))
                                          : std::nullopt;
-  auto [l32, g32, b32] = sea_kernels::sea_fwd_cpu(x.to(at::kFloat), labels, w.to(at::kFloat),
+  auto [l32, g32, b32, l32_dx] = sea_kernels::sea_fwd_cpu(x.to(at::kFloat), labels, w.to(at::kFloat),
                                                   s.to(at::kFloat), h.alpha, h.eta, h.lam,
                                                   h.delta, h.negative_only, true, grp(G), ob32);
   check(l32.scalar_type() == at::kFloat && rel_err(l32, ref_loss) < 1e-3 &&
             rel_err(g32, ref_dw) < 1e-3 && (!with_bias || rel_err(b32, ref_db) < 1e-3),
         name + ": float32");
-  auto [l0, g0, b0] = sea_kernels::sea_fwd_cpu(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta,
+  auto [l0, g0, b0, l0_dx] = sea_kernels::sea_fwd_cpu(x, labels, w, s, h.alpha, h.eta, h.lam, h.delta,
                                                h.negative_only, false, grp(G), ob);
   check(at::equal(l0, loss) && g0.numel() == 0 && b0.numel() == 0,
         name + ": compute_grad=false with groups");
@@ -531,20 +531,20 @@ int main() {
   // group_size = None, bias = None).
   auto op = c10::Dispatcher::singleton()
                 .findSchemaOrThrow("sea_kernels::sea_fwd_cpu", "")
-                .typed<std::tuple<Tensor, Tensor, Tensor>(
+                .typed<std::tuple<Tensor, Tensor, Tensor, Tensor>(
                     const Tensor&, const Tensor&, const Tensor&, const Tensor&, double, double,
                     double, double, bool, bool, std::optional<int64_t>,
-                    const std::optional<Tensor>&)>();
+                    const std::optional<Tensor>&, bool)>();
   {
     Tensor x = unit(at::randn({5, 8}, at::kDouble)), w = at::randn({8, 3}, at::kDouble);
     Tensor labels = at::randint(3, {5}, at::kLong), s = at::ones({5}, at::kDouble);
-    auto [l1, g1, b1] = op.call(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true, std::nullopt, {});
+    auto [l1, g1, b1, l1_dx] = op.call(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true, std::nullopt, {}, false);
     auto [l2, g2] = sea2(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true);
     check(at::equal(l1, l2) && at::equal(g1, g2) && b1.numel() == 0,
           "dispatcher call matches the direct call");
     Tensor bias = at::randn({3}, at::kDouble);
-    auto [l3, g3, b3] = op.call(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true, 2, bias);
-    auto [l4, g4, b4] = sea_kernels::sea_fwd_cpu(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false,
+    auto [l3, g3, b3, l3_dx] = op.call(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false, true, 2, bias, false);
+    auto [l4, g4, b4, l4_dx] = sea_kernels::sea_fwd_cpu(x, labels, w, s, 0.01, 0.8, 0.1, 0.0, false,
                                                  true, 2, bias);
     check(at::equal(l3, l4) && at::equal(g3, g4) && at::equal(b3, b4),
           "dispatcher call with group_size and bias matches the direct call");
@@ -556,7 +556,7 @@ int main() {
     });
     bad[2] = -1;
     expect_error("label < 0", "out of range", [&] {
-      op.call(x, bad, w, s, 0.01, 0.8, 0.1, 0.0, false, true, std::nullopt, {});
+      op.call(x, bad, w, s, 0.01, 0.8, 0.1, 0.0, false, true, std::nullopt, {}, false);
     });
     expect_error("weight rows != d", "weight must have shape", [&] {
       sea_kernels::sea_fwd_cpu(x, labels, w.narrow(0, 0, 7), s, 0.01, 0.8, 0.1, 0.0, false, true);

@@ -73,17 +73,18 @@ def _register_fake() -> None:
     """The FakeTensor kernel of torch.ops.sea_kernels.sea_fwd_cpu (shapes and dtypes only, for
     torch.compile and torch.library.opcheck): every output in row_scale's dtype (the compute
     dtype); losses (b,), dW (d×C; (0,) without compute_grad), db (C,; (0,) without compute_grad or
-    without a bias)."""
+    without a bias), dX (b×d; (0,) without input_grad)."""
 
     @torch.library.register_fake("sea_kernels::sea_fwd_cpu")
     def _(x, labels, weight, row_scale, alpha, eta, lam, delta, negative_only, compute_grad,
-          group_size=None, bias=None):
+          group_size=None, bias=None, input_grad=False):
         ct = row_scale.dtype
         losses = x.new_empty((x.shape[0],), dtype=ct)
         grad = x.new_empty(tuple(weight.shape) if compute_grad else (0,), dtype=ct)
         grad_b = x.new_empty((weight.shape[1],) if compute_grad and bias is not None else (0,),
                              dtype=ct)
-        return losses, grad, grad_b
+        grad_x = x.new_empty(tuple(x.shape) if input_grad else (0,), dtype=ct)
+        return losses, grad, grad_b, grad_x
 
 
 def _loaded(module, origin: str, stacklevel: int) -> None:
@@ -235,16 +236,20 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None):
+def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None,
+                input_grad=False):
     """The backend contract (op/dispatch.py, docs/design.md §5) through
     torch.ops.sea_kernels.sea_fwd_cpu: (losses, dW, db) in row_scale's dtype (the compute dtype:
-    the kernel computes in it); dW and db empty without compute_grad, db also without a bias.
+    the kernel computes in it); dW and db empty without compute_grad, db also without a bias;
+    input_grad: (losses, dW, db, dX), dX (b×d) computed in the same pass (op/input_grad.py).
     hyper.group_size: None (the whole batch) or G ≥ 1 (block-diagonal Q, groups of G)."""
     if _MODULE is None and not ensure():
         raise RuntimeError(f"the C++ kernel is unavailable: {globals()['CPP_ERROR']}")
     alpha, eta, lam, delta, negative_only, group_size = hyper
-    return torch.ops.sea_kernels.sea_fwd_cpu(x, labels, weight, row_scale, alpha, eta, lam, delta,
-                                             negative_only, compute_grad, group_size, bias)
+    out = torch.ops.sea_kernels.sea_fwd_cpu(x, labels, weight, row_scale, alpha, eta, lam, delta,
+                                            negative_only, compute_grad, group_size, bias,
+                                            input_grad)
+    return out if input_grad else out[:3]
 
 
 with _LOCK:

@@ -3,7 +3,7 @@
 As xformers' operators do, every backend states the devices, the dtypes and the features it takes
 and says *why* it refuses a call (docs/design.md §5): `Backend.not_supported_reasons(device,
 dtypes, features)` is empty when the backend can run it. The features are "groups" (a group size),
-"bias" and "input_grad" (∂loss/∂x, §8; declared by no backend yet). An explicit `backend=` that
+"bias" and "input_grad" (∂loss/∂x, §8). An explicit `backend=` that
 refuses raises a ValueError/TypeError naming the reasons; `backend="auto"` takes the first of
 PRIORITY that does not refuse, and when none takes the call its error lists every backend's
 reasons (`explain`). The declarations need no device to be present:
@@ -11,13 +11,17 @@ reasons (`explain`). The declarations need no device to be present:
 
 The contract every `Backend.forward` obeys (docs/design.md §5):
 
-    forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None)
-        -> (losses (b,), dW (d×C), db (C,))
+    forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None, input_grad=False)
+        -> (losses (b,), dW (d×C), db (C,))                     input_grad=False
+        -> (losses (b,), dW (d×C), db (C,), dX (b×d))           input_grad=True
 
 labels int64, `hyper` an op.call.Hyper (α, η, λ, δ, negative_only, group_size: None or
 1 ≤ G < b), everything computed in row_scale's dtype (the compute dtype, op/call.py; Triton:
-float32); dW and db are empty tensors without compute_grad, db also without a bias. The arguments
-are already validated (op/call.py): a backend checks nothing again.
+float32); dW and db are empty tensors without compute_grad, db also without a bias. With
+input_grad (a backend declaring "input_grad"), dX = ∂(Σ_i s_i ℓ(x̃_i))/∂X in the same pass, the
+direction u held fixed (x̃_i = Π(x_i + η u_i)): (γ_i − β_i x̃_i)/n_i, op/input_grad.py, one more
+b·C·d GEMM; nothing extra without it. The arguments are already validated (op/call.py): a
+backend checks nothing again.
 """
 from __future__ import annotations
 
@@ -94,16 +98,18 @@ def _triton_interpreter() -> tuple[str, ...]:
 BACKENDS_BY_NAME = {
     "torch": Backend(
         "torch", "Gram-space eager PyTorch", torch_backend.sea_forward,
-        None, FLOAT_DTYPES, frozenset({"groups", "bias"}), lambda: None),
+        None, FLOAT_DTYPES, frozenset({"groups", "bias", "input_grad"}), lambda: None),
     "cpp": Backend(
         "cpp", "fused C++ kernel (sea_kernels._C, ATen GEMMs + OpenMP rows)",
-        cpp_backend.sea_forward, ("cpu",), FLOAT_DTYPES, frozenset({"groups", "bias"}),
+        cpp_backend.sea_forward, ("cpu",), FLOAT_DTYPES,
+        frozenset({"groups", "bias", "input_grad"}),
         lambda: None if cpp_backend.CPP_AVAILABLE else
         f"{cpp_backend.CPP_ERROR}; use backend='torch' or reinstall with "
         "`pip install --no-build-isolation -e .`"),
     "triton": Backend(
-        "triton", "fused Triton kernels (attention-like row blocks)", triton_backend.sea_forward,
-        ("cuda",), (torch.float32, torch.bfloat16, torch.float16), frozenset({"groups", "bias"}),
+        "triton", "fused Triton kernels (scores once into a b×G Q, tensor-core dots)", triton_backend.sea_forward,
+        ("cuda",), (torch.float32, torch.bfloat16, torch.float16),
+        frozenset({"groups", "bias", "input_grad"}),
         lambda: None if triton_backend.AVAILABLE else triton_backend.UNAVAILABLE_REASON,
         _triton_interpreter),
 }

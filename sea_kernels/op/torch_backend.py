@@ -37,6 +37,7 @@ from __future__ import annotations
 import torch
 
 from .groups import BlockDiag, group_blocks, join_rows, split_rows
+from .input_grad import input_grad as input_grad_of
 from .reference import one_hot
 from .reference import unit as unit_rows
 
@@ -335,11 +336,13 @@ def _front(x, y, w, alpha, eta, lam, delta, negative_only, group_size=None, bias
     return logits, q, ql, c1, c2, rows, x_aug
 
 
-def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None):
+def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None,
+                input_grad=False):
     """The backend contract (op/dispatch.py, docs/design.md §5): per-row losses ℓ(x̃_i) (b,),
     dW = ∂(Σ_i s_i ℓ(x̃_i))/∂W (d×C) and db = Σ_i D_i (C,), in row_scale's dtype (the compute
-    dtype); dW and db empty without compute_grad, db also without a bias. hyper: op.call.Hyper
-    (group_size G: groups of G consecutive rows projected alone; None: the whole batch)."""
+    dtype); dW and db empty without compute_grad, db also without a bias; input_grad: also
+    dX (b×d, `_gram_input_grad`). hyper: op.call.Hyper (group_size G: groups of G consecutive
+    rows projected alone; None: the whole batch)."""
     ct = row_scale.dtype
     x, w = x.to(ct), weight.to(ct)
     bias = None if bias is None else bias.to(ct)
@@ -348,11 +351,25 @@ def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=Non
                                                 hyper.delta, hyper.negative_only,
                                                 hyper.group_size, bias)
     losses, d = row_epilogue(logits, ql, c1, c2, y, row_scale, hyper.lam, hyper.delta,
-                             compute_grad, bias)
+                             compute_grad or input_grad, bias)
+    dx = (_gram_input_grad(x, w, d, logits, q, ql, c1, c2, rows, x_aug, hyper.eta),) \
+        if input_grad else ()
     if not compute_grad:
-        return losses, x.new_empty(0), x.new_empty(0)
+        return (losses, x.new_empty(0), x.new_empty(0)) + dx
     dw = add_direct_grad(weight_grad(x, grad_rows(d, q, c1, c2, rows)), x_aug, d)
-    return losses, dw, (x.new_empty(0) if bias is None else d.sum(dim=0))
+    return (losses, dw, (x.new_empty(0) if bias is None else d.sum(dim=0))) + dx
+
+
+def _gram_input_grad(x, w, d, logits, q, ql, c1, c2, rows, x_aug, eta):
+    """dX of `sea_forward` (op/input_grad.py): X̃ = diag(c1) X + diag(c2) QX and L̃ − 1bᵀ =
+    diag(c1) L + diag(c2) QL, the untrusted rows (the mask `rows`) with their x̃ as formed (their
+    c1 = 0, c2 = 1 and (QL)_i = x̃_iᵀW) and 1/n_i, n_i = x̃_i·(x_i + ηΠ(q_i X)) (0 where n_i = 0),
+    kept by torch.where: no host sync."""
+    gh = q.matmul(x)
+    xt = torch.where(rows[:, None], x_aug, c1[:, None] * x + c2[:, None] * gh)
+    n = (x_aug * (x + eta * unit_rows(gh))).sum(dim=1)
+    inv_n = torch.where(rows, torch.where(n > 0, 1 / n.masked_fill(n == 0, 1), 0), c1)
+    return input_grad_of(d, w, c1[:, None] * logits + c2[:, None] * ql, xt, inv_n)
 
 
 def normalized_rows(x):
@@ -363,19 +380,28 @@ def normalized_rows(x):
     return _unit_scaled_(x / _pow2_above(x))
 
 
-def unmoved_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None):
+def unmoved_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None,
+                    input_grad=False):
     """The backend contract for η = 0, where no row moves and no b×b work is needed: x̃ = Π(x)
     (`normalized_rows`, a zero row stays zero), L̃ = X̃W + 1bᵀ, the losses and D of
     `losses_and_d`, dW = X̃ᵀD and db = Σ_i D_i. The fused op runs it for every backend when η is
-    0 (op/fused.py `_forward`); `hyper`'s α, the direction and the group size do not matter."""
+    0 (op/fused.py `_forward`); `hyper`'s α, the direction and the group size do not matter.
+    input_grad: also dX = (γ − β x̃)/‖x‖ (op/input_grad.py; 0 on zero rows)."""
     ct = row_scale.dtype
     x_aug, w = normalized_rows(x.to(ct)), weight.to(ct)
     y = one_hot(labels, w.shape[1], ct)
     logits = x_aug @ w if bias is None else torch.addmm(bias.to(ct), x_aug, w)
-    losses, d = losses_and_d(logits, y, row_scale, hyper.lam, hyper.delta, compute_grad)
+    losses, d = losses_and_d(logits, y, row_scale, hyper.lam, hyper.delta,
+                             compute_grad or input_grad)
+    dx = ()
+    if input_grad:
+        norm = torch.linalg.vector_norm(x.to(ct), dim=1)
+        inv_n = torch.where(norm > 0, 1 / norm.masked_fill(norm == 0, 1), 0)
+        dx = (input_grad_of(d, w, logits if bias is None else logits - bias.to(ct), x_aug,
+                            inv_n),)
     if not compute_grad:
-        return losses, x_aug.new_empty(0), x_aug.new_empty(0)
-    return losses, x_aug.T @ d, (x_aug.new_empty(0) if bias is None else d.sum(dim=0))
+        return (losses, x_aug.new_empty(0), x_aug.new_empty(0)) + dx
+    return (losses, x_aug.T @ d, (x_aug.new_empty(0) if bias is None else d.sum(dim=0))) + dx
 
 
 def sea_direction(x, labels, weight, hyper, dtype, bias=None):
