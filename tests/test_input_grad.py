@@ -130,7 +130,8 @@ def test_input_grad_negative_only_and_unnormalised_rows(name):
     x, labels, w = make_problem(14, 9, 4, seed=3, normalise=False)
     x = x * torch.linspace(0.2, 3.0, 14, dtype=torch.float64)[:, None]
     hyper = Hyper(0.05, 1.3, 0.2, 0.0, True, None)
-    _check(name, x, labels, w, _scale("none", 14, torch.float64), hyper, None, torch.float64)
+    dtype = torch.float64 if declares(name, dtype=torch.float64) else torch.float32
+    _check(name, x, labels, w, _scale("none", 14, torch.float64), hyper, None, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
@@ -147,8 +148,10 @@ def test_unmoved_input_grad(with_bias, dtype):
 @pytest.mark.parametrize("name", _params())
 def test_input_grad_without_weight_grad(name):
     """input_grad with compute_grad=False: dX alone, dW and db empty."""
-    x, labels, w = make_problem(9, 6, 3, seed=1)
-    s = torch.full((9,), 1 / 9, dtype=torch.float64)
+    dtype = torch.float64 if declares(name, dtype=torch.float64) else torch.float32
+    x, labels, w = (t.to(dtype) if t.is_floating_point() else t
+                    for t in make_problem(9, 6, 3, seed=1))
+    s = torch.full((9,), 1 / 9, dtype=dtype)
     forward = BACKENDS_BY_NAME[name].forward
     hyper = Hyper(0.05, 0.8, 0.5, 0.0, False, None)
     losses, dw, db, dx = forward(x, labels, w, s, hyper, False, None, input_grad=True)
