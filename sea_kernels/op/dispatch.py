@@ -107,7 +107,8 @@ BACKENDS_BY_NAME = {
         f"{cpp_backend.CPP_ERROR}; use backend='torch' or reinstall with "
         "`pip install --no-build-isolation -e .`"),
     "triton": Backend(
-        "triton", "fused Triton kernels (scores once into a b×G Q, tensor-core dots)", triton_backend.sea_forward,
+        "triton", "fused Triton kernels (scores once into a b×G Q, tensor-core dots)",
+        triton_backend.sea_forward,
         ("cuda",), (torch.float32, torch.bfloat16, torch.float16),
         frozenset({"groups", "bias", "input_grad"}),
         lambda: None if triton_backend.AVAILABLE else triton_backend.UNAVAILABLE_REASON,
