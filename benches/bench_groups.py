@@ -25,7 +25,9 @@ default 256) per provider at each b of --sizes (default 32,768 and 262,144) and 
 --shapes (default 1280,10), float32, each in a fresh subprocess: the peak resident set
 (/proc/self/status VmHWM, reset through /proc/self/clear_refs after the inputs are built) minus
 the resident set before the call — the step's own memory, the b×d input x excluded — against
-`memory_formula`: b·(d + 2C + 2G) + d·C floats.
+`memory_formula` per provider: cpp b·(2G + 2C) + d·C floats (its b×(G+C) buffer [K | L], Q's
+b×G, D; no b×d stage), torch b·(3d + 2C + 2G) + d·C (three b×d stages — QX, the direct x̃ of
+every row and G' = A'Wᵀ of its sync-free repairs — the logits and D, S and Q blocks).
 """
 from __future__ import annotations
 
@@ -102,10 +104,15 @@ def measure(b, d, c, group, repeats, rate, max_call_s):
     return {p: timing.band(s) for p, s in samples.items()}, diff, ""
 
 
-def memory_formula(b: int, d: int, c: int, group: int) -> int:
-    """Bytes (float32) the docs state for one grouped step, x excluded: b·d for X̃ (or its
-    b×d-sized stage), b·2C for the logits and D, b·2G for a row's S and Q blocks, d·C for dW."""
-    return 4 * (b * (d + 2 * c + 2 * group) + d * c)
+#: The b×d stages a provider's grouped step holds at once (module docstring).
+BXD_STAGES = {"cpp": 0, "torch": 3}
+
+
+def memory_formula(b: int, d: int, c: int, group: int, provider: str = "torch") -> int:
+    """Bytes (float32) the docs state for one grouped step, x excluded: BXD_STAGES[provider]·b·d,
+    b·2C for the logits and D, b·2G for a row's S and Q blocks (cpp: [K | L] and Q), d·C for
+    dW."""
+    return 4 * (b * (BXD_STAGES[provider] * d + 2 * c + 2 * group) + d * c)
 
 
 def _status_kib(field: str) -> int:
@@ -129,7 +136,8 @@ def memory_child(provider: str, b: int, d: int, c: int, group: int) -> dict:
     peak = _status_kib("VmHWM")
     return {"provider": provider, "b": b, "d": d, "C": c, "G": group,
             "input_bytes": x.numel() * x.element_size(),
-            "peak_bytes": 1024 * (peak - before), "formula_bytes": memory_formula(b, d, c, group)}
+            "peak_bytes": 1024 * (peak - before),
+            "formula_bytes": memory_formula(b, d, c, group, provider)}
 
 
 def measure_memory(provider: str, b: int, d: int, c: int, group: int, threads=None) -> dict:

@@ -1,5 +1,6 @@
 """Peak memory of a grouped step (fused_sea forward + backward, G = 256) is O(b·G): within 2× of
-the documented formula b·(d + 2C + 2G) + d·C floats and linear in b (benches/bench_groups.py
+the documented formula b·(k·d + 2C + 2G) + d·C floats (k b×d stages: cpp 0, torch 3) and
+linear in b (benches/bench_groups.py
 --memory; each measurement in a fresh subprocess, the input x excluded)."""
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def _bench():
 
 def test_formula_counts_the_stated_floats():
     bench = _bench()
-    assert bench.memory_formula(262144, 1280, 10, 256) == 4 * (262144 * 1812 + 12800)
+    assert bench.memory_formula(262144, 1280, 10, 256, "cpp") == 4 * (262144 * 532 + 12800)
+    assert bench.memory_formula(262144, 1280, 10, 256, "torch") == 4 * (262144 * 4372 + 12800)
 
 
 @pytest.mark.slow
