@@ -38,7 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..params import DEFAULTS, REDUCTIONS, ParameterError, check_choice, check_int, check_real
+from ..params import (
+    BACKENDS,
+    DEFAULTS,
+    REDUCTIONS,
+    ParameterError,
+    check_choice,
+    check_int,
+    check_real,
+)
 from .call import Hyper, check_group_size, compute_dtype, features_of, group_size_of
 from .dispatch import forward_of, resolve_backend
 from .reference import one_hot, unit
@@ -84,6 +92,10 @@ def _hyper(name: str, value):
 
 def _check(input, linear_weight, target, linear_bias, hypers, group_size, reduction,
            ignore_index, backend):
+    """The validated (hyper-parameters, group size, compute dtype, backend). On the plain path
+    (η = 0, λ = 1, δ = 0 as numbers: torch's own fused kernel, `_plain`) no backend is resolved,
+    only its name checked: none runs. The target range costs one aminmax and one host sync;
+    only a value outside [0, C) is looked at again (it may be ignore_index)."""
     check_linear_args(input, linear_weight, target, linear_bias)
     group_size = check_group_size(group_size)
     values = [_hyper(n, v) for n, v in zip(_HYPER_NAMES, hypers)]
@@ -93,19 +105,29 @@ def _check(input, linear_weight, target, linear_bias, hypers, group_size, reduct
     check_choice("reduction", reduction, REDUCTIONS)
     if not isinstance(ignore_index, numbers.Integral) or isinstance(ignore_index, bool):
         raise ParameterError(f"ignore_index must be an integer, got {ignore_index!r}")
-    dtypes = tuple(dict.fromkeys(t.dtype for t in (input, linear_weight, linear_bias)
-                                 if t is not None))
-    features = features_of(group_size, linear_bias is not None)
-    if input.requires_grad and torch.is_grad_enabled():
-        features = features | {"input_grad"}
-    backend = resolve_backend(backend, input.device, dtypes, features)
+    hypers = [v for v, _ in values]
+    if _plain(*hypers):
+        check_choice("backend", backend, BACKENDS)
+    else:
+        dtypes = tuple(dict.fromkeys(t.dtype for t in (input, linear_weight, linear_bias)
+                                     if t is not None))
+        features = features_of(group_size, linear_bias is not None)
+        if input.requires_grad and torch.is_grad_enabled():
+            features = features | {"input_grad"}
+        backend = resolve_backend(backend, input.device, dtypes, features)
+    c = linear_weight.shape[0]
     if not torch.compiler.is_compiling() and target.numel():
-        bad = (target != ignore_index) & ((target < 0) | (target >= linear_weight.shape[0]))
-        if bool(bad.any()):
-            raise ValueError(f"target must lie in [0, {linear_weight.shape[0]}) (linear_weight "
-                             f"has {linear_weight.shape[0]} rows) or equal ignore_index="
-                             f"{ignore_index}, found {int(target[bad][0])}")
-    return [v for v, _ in values], group_size, ct, backend
+        lo, hi = torch.stack(torch.aminmax(target)).tolist()
+        if (lo < 0 or hi >= c) and bool(
+                (bad := (target != ignore_index) & ((target < 0) | (target >= c))).any()):
+            raise ValueError(f"target must lie in [0, {c}) (linear_weight has {c} rows) or "
+                             f"equal ignore_index={ignore_index}, found {int(target[bad][0])}")
+    return hypers, group_size, ct, backend
+
+
+def _plain(alpha, eta, lam, delta) -> bool:
+    """η = 0, λ = 1, δ = 0 as Python numbers: the loss is torch's own linear cross-entropy."""
+    return _is_number(eta, 0) and _is_number(lam, 1) and _is_number(delta, 0)
 
 
 def _is_number(value, number) -> bool:
@@ -196,15 +218,15 @@ def sea_linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tenso
                                              (alpha, eta, lam, delta), group_size, reduction,
                                              ignore_index, backend)
     alpha, eta, lam, delta = hypers
-    target = target.long()
-    valid = target != ignore_index
-    labels = target.masked_fill(~valid, 0)
     v = linear_weight.to(ct)
     bias = None if linear_bias is None else linear_bias.to(ct)
     x = F.normalize(input.to(ct), dim=1)
-    moves = isinstance(eta, Tensor) or eta != 0
-    if not moves and _is_number(lam, 1) and _is_number(delta, 0):
+    if _plain(*hypers):
         return _linear_cross_entropy(x, v, target, bias, reduction, ignore_index)
+    target = target.long()
+    valid = target != ignore_index
+    labels = target.masked_fill(~valid, 0)
+    moves = isinstance(eta, Tensor) or eta != 0
     if _use_fused(input, process_group):
         return _fused(x, labels, valid, v, bias, hypers, group_size, reduction, backend)
     u = None
