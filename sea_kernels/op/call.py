@@ -188,3 +188,11 @@ def configure(*, alpha=DEFAULTS["alpha"], eta=DEFAULTS["eta"], lam=DEFAULTS["lam
     if backend is not None:
         backend = resolve_backend(backend, device, (dtype,), features_of(hyper.group_size, bias))
     return SeaConfig(hyper, reduction, direction, device, ct, backend)
+
+
+def is_unit_grad(grad) -> bool:
+    """Whether an incoming gradient is a plain CPU tensor equal to 1 (read without a device
+    sync; never while tracing): a backward that scales saved gradients can skip the × 1, as
+    Liger-Kernel's fused losses do."""
+    return (type(grad) is torch.Tensor and grad.device.type == "cpu" and grad.numel() == 1
+            and not torch.compiler.is_compiling() and float(grad) == 1.0)

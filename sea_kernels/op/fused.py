@@ -105,6 +105,7 @@ def _setup_context(ctx, inputs, output):
     ctx.reduction = reduction
     ctx.hyper = (alpha, eta, lam, delta, backend, negative_only, group_size)   # weighted_grad_op's
     ctx.has_bias = bias is not None
+    ctx.set_materialize_grads(False)     # dW and db outputs get no (zero) gradient of their own
     saved = (x, labels, weight) + ((bias,) if bias is not None else ())
     ctx.save_for_backward(*saved, *(() if reduction == "none" else output[1:]))
 
@@ -134,6 +135,8 @@ def _backward(ctx, grad_loss, _grad_of_grad, _grad_of_grad_b):
     x, labels, weight, *saved = ctx.saved_tensors
     bias = saved.pop(0) if ctx.has_bias else None
     grad_b = None
+    if grad_loss is None:        # only the gradient outputs were differentiated (not materialised)
+        return (None,) * 13
     if torch.is_grad_enabled():  # backward(create_graph=True): a dW that is differentiable
         alpha, eta, lam, delta, _, negative_only, group_size = ctx.hyper
         grad_w, grad_b = _weight_grad_graph(x, labels, weight, bias, grad_loss, ctx.reduction,

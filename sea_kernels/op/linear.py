@@ -47,7 +47,14 @@ from ..params import (
     check_int,
     check_real,
 )
-from .call import Hyper, check_group_size, compute_dtype, features_of, group_size_of
+from .call import (
+    Hyper,
+    check_group_size,
+    compute_dtype,
+    features_of,
+    group_size_of,
+    is_unit_grad,
+)
 from .dispatch import forward_of, resolve_backend
 from .reference import one_hot, unit
 from .torch_backend import loss_terms, losses_and_d, sea_direction, softplus
@@ -380,20 +387,13 @@ def _backward(ctx, grad, *_):
                                   wants[0], wants[2], ctx.has_bias and wants[10])
     elif reduce:
         dx, dv, db = rest
-        if not _is_one(grad):                                           # Liger: skip × 1
+        if not is_unit_grad(grad):                                           # Liger: skip × 1
             dx, dv, db = (t * grad for t in (dx, dv, db))
     else:                                # "none": the row weights are known now: run it again
         _, dx, dv, db = linear_loss_op(x, labels, v, row_scale * grad, scalars, backend, True,
                                        need_x, need_w, group_size, bias)
     return (dx if need_x else None, None, dv if need_w else None, None, None, None, None, None,
             None, None, db if need_w and bias is not None else None)
-
-
-def _is_one(grad) -> bool:
-    """Whether an incoming gradient is a plain CPU tensor equal to 1 (read without a device
-    sync; never while tracing)."""
-    return (type(grad) is Tensor and grad.device.type == "cpu" and grad.numel() == 1
-            and not torch.compiler.is_compiling() and float(grad) == 1.0)
 
 
 def _graph_grads(x, labels, v, bias, row_scale, scalars, group_size, need_x, need_v, need_b):
