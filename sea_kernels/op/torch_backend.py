@@ -328,12 +328,20 @@ def _projected(x, y, w, alpha, lam, delta, negative_only, group_size, bias):
 def _front(x, y, w, alpha, eta, lam, delta, negative_only, group_size=None, bias=None):
     """`_projected` → row factors (`factors`): (L, Q, QL, c1, c2, the untrusted rows' mask,
     their x̃ (b×d, zero on the other rows))."""
+    return _front_gh(x, y, w, alpha, eta, lam, delta, negative_only, group_size, bias)[:7]
+
+
+def _front_gh(x, y, w, alpha, eta, lam, delta, negative_only, group_size=None, bias=None,
+              keep_gh=False):
+    """`_front` and ĝ = QX, formed once (`factors` overwrites it with the direct x̃; keep_gh:
+    it works on a copy and ĝ is returned last, else None)."""
     logits, k, q, ql, gh_norm2, x_dot_gh = _projected(x, y, w, alpha, lam, delta, negative_only,
                                                       group_size, bias)
     k_diag = k.diagonal()
-    c1, c2, rows, x_aug = factors(x, w, lambda _: q.matmul(x), ql, gh_norm2, x_dot_gh, k_diag,
-                                  eta, _group_max(k_diag, k.blocks))
-    return logits, q, ql, c1, c2, rows, x_aug
+    gh = q.matmul(x)
+    c1, c2, rows, x_aug = factors(x, w, lambda _: gh.clone() if keep_gh else gh, ql, gh_norm2,
+                                  x_dot_gh, k_diag, eta, _group_max(k_diag, k.blocks))
+    return logits, q, ql, c1, c2, rows, x_aug, (gh if keep_gh else None)
 
 
 def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=None,
@@ -347,12 +355,12 @@ def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=Non
     x, w = x.to(ct), weight.to(ct)
     bias = None if bias is None else bias.to(ct)
     y = one_hot(labels, w.shape[1], ct)
-    logits, q, ql, c1, c2, rows, x_aug = _front(x, y, w, hyper.alpha, hyper.eta, hyper.lam,
-                                                hyper.delta, hyper.negative_only,
-                                                hyper.group_size, bias)
+    logits, q, ql, c1, c2, rows, x_aug, gh = _front_gh(
+        x, y, w, hyper.alpha, hyper.eta, hyper.lam, hyper.delta, hyper.negative_only,
+        hyper.group_size, bias, keep_gh=input_grad)
     losses, d = row_epilogue(logits, ql, c1, c2, y, row_scale, hyper.lam, hyper.delta,
                              compute_grad or input_grad, bias)
-    dx = (_gram_input_grad(x, w, d, logits, q, ql, c1, c2, rows, x_aug, hyper.eta),) \
+    dx = (_gram_input_grad(x, w, d, logits, gh, ql, c1, c2, rows, x_aug, hyper.eta),) \
         if input_grad else ()
     if not compute_grad:
         return (losses, x.new_empty(0), x.new_empty(0)) + dx
@@ -360,12 +368,11 @@ def sea_forward(x, labels, weight, row_scale, hyper, compute_grad=True, bias=Non
     return (losses, dw, (x.new_empty(0) if bias is None else d.sum(dim=0))) + dx
 
 
-def _gram_input_grad(x, w, d, logits, q, ql, c1, c2, rows, x_aug, eta):
+def _gram_input_grad(x, w, d, logits, gh, ql, c1, c2, rows, x_aug, eta):
     """dX of `sea_forward` (op/input_grad.py): X̃ = diag(c1) X + diag(c2) QX and L̃ − 1bᵀ =
     diag(c1) L + diag(c2) QL, the untrusted rows (the mask `rows`) with their x̃ as formed (their
     c1 = 0, c2 = 1 and (QL)_i = x̃_iᵀW) and 1/n_i, n_i = x̃_i·(x_i + ηΠ(q_i X)) (0 where n_i = 0),
-    kept by torch.where: no host sync."""
-    gh = q.matmul(x)
+    kept by torch.where: no host sync. gh: ĝ = QX, as `_front_gh` formed it."""
     xt = torch.where(rows[:, None], x_aug, c1[:, None] * x + c2[:, None] * gh)
     n = (x_aug * (x + eta * unit_rows(gh))).sum(dim=1)
     inv_n = torch.where(rows, torch.where(n > 0, 1 / n.masked_fill(n == 0, 1), 0), c1)
